@@ -1,0 +1,52 @@
+# Marrowscope developer entry points. `make help` lists them.
+SHELL := /bin/bash
+PY ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+PROTO_SRC := $(wildcard protos/marrowscope/v1/*.proto)
+
+.DEFAULT_GOAL := help
+
+help: ## list the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-11s %s\n", $$1, $$2}'
+
+$(STAMP): requirements.lock pyproject.toml
+	test -x $(BIN)/python || $(PY) -m venv $(VENV)
+	$(BIN)/pip install -q -r requirements.lock
+	$(BIN)/pip install -q --no-deps -e .
+	touch $(STAMP)
+
+setup: $(STAMP) ## create .venv and install the pinned dependencies
+
+demo: setup ## start the local stack, run a short demo campaign on generated data, stop
+	$(BIN)/marrowscope demo
+
+up: setup ## start the local stack in the background (stop with `make down`)
+	$(BIN)/marrowscope up --detach
+
+down: setup ## stop the local stack
+	$(BIN)/marrowscope down
+
+test: setup ## unit + integration + e2e tests against real PostgreSQL, S3 and gRPC
+	$(BIN)/python -m pytest -q -ra
+
+bench: setup ## benchmarks that print figures (results under bench/results/)
+	$(BIN)/python bench/run_all.py
+
+protos: setup ## regenerate the gRPC code from protos/
+	$(BIN)/python -m marrowscope.core.protogen
+
+lint: setup ## ruff + mypy
+	$(BIN)/ruff check services tests bench
+	$(BIN)/ruff format --check services tests bench
+	$(BIN)/mypy services
+
+format: setup ## ruff format + autofix
+	$(BIN)/ruff format services tests bench
+	$(BIN)/ruff check --fix services tests bench
+
+clean: ## remove the local stack's state (.marrowscope/) and caches
+	rm -rf .marrowscope .pytest_cache .mypy_cache .ruff_cache
+
+.PHONY: help setup demo up down test bench protos lint format clean

@@ -1,0 +1,1 @@
+"""Marrowscope: bone marrow cell classification with semi-supervised rounds."""

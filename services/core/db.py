@@ -1,0 +1,125 @@
+"""PostgreSQL access: one psycopg 3 connection pool per process, SQL migrations on start-up.
+
+Migrations are the files ``migrations/NNNN_name.sql``, applied in order, each in its own
+transaction, under an advisory lock so that services starting together do not race. An applied
+migration whose file changed afterwards is an error: write a new migration instead.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import re
+from dataclasses import dataclass
+from importlib import resources
+
+import psycopg
+from psycopg.rows import dict_row
+from psycopg_pool import ConnectionPool
+
+from .errors import Unavailable
+from .settings import DatabaseSettings
+
+log = logging.getLogger(__name__)
+_MIGRATION_LOCK = 0x6D6172726F77  # "marrow": advisory lock id
+_NAME = re.compile(r"^(\d{4})_([a-z0-9_]+)\.sql$")
+
+
+@dataclass(frozen=True)
+class Migration:
+    version: int
+    name: str
+    sql: str
+
+    @property
+    def checksum(self) -> str:
+        return hashlib.sha256(self.sql.encode()).hexdigest()
+
+
+def load_migrations() -> list[Migration]:
+    found = []
+    for entry in resources.files("marrowscope.core").joinpath("migrations").iterdir():
+        match = _NAME.match(entry.name)
+        if match:
+            found.append(Migration(int(match[1]), match[2], entry.read_text()))
+    found.sort(key=lambda m: m.version)
+    versions = [m.version for m in found]
+    if len(set(versions)) != len(versions):
+        raise RuntimeError(f"duplicate migration versions: {versions}")
+    return found
+
+
+def apply_migrations(conn: psycopg.Connection) -> list[int]:
+    """Apply the migrations that are missing; return the versions applied now."""
+    applied_now: list[int] = []
+    conn.autocommit = True
+    conn.execute(
+        """CREATE TABLE IF NOT EXISTS schema_migrations (
+               version integer PRIMARY KEY, name text NOT NULL, checksum text NOT NULL,
+               applied_at timestamptz NOT NULL DEFAULT now())"""
+    )
+    conn.execute("SELECT pg_advisory_lock(%s)", (_MIGRATION_LOCK,))
+    try:
+        done = {
+            row[0]: row[1]
+            for row in conn.execute("SELECT version, checksum FROM schema_migrations").fetchall()
+        }
+        for migration in load_migrations():
+            if migration.version in done:
+                if done[migration.version] != migration.checksum:
+                    raise RuntimeError(
+                        f"migration {migration.version:04d}_{migration.name} changed after it "
+                        "was applied; add a new migration instead of editing an applied one"
+                    )
+                continue
+            with conn.transaction():
+                conn.execute(migration.sql.encode())  # type: ignore[call-overload]
+                conn.execute(
+                    "INSERT INTO schema_migrations (version, name, checksum) VALUES (%s, %s, %s)",
+                    (migration.version, migration.name, migration.checksum),
+                )
+            log.info("applied migration %04d_%s", migration.version, migration.name)
+            applied_now.append(migration.version)
+    finally:
+        conn.execute("SELECT pg_advisory_unlock(%s)", (_MIGRATION_LOCK,))
+    return applied_now
+
+
+def open_pool(settings: DatabaseSettings, *, name: str = "marrowscope") -> ConnectionPool:
+    """Open a pool (rows as dicts), waiting for the database, and apply migrations if asked."""
+    if settings.apply_migrations:
+        try:
+            with psycopg.connect(settings.dsn, connect_timeout=10) as conn:
+                apply_migrations(conn)
+        except psycopg.OperationalError as exc:
+            raise Unavailable(
+                f"cannot reach PostgreSQL ({exc.__class__.__name__}); check MARROWSCOPE_DB_DSN "
+                "and that the server is running"
+            ) from exc
+    pool = ConnectionPool(
+        settings.dsn,
+        min_size=settings.pool_min_size,
+        max_size=settings.pool_max_size,
+        kwargs={"row_factory": dict_row},
+        name=name,
+        open=False,
+    )
+    pool.open(wait=True, timeout=30)
+    return pool
+
+
+def create_database(admin_dsn: str, name: str) -> None:
+    """Create database ``name`` through an admin connection if it does not exist."""
+    if not re.fullmatch(r"[a-z_][a-z0-9_]*", name):
+        raise ValueError(f"unsafe database name {name!r}")
+    with psycopg.connect(admin_dsn, autocommit=True) as conn:
+        exists = conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", (name,)).fetchone()
+        if not exists:
+            conn.execute(f'CREATE DATABASE "{name}"'.encode())  # type: ignore[call-overload]
+
+
+def drop_database(admin_dsn: str, name: str) -> None:
+    if not re.fullmatch(r"[a-z_][a-z0-9_]*", name):
+        raise ValueError(f"unsafe database name {name!r}")
+    with psycopg.connect(admin_dsn, autocommit=True) as conn:
+        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'.encode())  # type: ignore[call-overload]

@@ -1,0 +1,135 @@
+"""Image intake: decide by magic bytes what a file is, decode it within limits, return RGB.
+
+Everything that enters Marrowscope as an image passes through ``decode_image``: uploads from the
+LIS, field images for segmentation, crops for inference. The errors name the problem and what
+the sender can do about it.
+"""
+
+from __future__ import annotations
+
+import io
+import warnings
+from dataclasses import dataclass
+
+import numpy as np
+from PIL import Image, UnidentifiedImageError
+
+from .errors import ImageTooLarge, InvalidImage
+
+# Magic bytes of the formats we accept. The file name never decides.
+_MAGIC: list[tuple[bytes, str]] = [
+    (b"\xff\xd8\xff", "JPEG"),
+    (b"\x89PNG\r\n\x1a\n", "PNG"),
+    (b"II*\x00", "TIFF"),
+    (b"MM\x00*", "TIFF"),
+    (b"BM", "BMP"),
+]
+CONTENT_TYPES = {"JPEG": "image/jpeg", "PNG": "image/png", "TIFF": "image/tiff", "BMP": "image/bmp"}
+
+
+@dataclass(frozen=True)
+class ImageLimits:
+    max_bytes: int = 32 * 1024 * 1024
+    max_pixels: int = 40_000_000  # a 6000x6000 scan; decompression bombs are far above
+    min_side: int = 8
+
+
+@dataclass(frozen=True)
+class DecodedImage:
+    rgb: np.ndarray  # HxWx3 uint8
+    format: str
+    original_mode: str
+
+    @property
+    def width(self) -> int:
+        return int(self.rgb.shape[1])
+
+    @property
+    def height(self) -> int:
+        return int(self.rgb.shape[0])
+
+    @property
+    def content_type(self) -> str:
+        return CONTENT_TYPES[self.format]
+
+
+def sniff_format(data: bytes) -> str:
+    """The image format named by the first bytes, or InvalidImage."""
+    for magic, name in _MAGIC:
+        if data.startswith(magic):
+            return name
+    head = data[:8].hex(" ") if data else "empty"
+    raise InvalidImage(
+        f"not an image: the content (first bytes {head}) is not JPEG, PNG, TIFF or BMP; "
+        "send the image file itself"
+    )
+
+
+def _to_rgb(image: Image.Image, background: tuple[int, int, int]) -> np.ndarray:
+    mode = image.mode
+    if mode in ("I;16", "I;16B", "I;16L", "I;16N", "I", "F"):
+        # High bit depth grey: scale the used range to 8 bits instead of clipping at 255.
+        values = np.asarray(image, dtype=np.float64)
+        high = float(values.max()) if values.size else 0.0
+        scale = 255.0 / (65535.0 if mode.startswith("I;16") or high > 255 else max(high, 1.0))
+        grey = np.clip(values * scale, 0, 255).astype(np.uint8)
+        return np.repeat(grey[:, :, None], 3, axis=2)
+    if mode in ("RGBA", "LA", "PA") or (mode == "P" and "transparency" in image.info):
+        rgba = image.convert("RGBA")
+        canvas = Image.new("RGBA", rgba.size, (*background, 255))
+        canvas.alpha_composite(rgba)
+        return np.asarray(canvas.convert("RGB"))
+    return np.asarray(image.convert("RGB"))
+
+
+def decode_image(
+    data: bytes,
+    limits: ImageLimits | None = None,
+    *,
+    background: tuple[int, int, int] = (255, 255, 255),
+) -> DecodedImage:
+    """Decode ``data`` into an 8-bit RGB array.
+
+    Transparent pixels are composited on ``background`` (white, like a slide's bright field);
+    16-bit and float grey images are scaled to 8 bits; palette, CMYK and grey become RGB.
+    """
+    limits = limits or ImageLimits()
+    if len(data) > limits.max_bytes:
+        raise ImageTooLarge(
+            f"image of {len(data)} bytes exceeds the limit of {limits.max_bytes} bytes"
+        )
+    fmt = sniff_format(data)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            image = Image.open(io.BytesIO(data), formats=[fmt])
+            width, height = image.size
+            if width * height > limits.max_pixels:
+                raise ImageTooLarge(
+                    f"image of {width}x{height} pixels exceeds the limit of {limits.max_pixels} "
+                    "pixels; send a smaller field or tile it"
+                )
+            if min(width, height) < limits.min_side:
+                raise InvalidImage(f"image of {width}x{height} pixels is too small to analyse")
+            image.load()
+    except (ImageTooLarge, InvalidImage):
+        raise
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
+        raise ImageTooLarge(f"image rejected as a decompression bomb: {exc}") from None
+    except UnidentifiedImageError:
+        raise InvalidImage(f"file starts like {fmt} but cannot be decoded; it is damaged") from None
+    except (OSError, SyntaxError, ValueError) as exc:
+        message = str(exc)
+        if "truncated" in message or "premature" in message.lower():
+            raise InvalidImage(
+                f"{fmt} image is truncated (the upload is incomplete); send the whole file"
+            ) from None
+        raise InvalidImage(f"{fmt} image cannot be decoded: {message}") from None
+    return DecodedImage(rgb=_to_rgb(image, background), format=fmt, original_mode=image.mode)
+
+
+def encode_png(rgb: np.ndarray) -> bytes:
+    """Lossless PNG of an RGB array (crops are stored as PNG so pixels never drift)."""
+    buffer = io.BytesIO()
+    Image.fromarray(rgb).save(buffer, format="PNG", optimize=False, compress_level=6)
+    return buffer.getvalue()
