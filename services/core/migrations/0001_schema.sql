@@ -141,6 +141,7 @@ CREATE TABLE model_versions (
     artifact_key text NOT NULL,
     artifact_sha256 text NOT NULL,
     artifact_bytes bigint NOT NULL,
+    weights_key text NOT NULL,  -- PyTorch state dict, for warm starts
     training_set_hash text NOT NULL,
     metrics jsonb NOT NULL DEFAULT '{}',
     learning_curve jsonb NOT NULL DEFAULT '[]',

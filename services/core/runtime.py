@@ -1,0 +1,60 @@
+"""What every service's ``__main__`` does: open the shared resources, serve, close cleanly."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable, Iterable
+from dataclasses import dataclass
+
+import grpc
+from psycopg_pool import ConnectionPool
+
+from .db import open_pool
+from .objectstore import ObjectStore, open_store
+from .rpc import GrpcService
+from .settings import DatabaseSettings, GrpcServerSettings, ObjectStoreSettings, PeerSettings
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class Resources:
+    """Connections a service shares between its requests."""
+
+    pool: ConnectionPool
+    store: ObjectStore
+    peers: PeerSettings
+
+    def close(self) -> None:
+        self.pool.close()
+
+
+def open_resources(
+    db: DatabaseSettings | None = None,
+    store: ObjectStoreSettings | None = None,
+    peers: PeerSettings | None = None,
+) -> Resources:
+    return Resources(
+        pool=open_pool(db or DatabaseSettings()),
+        store=open_store(store or ObjectStoreSettings()),
+        peers=peers or PeerSettings(),
+    )
+
+
+def serve(
+    settings: GrpcServerSettings,
+    service_names: Iterable[str],
+    register: Callable[[grpc.aio.Server], None],
+    on_stop: Callable[[], Awaitable[None]] | None = None,
+    on_start: Callable[[], Awaitable[None]] | None = None,
+) -> None:
+    """Run a gRPC service until SIGTERM/SIGINT."""
+
+    async def main() -> None:
+        service = GrpcService(settings, service_names, register)
+        if on_start is not None:
+            await on_start()
+        await service.run_until_signalled(on_stop)
+
+    asyncio.run(main())

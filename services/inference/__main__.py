@@ -1,0 +1,35 @@
+"""Run the inference service: ``python -m marrowscope.inference``."""
+
+import asyncio
+
+from marrowscope.core.logs import configure_logging
+from marrowscope.core.runtime import open_resources, serve
+from marrowscope.v1 import inference_pb2_grpc
+
+from .classifier import Classifier
+from .servicer import SERVICE_NAME, InferenceServicer
+from .settings import InferenceSettings
+
+
+def main() -> None:
+    configure_logging("inference")
+    settings = InferenceSettings()
+    resources = open_resources()
+    classifier = Classifier(resources.pool, resources.store, settings)
+    classifier.try_load_newest()
+    servicer = InferenceServicer(classifier)
+
+    async def close() -> None:
+        classifier.close()
+        await asyncio.to_thread(resources.close)
+
+    serve(
+        settings,
+        [SERVICE_NAME],
+        lambda server: inference_pb2_grpc.add_InferenceServiceServicer_to_server(servicer, server),
+        on_stop=close,
+    )
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,65 @@
+"""gRPC transport for the inference service."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+
+from marrowscope.core import messages
+from marrowscope.core.errors import FailedPrecondition, InvalidArgument
+from marrowscope.v1 import common_pb2, inference_pb2, inference_pb2_grpc
+
+from .classifier import CellPrediction, Classifier
+
+SERVICE_NAME = inference_pb2.DESCRIPTOR.services_by_name["InferenceService"].full_name
+
+
+def _prediction(p: CellPrediction, version: str) -> common_pb2.Prediction:
+    return common_pb2.Prediction(
+        cell_id=p.cell_id,
+        object_key=p.object_key,
+        probabilities=p.probabilities.tolist(),
+        top1_class=p.top1_class,
+        top1_probability=p.top1_probability,
+        top2_class=p.top2_class,
+        top2_probability=p.top2_probability,
+        margin=p.margin,
+        entropy=p.entropy,
+        model_version=version,
+    )
+
+
+class InferenceServicer(inference_pb2_grpc.InferenceServiceServicer):
+    def __init__(self, classifier: Classifier) -> None:
+        self.classifier = classifier
+
+    async def Classify(self, request, context):  # type: ignore[no-untyped-def]
+        cells = [(c.cell_id, c.object_key) for c in request.cells]
+        if any(not key for _, key in cells):
+            raise InvalidArgument("every cell needs an object_key")
+        predictions, record = await asyncio.to_thread(
+            self.classifier.classify, cells, request.model_version
+        )
+        return inference_pb2.ClassifyResponse(
+            predictions=[_prediction(p, record.name) for p in predictions],
+            model_version=record.name,
+        )
+
+    async def ClassifyStream(self, request_iterator, context) -> AsyncIterator:  # type: ignore[no-untyped-def]
+        async for request in request_iterator:
+            yield await self.Classify(request, context)
+
+    def _serving(self) -> inference_pb2.ServingModel:
+        model = self.classifier.current
+        if model is None:
+            raise FailedPrecondition("no model is loaded yet")
+        return inference_pb2.ServingModel(
+            model=messages.model_version(model.record), execution_provider=model.provider
+        )
+
+    async def GetServingModel(self, request, context):  # type: ignore[no-untyped-def]
+        return self._serving()
+
+    async def LoadModel(self, request, context):  # type: ignore[no-untyped-def]
+        await asyncio.to_thread(self.classifier.load, request.model_version)
+        return self._serving()

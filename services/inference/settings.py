@@ -1,0 +1,15 @@
+"""Inference service settings (env prefix ``MARROWSCOPE_INFERENCE_``)."""
+
+from pydantic_settings import SettingsConfigDict
+
+from marrowscope.core.settings import DEFAULT_PORTS, GrpcServerSettings, settings_config
+
+
+class InferenceSettings(GrpcServerSettings):
+    model_config: SettingsConfigDict = settings_config("MARROWSCOPE_INFERENCE_")
+    port: int = DEFAULT_PORTS["inference"]
+    intra_op_threads: int = 0  # 0 = ONNX Runtime's default (all cores)
+    max_batch: int = 64
+    decode_workers: int = 4
+    prefer_cuda: bool = True
+    max_cells_per_request: int = 1024

@@ -1,0 +1,43 @@
+"""Run the segmentation service: ``python -m marrowscope.segmentation``."""
+
+import asyncio
+
+from marrowscope.core.images import ImageLimits
+from marrowscope.core.logs import configure_logging
+from marrowscope.core.runtime import open_resources, serve
+from marrowscope.v1 import segmentation_pb2_grpc
+
+from .algorithm import ThresholdSegmenter
+from .service import SegmentationService
+from .servicer import SERVICE_NAME, SegmentationServicer
+from .settings import SegmentationSettings
+
+
+def main() -> None:
+    configure_logging("segmentation")
+    settings = SegmentationSettings()
+    resources = open_resources()
+    algorithm = ThresholdSegmenter(settings.min_nucleus_area, settings.max_cell_area)
+    service = SegmentationService(
+        resources.pool,
+        resources.store,
+        algorithms={algorithm.version: algorithm},
+        limits=ImageLimits(max_pixels=settings.max_field_pixels),
+    )
+    servicer = SegmentationServicer(service)
+
+    async def close() -> None:
+        await asyncio.to_thread(resources.close)
+
+    serve(
+        settings,
+        [SERVICE_NAME],
+        lambda server: segmentation_pb2_grpc.add_SegmentationServiceServicer_to_server(
+            servicer, server
+        ),
+        on_stop=close,
+    )
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,81 @@
+"""gRPC transport for the segmentation service: protobuf <-> domain, nothing else."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+
+import grpc
+
+from marrowscope.core.errors import InvalidArgument
+from marrowscope.v1 import common_pb2, segmentation_pb2, segmentation_pb2_grpc
+
+from .service import FieldResult, SegmentationService
+
+SERVICE_NAME = segmentation_pb2.DESCRIPTOR.services_by_name["SegmentationService"].full_name
+_FLAGS = {
+    "touches_border": segmentation_pb2.QUALITY_FLAG_TOUCHES_BORDER,
+    "overlaps_cell": segmentation_pb2.QUALITY_FLAG_OVERLAPS_CELL,
+    "too_small": segmentation_pb2.QUALITY_FLAG_TOO_SMALL,
+    "too_large": segmentation_pb2.QUALITY_FLAG_TOO_LARGE,
+    "low_contrast": segmentation_pb2.QUALITY_FLAG_LOW_CONTRAST,
+}
+
+
+def _response(result: FieldResult) -> segmentation_pb2.SegmentResponse:
+    return segmentation_pb2.SegmentResponse(
+        field_image_id=result.field_image_id,
+        field_image_key=result.field_image_key,
+        algorithm_version=result.algorithm_version,
+        red_cell_count=result.red_cell_count,
+        platelet_count=result.platelet_count,
+        cells=[
+            segmentation_pb2.SegmentedCell(
+                cell_id=c.cell_id,
+                index=c.index,
+                crop=common_pb2.ObjectRef(
+                    key=c.crop.key, sha256=c.crop.sha256, size_bytes=c.crop.size_bytes,
+                    content_type=c.crop.content_type,
+                ),  # fmt: skip
+                box=common_pb2.Box(x=c.box[0], y=c.box[1], width=c.box[2], height=c.box[3]),
+                mask_rle=c.mask_rle,
+                area=c.area,
+                quality_flags=[_FLAGS[f] for f in c.flags],
+            )
+            for c in result.cells
+        ],
+    )
+
+
+class SegmentationServicer(segmentation_pb2_grpc.SegmentationServiceServicer):
+    def __init__(self, service: SegmentationService) -> None:
+        self.service = service
+
+    async def Segment(self, request, context):  # type: ignore[no-untyped-def]
+        if not request.field_image_key:
+            raise InvalidArgument("field_image_key is required")
+        result = await asyncio.to_thread(
+            self.service.segment, request.field_image_key, request.algorithm
+        )
+        return _response(result)
+
+    async def SegmentStream(self, request_iterator, context) -> AsyncIterator:  # type: ignore[no-untyped-def]
+        async for request in request_iterator:
+            yield await self.Segment(request, context)
+
+    async def ImportCells(self, request, context):  # type: ignore[no-untyped-def]
+        cells = [(c.object_key, c.reference_label) for c in request.cells]
+        imported = await asyncio.to_thread(
+            self.service.import_cells, request.dataset, request.taxonomy or "paper17", cells
+        )
+        return segmentation_pb2.ImportCellsResponse(
+            cells=[common_pb2.CellRef(cell_id=c.cell_id, object_key=c.object_key) for c in imported],
+            created=sum(c.created for c in imported),
+        )
+
+    async def CropCenterCell(self, request, context):  # type: ignore[no-untyped-def]
+        await context.abort(
+            grpc.StatusCode.UNIMPLEMENTED,
+            "CropCenterCell (centre-cell mode for single-cell images) is not implemented yet; "
+            "import already-cropped cells with ImportCells",
+        )

@@ -1,0 +1,38 @@
+"""Run the training service: ``python -m marrowscope.training``."""
+
+import asyncio
+import logging
+
+from marrowscope.core.logs import configure_logging
+from marrowscope.core.runtime import open_resources, serve
+from marrowscope.v1 import training_pb2_grpc
+
+from .service import TrainingService
+from .servicer import SERVICE_NAME, TrainingServicer
+from .settings import TrainingSettings
+
+
+def main() -> None:
+    configure_logging("training")
+    settings = TrainingSettings()
+    resources = open_resources()
+    service = TrainingService(resources.pool, settings)
+    interrupted = service.recover()
+    if interrupted:
+        logging.getLogger(__name__).warning("%d interrupted training job(s) marked failed", interrupted)
+    servicer = TrainingServicer(service)
+
+    async def close() -> None:
+        service.shutdown()
+        await asyncio.to_thread(resources.close)
+
+    serve(
+        settings,
+        [SERVICE_NAME],
+        lambda server: training_pb2_grpc.add_TrainingServiceServicer_to_server(servicer, server),
+        on_stop=close,
+    )
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,70 @@
+"""The paper's classifier (Fig. 10): 8 Conv2D layers with BatchNorm, max pooling and
+squeeze-and-excitation blocks, softmax over the taxonomy's classes."""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+
+class SqueezeExcitation(nn.Module):
+    def __init__(self, channels: int, reduction: int = 8) -> None:
+        super().__init__()
+        hidden = max(4, channels // reduction)
+        self.gate = nn.Sequential(
+            nn.AdaptiveAvgPool2d(1),
+            nn.Conv2d(channels, hidden, 1),
+            nn.ReLU(inplace=True),
+            nn.Conv2d(hidden, channels, 1),
+            nn.Sigmoid(),
+        )
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x * self.gate(x)
+
+
+def _conv(cin: int, cout: int) -> list[nn.Module]:
+    return [nn.Conv2d(cin, cout, 3, padding=1, bias=False), nn.BatchNorm2d(cout), nn.ReLU(True)]
+
+
+class SECNN(nn.Module):
+    """Four stages of (conv, conv, SE, max-pool): 8 convolutions; ``width`` sets stage 1."""
+
+    def __init__(self, num_classes: int, width: int = 32, dropout: float = 0.3) -> None:
+        super().__init__()
+        widths = [width, width * 2, width * 4, width * 8]
+        layers: list[nn.Module] = []
+        cin = 3
+        for cout in widths:
+            layers += [*_conv(cin, cout), *_conv(cout, cout), SqueezeExcitation(cout)]
+            layers.append(nn.MaxPool2d(2))
+            cin = cout
+        self.features = nn.Sequential(*layers)
+        self.head = nn.Sequential(
+            nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Dropout(dropout), nn.Linear(cin, num_classes)
+        )
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Logits (training uses cross-entropy on these)."""
+        return self.head(self.features(x))
+
+
+class WithSoftmax(nn.Module):
+    """What we export: probabilities, so every consumer gets the same numbers."""
+
+    def __init__(self, model: nn.Module) -> None:
+        super().__init__()
+        self.model = model
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.softmax(self.model(x), dim=1)
+
+
+ARCHITECTURES = {"se_cnn": SECNN}
+
+
+def build_model(architecture: str, num_classes: int, width: int = 32) -> nn.Module:
+    try:
+        return ARCHITECTURES[architecture](num_classes, width=width)
+    except KeyError:
+        raise ValueError(f"unknown architecture {architecture!r}") from None

@@ -1,0 +1,100 @@
+"""gRPC transport for the training service."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+
+from marrowscope.core import messages
+from marrowscope.core.model_registry import get_model_version, list_model_versions
+from marrowscope.v1 import training_pb2, training_pb2_grpc
+
+from .service import JobRequest, JobStatus, TrainingService
+from .trainer import HyperParameters
+
+SERVICE_NAME = training_pb2.DESCRIPTOR.services_by_name["TrainingService"].full_name
+_STATES = {
+    "queued": training_pb2.TRAINING_JOB_STATE_QUEUED,
+    "running": training_pb2.TRAINING_JOB_STATE_RUNNING,
+    "succeeded": training_pb2.TRAINING_JOB_STATE_SUCCEEDED,
+    "failed": training_pb2.TRAINING_JOB_STATE_FAILED,
+    "cancelled": training_pb2.TRAINING_JOB_STATE_CANCELLED,
+}
+WATCH_POLL_S = 0.5
+
+
+def job_message(status: JobStatus) -> training_pb2.TrainingJob:
+    return training_pb2.TrainingJob(
+        id=status.id,
+        state=_STATES[status.state],
+        epoch=status.epoch,
+        total_epochs=status.total_epochs,
+        learning_curve=[messages.epoch_metrics(e) for e in status.learning_curve],
+        model_version=status.model_version,
+        error=status.error,
+        created_at=messages.timestamp(status.created_at),
+        updated_at=messages.timestamp(status.updated_at),
+        labels=status.labels,
+    )
+
+
+def hyper_from_message(message: training_pb2.HyperParameters, width: int) -> HyperParameters:
+    defaults = HyperParameters()
+    return HyperParameters(
+        epochs=message.epochs or defaults.epochs,
+        batch_size=message.batch_size or defaults.batch_size,
+        learning_rate=message.learning_rate,
+        momentum=message.momentum or defaults.momentum,
+        input_size=message.input_size or defaults.input_size,
+        seed=message.seed,
+        early_stopping_patience=message.early_stopping_patience,
+        augment=message.augment,
+        architecture=message.architecture or defaults.architecture,
+        width=width,
+    )
+
+
+class TrainingServicer(training_pb2_grpc.TrainingServiceServicer):
+    def __init__(self, service: TrainingService) -> None:
+        self.service = service
+
+    async def StartTraining(self, request, context):  # type: ignore[no-untyped-def]
+        job = JobRequest(
+            request_id=request.request_id,
+            taxonomy=request.taxonomy or "paper17",
+            teacher=[(c.cell_id, c.object_key, c.class_code) for c in request.teacher],
+            validation=[(c.cell_id, c.object_key, c.class_code) for c in request.validation],
+            parent_model_version=request.parent_model_version,
+            hyper=hyper_from_message(request.hyper_parameters, self.service.settings.model_width),
+            labels=dict(request.labels),
+        )
+        return job_message(await asyncio.to_thread(self.service.start, job))
+
+    async def GetTrainingJob(self, request, context):  # type: ignore[no-untyped-def]
+        return job_message(await asyncio.to_thread(self.service.get, request.job_id))
+
+    async def WatchTrainingJob(self, request, context) -> AsyncIterator:  # type: ignore[no-untyped-def]
+        last = None
+        while True:
+            status = await asyncio.to_thread(self.service.get, request.job_id)
+            if (status.state, status.epoch, status.updated_at) != last:
+                last = (status.state, status.epoch, status.updated_at)
+                yield job_message(status)
+            if status.finished:
+                return
+            await asyncio.sleep(WATCH_POLL_S)
+
+    async def CancelTraining(self, request, context):  # type: ignore[no-untyped-def]
+        return job_message(await asyncio.to_thread(self.service.cancel, request.job_id))
+
+    async def ListModelVersions(self, request, context):  # type: ignore[no-untyped-def]
+        records = await asyncio.to_thread(
+            list_model_versions, self.service.pool, request.taxonomy, request.limit
+        )
+        return training_pb2.ListModelVersionsResponse(
+            model_versions=[messages.model_version(r) for r in records]
+        )
+
+    async def GetModelVersion(self, request, context):  # type: ignore[no-untyped-def]
+        record = await asyncio.to_thread(get_model_version, self.service.pool, request.id)
+        return messages.model_version(record)
