@@ -1,0 +1,17 @@
+"""Curation service settings (env prefix ``MARROWSCOPE_CURATION_``)."""
+
+from pydantic import SecretStr
+from pydantic_settings import SettingsConfigDict
+
+from marrowscope.core.settings import DEFAULT_PORTS, GrpcServerSettings, settings_config
+
+
+class CurationSettings(GrpcServerSettings):
+    model_config: SettingsConfigDict = settings_config("MARROWSCOPE_CURATION_")
+    port: int = DEFAULT_PORTS["curation"]
+    # Bootstrap credentials: the first admin, and the token other services use. Only their
+    # hashes are stored; rotate by restarting with new values.
+    admin_token: SecretStr = SecretStr("")
+    service_token: SecretStr = SecretStr("")
+    default_lease_seconds: int = 600
+    max_claim: int = 200
