@@ -1,0 +1,34 @@
+"""Test-set metrics as in the paper: accuracy, per-class recall and precision, their means,
+and the confusion matrix, over the evaluation classes (BN merged into ART)."""
+
+from __future__ import annotations
+
+from marrowscope.core.taxonomy import Taxonomy
+
+
+def evaluate(truth: list[str], predicted: list[str], taxonomy: Taxonomy) -> dict:
+    codes = taxonomy.evaluation_codes
+    index = {c: i for i, c in enumerate(codes)}
+    confusion = [[0] * len(codes) for _ in codes]
+    for t, p in zip(truth, predicted, strict=True):
+        confusion[index[taxonomy.for_evaluation(t)]][index[taxonomy.for_evaluation(p)]] += 1
+    total = sum(map(sum, confusion))
+    correct = sum(confusion[i][i] for i in range(len(codes)))
+    recall, precision = {}, {}
+    for i, code in enumerate(codes):
+        actual = sum(confusion[i])
+        called = sum(row[i] for row in confusion)
+        if actual:
+            recall[code] = confusion[i][i] / actual
+        if called:
+            precision[code] = confusion[i][i] / called
+    return {
+        "accuracy": correct / total if total else 0.0,
+        "mean_recall": sum(recall.values()) / len(recall) if recall else 0.0,
+        "mean_precision": sum(precision.values()) / len(precision) if precision else 0.0,
+        "recall": recall,
+        "precision": precision,
+        "classes": codes,
+        "confusion": confusion,
+        "count": total,
+    }
