@@ -39,9 +39,18 @@ IDEMPOTENT_METHODS = {
 }  # fmt: skip
 
 
+# Streams that last as long as a job: callers give them their own deadline.
+LONG_METHODS = {
+    "segmentation": ["SegmentStream"],
+    "inference": ["ClassifyStream"],
+    "training": ["WatchTrainingJob"],
+    "orchestrator": ["WatchCampaign"],
+}
+
+
 def channel_to(name: str, address: str, deadline_s: float) -> grpc.aio.Channel:
     service, methods = IDEMPOTENT_METHODS[name]
-    return open_channel(address, service, methods, deadline_s)
+    return open_channel(address, service, methods, deadline_s, LONG_METHODS.get(name, ()))
 
 
 @dataclass

@@ -179,11 +179,23 @@ class GrpcService:
 # ---------------------------------------------------------------------------- client side
 
 
-def service_config(service: str, idempotent_methods: Iterable[str], deadline_s: float) -> str:
-    """A gRPC service config: a default deadline for all methods, retries for idempotent ones."""
+def service_config(
+    service: str,
+    idempotent_methods: Iterable[str],
+    deadline_s: float,
+    long_methods: Iterable[str] = (),
+) -> str:
+    """A gRPC service config: a default deadline for all methods, retries for idempotent ones.
+
+    ``long_methods`` (watch streams, bulk streams) get no default deadline: their callers set
+    one that fits the job, since a config timeout would cap any longer per-call deadline.
+    """
     timeout = f"{deadline_s:.3f}s"
     retry_names = [{"service": service, "method": m} for m in idempotent_methods]
     configs: list[dict[str, Any]] = []
+    long_names = [{"service": service, "method": m} for m in long_methods]
+    if long_names:
+        configs.append({"name": long_names})
     if retry_names:
         configs.append(
             {
@@ -228,10 +240,12 @@ def open_channel(
     service: str,
     idempotent_methods: Iterable[str] = (),
     deadline_s: float = 10.0,
+    long_methods: Iterable[str] = (),
 ) -> grpc.aio.Channel:
     """An insecure loopback/cluster channel to ``service`` at ``address``."""
+    config = service_config(service, idempotent_methods, deadline_s, long_methods)
     options = [
-        ("grpc.service_config", service_config(service, idempotent_methods, deadline_s)),
+        ("grpc.service_config", config),
         ("grpc.enable_retries", 1),
         ("grpc.initial_reconnect_backoff_ms", 200),
         ("grpc.min_reconnect_backoff_ms", 200),

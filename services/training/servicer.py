@@ -50,7 +50,7 @@ def hyper_from_message(message: training_pb2.HyperParameters, width: int) -> Hyp
         early_stopping_patience=message.early_stopping_patience,
         augment=message.augment,
         architecture=message.architecture or defaults.architecture,
-        width=width,
+        width=message.width or width,
     )
 
 

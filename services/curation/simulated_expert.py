@@ -1,0 +1,99 @@
+"""A simulated expert: answers review tasks from ground truth through the curation API.
+
+No back door: it signs in with its own token, claims tasks, and submits decisions like any UI
+client. Error and "too difficult" rates make experiments behave like a human loop; decisions
+are counted so expert effort is reported honestly.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import uuid
+from dataclasses import dataclass, field
+
+import grpc
+
+from marrowscope.v1 import curation_pb2, curation_pb2_grpc
+
+
+@dataclass
+class ExpertStats:
+    confirmed: int = 0
+    corrected: int = 0
+    labelled: int = 0
+    too_difficult: int = 0
+
+    @property
+    def decisions(self) -> int:
+        return self.confirmed + self.corrected + self.labelled + self.too_difficult
+
+
+@dataclass
+class SimulatedExpert:
+    stub: curation_pb2_grpc.CurationServiceStub
+    token: str
+    truth: dict[str, str]  # cell id -> class code
+    classes: list[str]
+    error_rate: float = 0.0
+    too_difficult_rate: float = 0.0
+    seconds_per_decision: float = 0.0
+    seed: int = 0
+    batch: int = 100
+    stats: ExpertStats = field(default_factory=ExpertStats)
+
+    def __post_init__(self) -> None:
+        self.rng = random.Random(self.seed)
+        self.metadata = (("authorization", f"Bearer {self.token}"),)
+
+    def decide(self, task: curation_pb2.ReviewTask) -> curation_pb2.DecisionInput:
+        truth = self.truth[task.cell_id]
+        decision = curation_pb2.DecisionInput(
+            client_decision_id=str(uuid.uuid4()), task_id=task.id
+        )
+        if self.rng.random() < self.too_difficult_rate:
+            decision.action = curation_pb2.DECISION_ACTION_TOO_DIFFICULT
+            self.stats.too_difficult += 1
+            return decision
+        answer = truth
+        if self.rng.random() < self.error_rate:
+            answer = self.rng.choice([c for c in self.classes if c != truth])
+        if task.kind == curation_pb2.TASK_KIND_CST:
+            if answer == task.proposed_class:
+                decision.action = curation_pb2.DECISION_ACTION_CONFIRM
+                self.stats.confirmed += 1
+            else:
+                decision.action = curation_pb2.DECISION_ACTION_CORRECT
+                decision.class_code = answer
+                self.stats.corrected += 1
+        else:
+            decision.action = curation_pb2.DECISION_ACTION_LABEL
+            decision.class_code = answer
+            self.stats.labelled += 1
+        return decision
+
+    async def work_once(self, campaign_id: str = "") -> int:
+        """Claim one batch and decide it; return how many tasks were decided."""
+        claimed = await self.stub.ClaimTasks(
+            curation_pb2.ClaimTasksRequest(campaign_id=campaign_id, limit=self.batch),
+            metadata=self.metadata,
+        )
+        if not claimed.tasks:
+            return 0
+        decisions = [self.decide(t) for t in claimed.tasks]
+        if self.seconds_per_decision:
+            await asyncio.sleep(self.seconds_per_decision * len(decisions))
+        await self.stub.SubmitDecisions(
+            curation_pb2.SubmitDecisionsRequest(decisions=decisions), metadata=self.metadata
+        )
+        return len(decisions)
+
+    async def work_until(self, done: asyncio.Event, campaign_id: str = "", idle_s: float = 0.5) -> None:
+        while not done.is_set():
+            try:
+                if await self.work_once(campaign_id) == 0:
+                    await asyncio.sleep(idle_s)
+            except grpc.aio.AioRpcError as exc:
+                if exc.code() != grpc.StatusCode.UNAVAILABLE:
+                    raise
+                await asyncio.sleep(idle_s)

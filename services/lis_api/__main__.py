@@ -1,0 +1,23 @@
+"""Run the LIS API: ``python -m marrowscope.lis_api``."""
+
+import uvicorn
+
+from marrowscope.core.clients import ServiceClients
+from marrowscope.core.logs import configure_logging
+from marrowscope.core.objectstore import open_store
+from marrowscope.core.settings import ObjectStoreSettings, PeerSettings
+
+from .app import create_app
+from .settings import LisApiSettings
+
+
+def main() -> None:
+    configure_logging("lis_api")
+    settings = LisApiSettings()
+    app = create_app(settings, open_store(ObjectStoreSettings()), ServiceClients(PeerSettings()))
+    uvicorn.run(app, host=settings.host, port=settings.port, log_config=None,
+                timeout_graceful_shutdown=5)  # fmt: skip
+
+
+if __name__ == "__main__":
+    main()
