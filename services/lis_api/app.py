@@ -5,7 +5,6 @@ specimen / analysis-job / report resources build on it. Errors are JSON ``{"deta
 with the right status; a peer that is down is a 503 that names it, never a hang.
 """
 
-from __future__ import annotations
 
 import asyncio
 import hashlib

@@ -1,0 +1,208 @@
+"""The whole local stack: every service as its own process over real gRPC, real PostgreSQL,
+and a real S3 endpoint over HTTP. One field image goes through every service."""
+
+from __future__ import annotations
+
+import asyncio
+import io
+import os
+import signal
+import time
+import uuid
+
+import httpx
+import psycopg
+import pytest
+from PIL import Image
+
+from marrowscope.cli import stack
+from marrowscope.cli.bootstrap import ensure_model
+from marrowscope.cli.datasets import import_synthetic
+from marrowscope.core.clients import ServiceClients
+from marrowscope.core.db import create_database, drop_database
+from marrowscope.core.objectstore import S3ObjectStore
+from marrowscope.core.settings import ObjectStoreSettings, PeerSettings
+from marrowscope.core.synthetic import iter_cells, make_field
+from marrowscope.curation.simulated_expert import SimulatedExpert
+from marrowscope.v1 import curation_pb2, orchestrator_pb2
+
+from ..conftest import free_port_block
+
+pytestmark = pytest.mark.e2e
+
+
+@pytest.fixture(scope="module")
+def running_stack(pg_admin_dsn: str, s3_endpoint: str, tmp_path_factory: pytest.TempPathFactory):  # type: ignore[no-untyped-def]
+    home = tmp_path_factory.mktemp("stack")
+    db = f"marrowscope_e2e_{uuid.uuid4().hex[:8]}"
+    create_database(pg_admin_dsn, db)
+    dsn = psycopg.conninfo.make_conninfo(pg_admin_dsn, dbname=db)
+    store_env = {
+        "MARROWSCOPE_STORE_BACKEND": "s3", "MARROWSCOPE_STORE_ENDPOINT": s3_endpoint,
+        "MARROWSCOPE_STORE_ACCESS_KEY": "test", "MARROWSCOPE_STORE_SECRET_KEY": "testsecret",
+        "MARROWSCOPE_STORE_BUCKET": f"e2e-{uuid.uuid4().hex[:8]}",
+        "MARROWSCOPE_ORCHESTRATOR_REVIEW_POLL_SECONDS": "0.5",
+        "MARROWSCOPE_TRAINING_TORCH_THREADS": "2",
+    }  # fmt: skip
+    saved = {k: os.environ.get(k) for k in store_env}
+    os.environ.update(store_env)
+    paths = stack.StackPaths(home)
+    base = free_port_block(len(stack.SERVICES))
+    state = stack.up(paths, dsn=dsn, port_base=base)
+    store = S3ObjectStore(ObjectStoreSettings())
+    peers = PeerSettings(**{f"{s}_addr": f"127.0.0.1:{state['ports'][s]}" for s in stack.GRPC_SERVICES})
+
+    async def bootstrap() -> str:
+        clients = ServiceClients(peers)
+        try:
+            return await ensure_model(clients, store, per_class=10, epochs=3, quiet=True)
+        finally:
+            await clients.close()
+
+    model = asyncio.run(bootstrap())
+    yield {"paths": paths, "state": state, "store": store, "peers": peers, "dsn": dsn,
+           "model": model, "secrets": stack.load_secrets(paths)}  # fmt: skip
+    stack.down(paths)
+    for key, value in saved.items():
+        if value is None:
+            os.environ.pop(key, None)
+        else:
+            os.environ[key] = value
+    drop_database(pg_admin_dsn, db)
+
+
+def lis(ctx: dict) -> httpx.Client:
+    return httpx.Client(
+        base_url=f"http://127.0.0.1:{ctx['state']['ports']['lis_api']}",
+        headers={"Authorization": f"Bearer {ctx['secrets']['lis_api_key']}"},
+        timeout=60,
+    )
+
+
+def field_jpeg(index: int) -> bytes:
+    buffer = io.BytesIO()
+    Image.fromarray(make_field(index, seed=5).rgb).save(buffer, format="JPEG", quality=92)
+    return buffer.getvalue()
+
+
+def count(dsn: str, table: str) -> int:
+    with psycopg.connect(dsn) as conn:
+        return int(conn.execute(f"SELECT count(*) FROM {table}".encode()).fetchone()[0])  # type: ignore[call-overload,index]
+
+
+def test_every_service_is_serving(running_stack: dict) -> None:
+    result = asyncio.run(stack.status(running_stack["paths"]))
+    assert set(result) == set(stack.SERVICES)
+    assert {info["health"] for info in result.values()} == {"SERVING"}
+
+
+def test_field_image_goes_through_every_service(running_stack: dict) -> None:
+    with lis(running_stack) as client:
+        response = client.post("/v1/classify", files={"file": ("field.jpg", field_jpeg(0), "image/jpeg")})
+    assert response.status_code == 200, response.text
+    body = response.json()
+    assert body["model_version"] == running_stack["model"]
+    assert body["cells_counted"] == sum(body["counts"].values()) >= 2
+    assert body["algorithm_version"] == "threshold-v1"
+    assert all(cell["probability"] > 0 for cell in body["cells"])
+    # The same image again: idempotent segmentation, no duplicate cells.
+    cells_before = count(running_stack["dsn"], "cells")
+    with lis(running_stack) as client:
+        again = client.post("/v1/classify", files={"file": ("x.jpg", field_jpeg(0), "image/jpeg")})
+    assert again.json()["counts"] == body["counts"]
+    assert count(running_stack["dsn"], "cells") == cells_before
+
+
+def test_bad_uploads_get_4xx_and_store_nothing(running_stack: dict) -> None:
+    jpeg = field_jpeg(1)
+    before = count(running_stack["dsn"], "field_images")
+    with lis(running_stack) as client:
+        ds_store = client.post("/v1/classify", files={"file": (".DS_Store.jpg", b"\x00\x00\x00\x01Bud1" + bytes(4000), "image/jpeg")})
+        truncated = client.post("/v1/classify", files={"file": ("cut.jpg", jpeg[: len(jpeg) // 3], "image/jpeg")})
+        unauthenticated = httpx.post(f"{client.base_url}/v1/classify", files={"file": ("f.jpg", jpeg)})
+    assert ds_store.status_code == 415 and "not an image" in ds_store.json()["detail"]
+    assert truncated.status_code == 415 and "truncated" in truncated.json()["detail"]
+    assert unauthenticated.status_code == 401
+    assert count(running_stack["dsn"], "field_images") == before
+    import hashlib
+
+    from marrowscope.core.objectstore import content_key
+
+    cut_key = content_key("fields", hashlib.sha256(jpeg[: len(jpeg) // 3]).hexdigest(), ".jpg")
+    assert not running_stack["store"].exists(cut_key)
+
+
+def test_killed_service_gives_503_naming_it_and_recovers_on_restart(running_stack: dict) -> None:
+    state = stack.read_state(running_stack["paths"])
+    assert state is not None
+    os.kill(state["pids"]["segmentation"], signal.SIGKILL)
+    time.sleep(0.5)
+    with lis(running_stack) as client:
+        started = time.monotonic()
+        response = client.post("/v1/classify", files={"file": ("f.jpg", field_jpeg(2), "image/jpeg")})
+        elapsed = time.monotonic() - started
+    assert response.status_code == 503
+    assert response.json()["service"] == "segmentation" and "segmentation" in response.json()["detail"]
+    assert elapsed < 35  # within the segmentation deadline, not a hang
+    stack.restart_service(running_stack["paths"], "segmentation")
+    with lis(running_stack) as client:
+        for _ in range(20):  # the LIS API's channel reconnects within its backoff
+            response = client.post("/v1/classify", files={"file": ("f.jpg", field_jpeg(2), "image/jpeg")})
+            if response.status_code == 200:
+                break
+            time.sleep(0.5)
+    assert response.status_code == 200, response.text
+
+
+def test_one_round_campaign_trains_and_creates_review_tasks(running_stack: dict) -> None:
+    async def scenario() -> orchestrator_pb2.Campaign:
+        clients = ServiceClients(running_stack["peers"])
+        try:
+            truth = await import_synthetic(iter_cells(8, seed=21), 8 * 17, "e2e-campaign",
+                                           running_stack["store"], clients)  # fmt: skip
+            admin = (("authorization", f"Bearer {running_stack['secrets']['admin_token']}"),)
+            user = await clients.curation.CreateUser(
+                curation_pb2.CreateUserRequest(name="e2e-expert", role=curation_pb2.ROLE_EXPERT),
+                metadata=admin,
+            )
+            campaign = await clients.orchestrator.CreateCampaign(
+                orchestrator_pb2.CreateCampaignRequest(
+                    request_id="e2e-one-round", method=orchestrator_pb2.CAMPAIGN_METHOD_CST_AL,
+                    dataset="e2e-campaign",
+                    parameters=orchestrator_pb2.CampaignParameters(
+                        initial_per_class=2, validation_per_class=1, test_per_class=1,
+                        sample_size=40, rounds=1, epochs=2, input_size=48, cst_threshold=0.2,
+                    ),
+                )
+            )  # fmt: skip
+            await clients.orchestrator.StartCampaign(
+                orchestrator_pb2.CampaignIdRequest(campaign_id=campaign.id)
+            )
+            expert = SimulatedExpert(clients.curation, user.token,
+                                     {c: code for c, (_, code) in truth.items()},
+                                     sorted({code for _, code in truth.values()}))  # fmt: skip
+            done = asyncio.Event()
+            worker = asyncio.create_task(expert.work_until(done, campaign.id, idle_s=0.2))
+            async for update in clients.orchestrator.WatchCampaign(
+                orchestrator_pb2.CampaignIdRequest(campaign_id=campaign.id), timeout=240
+            ):
+                campaign = update
+            done.set()
+            await worker
+            assert expert.stats.decisions == campaign.rounds[0].decided
+            return campaign
+        finally:
+            await clients.close()
+
+    campaign = asyncio.run(scenario())
+    assert campaign.state == orchestrator_pb2.CAMPAIGN_STATE_COMPLETED, campaign.error
+    (round_,) = campaign.rounds
+    assert round_.model_version and round_.teacher_count == 2 * 17
+    assert round_.sampled == 40 and round_.cst_candidates + round_.al_candidates > 0
+    assert round_.decided == round_.cst_candidates + round_.al_candidates
+    with psycopg.connect(running_stack["dsn"]) as conn:
+        tasks = conn.execute("SELECT count(*) FROM review_tasks WHERE round_id = %s", (round_.id,)).fetchone()[0]  # type: ignore[index]
+        audit = conn.execute("SELECT count(*) FROM audit_events WHERE action = 'decide' AND actor = 'e2e-expert'").fetchone()[0]  # type: ignore[index]
+        expert_labels = conn.execute("SELECT count(*) FROM labels WHERE source = 'expert' AND user_name = 'e2e-expert'").fetchone()[0]  # type: ignore[index]
+    assert tasks == round_.decided == audit
+    assert expert_labels == round_.added

@@ -1,0 +1,61 @@
+import numpy as np
+
+from marrowscope.core.synthetic import make_cell, make_field, synthetic_classes
+from marrowscope.segmentation.algorithm import ThresholdSegmenter, crop_cell, mask_to_rle, rle_to_mask
+
+
+def test_generation_is_deterministic_by_seed() -> None:
+    a, b = make_cell("SEG", 5, seed=3), make_cell("SEG", 5, seed=3)
+    assert np.array_equal(a.rgb, b.rgb)
+    assert not np.array_equal(a.rgb, make_cell("SEG", 5, seed=4).rgb)
+    assert np.array_equal(make_field(2, seed=1).rgb, make_field(2, seed=1).rgb)
+
+
+def test_cells_are_centred_on_black_282_canvas() -> None:
+    for code in synthetic_classes():
+        cell = make_cell(code, 0)
+        assert cell.rgb.shape == (282, 282, 3)
+        assert cell.rgb[:5].max() == 0 and cell.rgb[:, -5:].max() == 0
+        assert cell.rgb[120:160, 120:160].max() > 0, code
+
+
+def test_classes_differ_in_morphology() -> None:
+    def size(code: str) -> float:
+        return float(np.mean([(make_cell(code, i).rgb.max(axis=2) > 0).sum() for i in range(6)]))
+
+    assert size("LY") < size("MB")  # lymphocytes are small, blasts large
+    assert size("OEB") < size("PEB_BEB")  # erythroid maturation shrinks the cell
+
+
+def test_fields_hold_cells_with_ground_truth_boxes() -> None:
+    field = make_field(0, seed=0)
+    assert field.rgb.shape == (704, 704, 3) and field.cells
+    for cell in field.cells:
+        x, y, w, h = cell.box
+        assert 0 <= x and 0 <= y and x + w <= 704 and y + h <= 704 and w > 20 and h > 20
+
+
+def _iou(a, b) -> float:  # type: ignore[no-untyped-def]
+    ix = max(0, min(a[0] + a[2], b[0] + b[2]) - max(a[0], b[0]))
+    iy = max(0, min(a[1] + a[3], b[1] + b[3]) - max(a[1], b[1]))
+    inter = ix * iy
+    return inter / (a[2] * a[3] + b[2] * b[3] - inter)
+
+
+def test_threshold_segmenter_finds_most_white_cells_in_synthetic_fields() -> None:
+    segmenter = ThresholdSegmenter()
+    found = total = 0
+    for index in range(8):
+        field = make_field(index, seed=11)
+        boxes = [c.box for c in segmenter.segment(field.rgb).cells]
+        total += len(field.cells)
+        found += sum(any(_iou(c.box, b) >= 0.3 for b in boxes) for c in field.cells)
+    assert found / total >= 0.8
+
+
+def test_crop_removes_background_and_rle_round_trips() -> None:
+    field = make_field(1, seed=2)
+    region = ThresholdSegmenter().segment(field.rgb).cells[0]
+    crop = crop_cell(field.rgb, region)
+    assert crop.shape == (282, 282, 3) and crop[0, 0].max() == 0
+    assert np.array_equal(rle_to_mask(mask_to_rle(region.mask), region.mask.shape), region.mask)
