@@ -16,7 +16,6 @@ from pathlib import Path
 
 import psycopg
 import pytest
-
 from marrowscope.core.db import create_database, drop_database, open_pool
 from marrowscope.core.settings import DatabaseSettings, ObjectStoreSettings
 
@@ -46,7 +45,9 @@ def free_port_block(count: int) -> int:
 
 
 def _admin_dsn(tmp_factory: pytest.TempPathFactory) -> str:
-    dsn = os.environ.get("MARROWSCOPE_TEST_PG_ADMIN_DSN", "postgresql://postgres@127.0.0.1:5432/postgres")
+    dsn = os.environ.get(
+        "MARROWSCOPE_TEST_PG_ADMIN_DSN", "postgresql://postgres@127.0.0.1:5432/postgres"
+    )
     try:
         with psycopg.connect(dsn, connect_timeout=3):
             return dsn

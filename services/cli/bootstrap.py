@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-from tqdm import tqdm
-
 from marrowscope.core.clients import ServiceClients
 from marrowscope.core.objectstore import ObjectStore
 from marrowscope.core.synthetic import iter_cells, synthetic_classes
 from marrowscope.v1 import common_pb2, inference_pb2, training_pb2
+from tqdm import tqdm
 
 from .datasets import import_synthetic
 
@@ -15,7 +14,9 @@ BOOTSTRAP_DATASET = "synthetic-bootstrap"
 
 
 def _labelled(cells: list[tuple[str, str, str]]) -> list[common_pb2.LabeledCell]:
-    return [common_pb2.LabeledCell(cell_id=c, object_key=k, class_code=code) for c, k, code in cells]
+    return [
+        common_pb2.LabeledCell(cell_id=c, object_key=k, class_code=code) for c, k, code in cells
+    ]
 
 
 async def wait_for_job(

@@ -1,10 +1,10 @@
 """``marrowscope``: run the local stack and its demo.
 
-    marrowscope up [--detach]      start every service (embedded PostgreSQL and store by default)
-    marrowscope status [--json]    each service's health
-    marrowscope restart SERVICE    (re)start one service, leaving the others alone
-    marrowscope down               stop everything
-    marrowscope demo               up, a short demo campaign, the per-round table, down
+marrowscope up [--detach]      start every service (embedded PostgreSQL and store by default)
+marrowscope status [--json]    each service's health
+marrowscope restart SERVICE    (re)start one service, leaving the others alone
+marrowscope down               stop everything
+marrowscope demo               up, a short demo campaign, the per-round table, down
 """
 
 from __future__ import annotations

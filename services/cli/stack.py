@@ -21,7 +21,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import psycopg
-
 from marrowscope.core.db import apply_migrations, create_database
 from marrowscope.core.rpc import check_health
 from marrowscope.core.settings import DEFAULT_PORTS, GRPC_SERVICES, ObjectStoreSettings
@@ -176,6 +175,7 @@ def launch(paths: StackPaths, service: str, env: dict[str, str]) -> int:
 
 async def service_health(service: str, port: int) -> str:
     if service == "lis_api":
+
         def probe() -> str:
             try:
                 with urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=2) as r:
@@ -194,7 +194,9 @@ def _log_tail(paths: StackPaths, service: str, lines: int = 15) -> str:
     return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
 
 
-def wait_serving(paths: StackPaths, service: str, pid: int, port: int, timeout_s: float = 90) -> None:
+def wait_serving(
+    paths: StackPaths, service: str, pid: int, port: int, timeout_s: float = 90
+) -> None:
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
         if not _alive(pid):
@@ -283,9 +285,7 @@ async def status(paths: StackPaths) -> dict[str, dict]:
     state = read_state(paths)
     if state is None:
         return {}
-    results = await asyncio.gather(
-        *(service_health(s, state["ports"][s]) for s in state["pids"])
-    )
+    results = await asyncio.gather(*(service_health(s, state["ports"][s]) for s in state["pids"]))
     return {
         service: {
             "pid": state["pids"][service],

@@ -163,7 +163,9 @@ class GrpcService:
         await self.server.stop(self.settings.grace_seconds)
         self._stopped.set()
 
-    async def run_until_signalled(self, on_stop: Callable[[], Awaitable[None]] | None = None) -> None:
+    async def run_until_signalled(
+        self, on_stop: Callable[[], Awaitable[None]] | None = None
+    ) -> None:
         await self.start()
         loop = asyncio.get_running_loop()
         stop = asyncio.Event()

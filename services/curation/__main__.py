@@ -19,7 +19,9 @@ def main() -> None:
     if settings.admin_token.get_secret_value():
         service.ensure_user("admin", "admin", settings.admin_token.get_secret_value())
     if settings.service_token.get_secret_value():
-        service.ensure_user("marrowscope-services", "service", settings.service_token.get_secret_value())
+        service.ensure_user(
+            "marrowscope-services", "service", settings.service_token.get_secret_value()
+        )
     servicer = CurationServicer(service)
 
     async def close() -> None:

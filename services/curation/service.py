@@ -16,9 +16,6 @@ from datetime import datetime
 from typing import Any
 
 import psycopg
-from psycopg.types.json import Jsonb
-from psycopg_pool import ConnectionPool
-
 from marrowscope.core.errors import (
     FailedPrecondition,
     InvalidArgument,
@@ -27,6 +24,8 @@ from marrowscope.core.errors import (
     Unauthenticated,
 )
 from marrowscope.core.taxonomy import load_taxonomy
+from psycopg.types.json import Jsonb
+from psycopg_pool import ConnectionPool
 
 log = logging.getLogger(__name__)
 ROLES = ("expert", "admin", "service")
@@ -118,7 +117,9 @@ def _uuid(value: str, what: str) -> str:
 
 
 class CurationService:
-    def __init__(self, pool: ConnectionPool, default_lease_seconds: int = 600, max_claim: int = 200):
+    def __init__(
+        self, pool: ConnectionPool, default_lease_seconds: int = 600, max_claim: int = 200
+    ):
         self.pool = pool
         self.default_lease_seconds = default_lease_seconds
         self.max_claim = max_claim
@@ -189,9 +190,16 @@ class CurationService:
                            kind, proposed_class, top_classes)
                        VALUES (%s, %s, %s, %s, %s, %s, %s, %s)
                        ON CONFLICT (round_id, cell_id) DO NOTHING RETURNING id""",
-                    (uuid.uuid4(), campaign_id, round_id, _uuid(task.cell_id, "cell id"),
-                     task.object_key, task.kind, task.proposed_class or None,
-                     Jsonb([[c, p] for c, p in task.top_classes])),  # fmt: skip
+                    (
+                        uuid.uuid4(),
+                        campaign_id,
+                        round_id,
+                        _uuid(task.cell_id, "cell id"),
+                        task.object_key,
+                        task.kind,
+                        task.proposed_class or None,
+                        Jsonb([[c, p] for c, p in task.top_classes]),
+                    ),  # fmt: skip
                 ).fetchone()
                 created += row is not None
         return created, len(tasks) - created
@@ -222,8 +230,14 @@ class CurationService:
                        lease_expires_at = now() + make_interval(secs => %(l)s)
                    FROM picked, rounds r WHERE t.id = picked.id AND r.id = t.round_id
                    RETURNING t.*, r.number AS round_number""",
-                {"c": campaign_id, "k": kind, "p": proposed_class, "n": limit, "u": user.name,
-                 "l": lease},  # fmt: skip
+                {
+                    "c": campaign_id,
+                    "k": kind,
+                    "p": proposed_class,
+                    "n": limit,
+                    "u": user.name,
+                    "l": lease,
+                },  # fmt: skip
             ).fetchall()
         return [Task.from_row(r) for r in rows]
 
@@ -265,9 +279,12 @@ class CurationService:
                 raise FailedPrecondition(
                     f"task {item.task_id} is decided already; undo that decision to change it"
                 )
-            lease_valid = task["lease_expires_at"] is not None and conn.execute(
-                "SELECT %s > now() AS valid", (task["lease_expires_at"],)
-            ).fetchone()["valid"]  # type: ignore[index]
+            lease_valid = (
+                task["lease_expires_at"] is not None
+                and conn.execute(
+                    "SELECT %s > now() AS valid", (task["lease_expires_at"],)
+                ).fetchone()["valid"]
+            )  # type: ignore[index]
             if task["state"] == "claimed" and lease_valid and task["claimed_by"] != user.name:
                 raise FailedPrecondition(f"task {item.task_id} is claimed by another expert")
             if item.action not in ACTIONS_BY_KIND[task["kind"]]:
@@ -287,8 +304,15 @@ class CurationService:
                 """INSERT INTO decisions (id, client_decision_id, task_id, action, class_code,
                        user_name, reason) VALUES (%s, %s, %s, %s, %s, %s, %s)
                    RETURNING created_at""",
-                (decision_id, item.client_decision_id, task["id"], item.action,
-                 class_code or None, user.name, item.reason or None),  # fmt: skip
+                (
+                    decision_id,
+                    item.client_decision_id,
+                    task["id"],
+                    item.action,
+                    class_code or None,
+                    user.name,
+                    item.reason or None,
+                ),  # fmt: skip
             ).fetchone()
             assert row is not None
             conn.execute(
@@ -323,8 +347,14 @@ class CurationService:
             conn.execute(
                 """INSERT INTO decisions (id, client_decision_id, task_id, action, undoes,
                        user_name, reason) VALUES (%s, %s, %s, 'undo', %s, %s, %s)""",
-                (uuid.uuid4(), f"undo:{client_decision_id}", target.task_id, target.id,
-                 user.name, reason or None),  # fmt: skip
+                (
+                    uuid.uuid4(),
+                    f"undo:{client_decision_id}",
+                    target.task_id,
+                    target.id,
+                    user.name,
+                    reason or None,
+                ),  # fmt: skip
             )
             conn.execute(
                 """UPDATE review_tasks SET state = 'open', claimed_by = NULL,
@@ -362,8 +392,12 @@ class CurationService:
                      AND (%(u)s OR NOT EXISTS (SELECT 1 FROM decisions u WHERE u.undoes = d.id))
                      AND (%(expert)s = '' OR d.user_name = %(expert)s)
                    ORDER BY d.created_at""",
-                {"c": _uuid(campaign_id, "campaign id"), "r": round_id, "u": include_undone,
-                 "expert": user.name if user.role == "expert" else ""},  # fmt: skip
+                {
+                    "c": _uuid(campaign_id, "campaign id"),
+                    "r": round_id,
+                    "u": include_undone,
+                    "expert": user.name if user.role == "expert" else "",
+                },  # fmt: skip
             ).fetchall()
         return [_decision(r) for r in rows]
 
@@ -383,8 +417,14 @@ class CurationService:
                 {"c": _uuid(campaign_id, "campaign id"), "r": round_id},
             ).fetchall()
         return [
-            ProgressRow(str(r["round_id"]), r["kind"], r["class_code"], r["open"], r["claimed"],
-                        r["decided"])  # fmt: skip
+            ProgressRow(
+                str(r["round_id"]),
+                r["kind"],
+                r["class_code"],
+                r["open"],
+                r["claimed"],
+                r["decided"],
+            )  # fmt: skip
             for r in rows
         ]
 
@@ -396,8 +436,15 @@ class CurationService:
         conn.execute(
             """INSERT INTO audit_events (actor, action, entity, entity_id, previous, current, reason)
                VALUES (%s, %s, %s, %s, %s, %s, %s)""",
-            (actor.name, action, entity, entity_id, Jsonb(previous) if previous else None,
-             Jsonb(current) if current else None, reason or None),  # fmt: skip
+            (
+                actor.name,
+                action,
+                entity,
+                entity_id,
+                Jsonb(previous) if previous else None,
+                Jsonb(current) if current else None,
+                reason or None,
+            ),  # fmt: skip
         )
 
 

@@ -28,7 +28,11 @@ STATES = {"open": curation_pb2.TASK_STATE_OPEN, "claimed": curation_pb2.TASK_STA
 
 def bearer_token(context) -> str:  # type: ignore[no-untyped-def]
     for key, value in context.invocation_metadata() or ():
-        if key == "authorization" and isinstance(value, str) and value.lower().startswith("bearer "):
+        if (
+            key == "authorization"
+            and isinstance(value, str)
+            and value.lower().startswith("bearer ")
+        ):
             return value[7:].strip()
     return ""
 
@@ -64,8 +68,13 @@ class CurationServicer(curation_pb2_grpc.CurationServiceServicer):
     async def CreateReviewTasks(self, request, context):  # type: ignore[no-untyped-def]
         user = await self._user(context)
         tasks = [
-            NewTask(t.cell_id, t.object_key, KINDS.get(t.kind, ""), t.proposed_class,
-                    [(c.class_code, c.probability) for c in t.top_classes])  # fmt: skip
+            NewTask(
+                t.cell_id,
+                t.object_key,
+                KINDS.get(t.kind, ""),
+                t.proposed_class,
+                [(c.class_code, c.probability) for c in t.top_classes],
+            )  # fmt: skip
             for t in request.tasks
         ]
         created, present = await asyncio.to_thread(
@@ -89,12 +98,15 @@ class CurationServicer(curation_pb2_grpc.CurationServiceServicer):
     async def SubmitDecisions(self, request, context):  # type: ignore[no-untyped-def]
         user = await self._user(context)
         inputs = [
-            DecisionInput(d.client_decision_id, d.task_id, ACTIONS.get(d.action, ""),
-                          d.class_code, d.reason)  # fmt: skip
+            DecisionInput(
+                d.client_decision_id, d.task_id, ACTIONS.get(d.action, ""), d.class_code, d.reason
+            )  # fmt: skip
             for d in request.decisions
         ]
         decided = await asyncio.to_thread(self.service.submit, user, inputs)
-        return curation_pb2.SubmitDecisionsResponse(decisions=[decision_message(d) for d in decided])
+        return curation_pb2.SubmitDecisionsResponse(
+            decisions=[decision_message(d) for d in decided]
+        )
 
     async def UndoDecision(self, request, context):  # type: ignore[no-untyped-def]
         user = await self._user(context)
@@ -118,9 +130,14 @@ class CurationServicer(curation_pb2_grpc.CurationServiceServicer):
         )
         return curation_pb2.Progress(
             counts=[
-                curation_pb2.ProgressCount(round_id=r.round_id, class_code=r.class_code,
-                                           kind=KIND_ENUM[r.kind], open=r.open,
-                                           claimed=r.claimed, decided=r.decided)  # fmt: skip
+                curation_pb2.ProgressCount(
+                    round_id=r.round_id,
+                    class_code=r.class_code,
+                    kind=KIND_ENUM[r.kind],
+                    open=r.open,
+                    claimed=r.claimed,
+                    decided=r.decided,
+                )  # fmt: skip
                 for r in rows
             ],
             open=sum(r.open for r in rows),

@@ -13,7 +13,6 @@ import uuid
 from dataclasses import dataclass, field
 
 import grpc
-
 from marrowscope.v1 import curation_pb2, curation_pb2_grpc
 
 
@@ -48,9 +47,7 @@ class SimulatedExpert:
 
     def decide(self, task: curation_pb2.ReviewTask) -> curation_pb2.DecisionInput:
         truth = self.truth[task.cell_id]
-        decision = curation_pb2.DecisionInput(
-            client_decision_id=str(uuid.uuid4()), task_id=task.id
-        )
+        decision = curation_pb2.DecisionInput(client_decision_id=str(uuid.uuid4()), task_id=task.id)
         if self.rng.random() < self.too_difficult_rate:
             decision.action = curation_pb2.DECISION_ACTION_TOO_DIFFICULT
             self.stats.too_difficult += 1
@@ -88,7 +85,9 @@ class SimulatedExpert:
         )
         return len(decisions)
 
-    async def work_until(self, done: asyncio.Event, campaign_id: str = "", idle_s: float = 0.5) -> None:
+    async def work_until(
+        self, done: asyncio.Event, campaign_id: str = "", idle_s: float = 0.5
+    ) -> None:
         while not done.is_set():
             try:
                 if await self.work_once(campaign_id) == 0:

@@ -13,8 +13,6 @@ from dataclasses import dataclass
 
 import numpy as np
 import onnxruntime as ort
-from psycopg_pool import ConnectionPool
-
 from marrowscope.core.errors import FailedPrecondition, InvalidArgument, NotFound
 from marrowscope.core.images import decode_image
 from marrowscope.core.model_registry import (
@@ -24,6 +22,7 @@ from marrowscope.core.model_registry import (
 )
 from marrowscope.core.objectstore import ObjectStore
 from marrowscope.core.preprocess import preprocess
+from psycopg_pool import ConnectionPool
 
 from .settings import InferenceSettings
 
@@ -70,7 +69,9 @@ def choose_providers(prefer_cuda: bool) -> list[str]:
 
 
 class Classifier:
-    def __init__(self, pool: ConnectionPool, store: ObjectStore, settings: InferenceSettings) -> None:
+    def __init__(
+        self, pool: ConnectionPool, store: ObjectStore, settings: InferenceSettings
+    ) -> None:
         self.pool = pool
         self.store = store
         self.settings = settings

@@ -1,8 +1,7 @@
 """Inference service settings (env prefix ``MARROWSCOPE_INFERENCE_``)."""
 
-from pydantic_settings import SettingsConfigDict
-
 from marrowscope.core.settings import DEFAULT_PORTS, GrpcServerSettings, settings_config
+from pydantic_settings import SettingsConfigDict
 
 
 class InferenceSettings(GrpcServerSettings):

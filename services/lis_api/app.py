@@ -5,7 +5,6 @@ specimen / analysis-job / report resources build on it. Errors are JSON ``{"deta
 with the right status; a peer that is down is a 503 that names it, never a hang.
 """
 
-
 import asyncio
 import hashlib
 import hmac
@@ -16,7 +15,6 @@ from typing import Annotated, Any
 import grpc
 from fastapi import Depends, FastAPI, File, HTTPException, Request, UploadFile
 from fastapi.responses import JSONResponse
-
 from marrowscope.core.clients import ServiceClients
 from marrowscope.core.errors import MarrowscopeError
 from marrowscope.core.images import ImageLimits, decode_image
@@ -102,8 +100,9 @@ def create_app(settings: LisApiSettings, store: ObjectStore, clients: ServiceCli
         states = dict(
             zip(
                 ["segmentation", "inference"],
-                await asyncio.gather(*(check_health(clients.address(s)) for s in
-                                       ("segmentation", "inference"))),  # fmt: skip
+                await asyncio.gather(
+                    *(check_health(clients.address(s)) for s in ("segmentation", "inference"))
+                ),  # fmt: skip
                 strict=True,
             )
         )
@@ -137,8 +136,10 @@ def create_app(settings: LisApiSettings, store: ObjectStore, clients: ServiceCli
                 "inference",
                 clients.inference.Classify(
                     inference_pb2.ClassifyRequest(
-                        cells=[common_pb2.CellRef(cell_id=c.cell_id, object_key=c.crop.key)
-                               for c in segmented.cells]  # fmt: skip
+                        cells=[
+                            common_pb2.CellRef(cell_id=c.cell_id, object_key=c.crop.key)
+                            for c in segmented.cells
+                        ]  # fmt: skip
                     ),
                     timeout=settings.inference_deadline_s,
                 ),
@@ -161,8 +162,12 @@ def create_app(settings: LisApiSettings, store: ObjectStore, clients: ServiceCli
                     "class": p.top1_class,
                     "probability": round(p.top1_probability, 4),
                     "margin": round(p.margin, 4),
-                    "box": {"x": boxes[p.cell_id].x, "y": boxes[p.cell_id].y,
-                            "width": boxes[p.cell_id].width, "height": boxes[p.cell_id].height},
+                    "box": {
+                        "x": boxes[p.cell_id].x,
+                        "y": boxes[p.cell_id].y,
+                        "width": boxes[p.cell_id].width,
+                        "height": boxes[p.cell_id].height,
+                    },
                 }  # fmt: skip
                 for p in predictions
             ],

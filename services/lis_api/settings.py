@@ -1,8 +1,7 @@
 """LIS API settings (env prefix ``MARROWSCOPE_LIS_``)."""
 
-from pydantic_settings import BaseSettings
-
 from marrowscope.core.settings import DEFAULT_PORTS, settings_config
+from pydantic_settings import BaseSettings
 
 
 class LisApiSettings(BaseSettings):

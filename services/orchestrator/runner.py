@@ -14,7 +14,6 @@ import random
 from collections.abc import AsyncIterator
 
 import grpc
-
 from marrowscope.core.clients import ServiceClients
 from marrowscope.core.errors import FailedPrecondition
 from marrowscope.core.taxonomy import load_taxonomy
@@ -159,7 +158,9 @@ class CampaignRunner:
         async for status in stream:
             yield status
 
-    async def _classify(self, cells: list[tuple[str, str]], model: str) -> list[common_pb2.Prediction]:
+    async def _classify(
+        self, cells: list[tuple[str, str]], model: str
+    ) -> list[common_pb2.Prediction]:
         await self.clients.inference.LoadModel(inference_pb2.LoadModelRequest(model_version=model))
         predictions: list[common_pb2.Prediction] = []
         for start in range(0, len(cells), self.classify_chunk):
@@ -175,7 +176,9 @@ class CampaignRunner:
         return predictions
 
     async def _evaluate(self, campaign: CampaignRecord, model: str) -> dict:
-        test = await asyncio.to_thread(self.store.reference_set, campaign.id, "test", campaign.taxonomy)
+        test = await asyncio.to_thread(
+            self.store.reference_set, campaign.id, "test", campaign.taxonomy
+        )
         predictions = await self._classify([(c.cell_id, c.object_key) for c in test], model)
         truth = {c.cell_id: c.class_code for c in test}
         return evaluate(
@@ -257,5 +260,3 @@ def time_now():  # type: ignore[no-untyped-def]
     from datetime import UTC, datetime
 
     return datetime.now(UTC)
-
-

@@ -54,7 +54,9 @@ class ConfirmedSelfTraining:
     thresholds: Thresholds
 
     def select(self, scored: list[Scored], rng: random.Random) -> Selection:
-        return Selection(cst=[s for s in scored if s.top1_probability >= self.thresholds.cst_threshold])
+        return Selection(
+            cst=[s for s in scored if s.top1_probability >= self.thresholds.cst_threshold]
+        )
 
 
 @dataclass(frozen=True)

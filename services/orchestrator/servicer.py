@@ -101,7 +101,9 @@ class OrchestratorServicer(orchestrator_pb2_grpc.OrchestratorServiceServicer):
 
     async def ListCampaigns(self, request, context):  # type: ignore[no-untyped-def]
         records = await asyncio.to_thread(self.store.list)
-        return orchestrator_pb2.ListCampaignsResponse(campaigns=[campaign_message(r) for r in records])
+        return orchestrator_pb2.ListCampaignsResponse(
+            campaigns=[campaign_message(r) for r in records]
+        )
 
     async def WatchCampaign(self, request, context) -> AsyncIterator:  # type: ignore[no-untyped-def]
         last = None

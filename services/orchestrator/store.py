@@ -12,11 +12,10 @@ from collections import defaultdict
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from psycopg.types.json import Jsonb
-from psycopg_pool import ConnectionPool
-
 from marrowscope.core.errors import FailedPrecondition, InvalidArgument, NotFound
 from marrowscope.core.taxonomy import load_taxonomy
+from psycopg.types.json import Jsonb
+from psycopg_pool import ConnectionPool
 
 from .selection import LabelledCell
 
@@ -124,7 +123,11 @@ class CampaignStore:
                     f"needs {need} (test + validation + initial); lower the per-class sizes"
                 )
             rng.shuffle(members)
-            cuts = [params.test_per_class, params.test_per_class + params.validation_per_class, need]
+            cuts = [
+                params.test_per_class,
+                params.test_per_class + params.validation_per_class,
+                need,
+            ]
             roles += [(c, "test", code) for c in members[: cuts[0]]]
             roles += [(c, "validation", code) for c in members[cuts[0] : cuts[1]]]
             roles += [(c, "teacher", code) for c in members[cuts[1] : cuts[2]]]
@@ -134,8 +137,15 @@ class CampaignStore:
             conn.execute(
                 """INSERT INTO campaigns (id, request_id, name, method, dataset, taxonomy,
                        parameters) VALUES (%s, %s, %s, %s, %s, %s, %s)""",
-                (campaign_id, request_id or None, name or f"{method} on {dataset}", method,
-                 dataset, taxonomy.name, Jsonb(asdict(params))),  # fmt: skip
+                (
+                    campaign_id,
+                    request_id or None,
+                    name or f"{method} on {dataset}",
+                    method,
+                    dataset,
+                    taxonomy.name,
+                    Jsonb(asdict(params)),
+                ),  # fmt: skip
             )
             with conn.cursor() as cur:
                 cur.executemany(
@@ -146,8 +156,11 @@ class CampaignStore:
                 cur.executemany(
                     """INSERT INTO labels (cell_id, taxonomy, class_code, source, campaign_id,
                            round_number, user_name) VALUES (%s, %s, %s, 'import', %s, 0, 'dataset')""",
-                    [(c, taxonomy.name, code, campaign_id) for c, role, code in roles
-                     if role == "teacher"],  # fmt: skip
+                    [
+                        (c, taxonomy.name, code, campaign_id)
+                        for c, role, code in roles
+                        if role == "teacher"
+                    ],  # fmt: skip
                 )
         return self.get(str(campaign_id))
 
@@ -285,8 +298,16 @@ class CampaignStore:
                        VALUES (%s, %s, %s, %s, %s, %s, %s, %s)
                        ON CONFLICT (decision_id) WHERE decision_id IS NOT NULL DO NOTHING
                        RETURNING id""",
-                    (cell_id, taxonomy, class_code, source, user, campaign_id, round_number,
-                     decision_id),  # fmt: skip
+                    (
+                        cell_id,
+                        taxonomy,
+                        class_code,
+                        source,
+                        user,
+                        campaign_id,
+                        round_number,
+                        decision_id,
+                    ),  # fmt: skip
                 ).fetchone()
                 conn.execute(
                     """UPDATE campaign_cells SET role = 'teacher', round_added = %s

@@ -13,9 +13,8 @@ from dataclasses import dataclass, field
 from typing import Protocol
 
 import numpy as np
-from scipy import ndimage
-
 from marrowscope.core.preprocess import to_canvas
+from scipy import ndimage
 
 
 @dataclass(frozen=True)
@@ -140,7 +139,9 @@ def crop_cell(rgb: np.ndarray, region: CellRegion) -> np.ndarray:
 def mask_to_rle(mask: np.ndarray) -> str:
     """Row-major run lengths, starting with a (possibly empty) background run."""
     flat = mask.astype(np.uint8).ravel()
-    changes = np.flatnonzero(np.diff(np.concatenate([[0], flat, [1 - flat[-1] if flat.size else 0]])))
+    changes = np.flatnonzero(
+        np.diff(np.concatenate([[0], flat, [1 - flat[-1] if flat.size else 0]]))
+    )
     runs = np.diff(np.concatenate([[0], changes]))
     return " ".join(str(int(r)) for r in runs[: len(runs)])
 

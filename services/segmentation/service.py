@@ -10,12 +10,11 @@ import logging
 import uuid
 from dataclasses import dataclass
 
-from psycopg_pool import ConnectionPool
-
 from marrowscope.core.errors import InvalidArgument, NotFound
 from marrowscope.core.images import ImageLimits, decode_image, encode_png
 from marrowscope.core.objectstore import ObjectStore, StoredObject, put_content_addressed
 from marrowscope.core.taxonomy import load_taxonomy
+from psycopg_pool import ConnectionPool
 
 from .algorithm import SegmentationAlgorithm, ThresholdSegmenter, crop_cell, mask_to_rle
 
@@ -125,8 +124,19 @@ class SegmentationService:
                    VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)
                    ON CONFLICT (origin_key) DO UPDATE SET origin_key = EXCLUDED.origin_key
                    RETURNING id""",
-                (uuid.uuid4(), origin, crop.key, crop.sha256, dataset, field_id,
-                 list(box) if box else None, rle, area, flags, algorithm_version),  # fmt: skip
+                (
+                    uuid.uuid4(),
+                    origin,
+                    crop.key,
+                    crop.sha256,
+                    dataset,
+                    field_id,
+                    list(box) if box else None,
+                    rle,
+                    area,
+                    flags,
+                    algorithm_version,
+                ),  # fmt: skip
             ).fetchone()
         assert row is not None
         return str(row["id"])

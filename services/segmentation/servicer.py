@@ -6,7 +6,6 @@ import asyncio
 from collections.abc import AsyncIterator
 
 import grpc
-
 from marrowscope.core.errors import InvalidArgument
 from marrowscope.v1 import common_pb2, segmentation_pb2, segmentation_pb2_grpc
 
@@ -34,7 +33,9 @@ def _response(result: FieldResult) -> segmentation_pb2.SegmentResponse:
                 cell_id=c.cell_id,
                 index=c.index,
                 crop=common_pb2.ObjectRef(
-                    key=c.crop.key, sha256=c.crop.sha256, size_bytes=c.crop.size_bytes,
+                    key=c.crop.key,
+                    sha256=c.crop.sha256,
+                    size_bytes=c.crop.size_bytes,
                     content_type=c.crop.content_type,
                 ),  # fmt: skip
                 box=common_pb2.Box(x=c.box[0], y=c.box[1], width=c.box[2], height=c.box[3]),
@@ -69,7 +70,9 @@ class SegmentationServicer(segmentation_pb2_grpc.SegmentationServiceServicer):
             self.service.import_cells, request.dataset, request.taxonomy or "paper17", cells
         )
         return segmentation_pb2.ImportCellsResponse(
-            cells=[common_pb2.CellRef(cell_id=c.cell_id, object_key=c.object_key) for c in imported],
+            cells=[
+                common_pb2.CellRef(cell_id=c.cell_id, object_key=c.object_key) for c in imported
+            ],
             created=sum(c.created for c in imported),
         )
 

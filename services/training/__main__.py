@@ -19,7 +19,9 @@ def main() -> None:
     service = TrainingService(resources.pool, settings)
     interrupted = service.recover()
     if interrupted:
-        logging.getLogger(__name__).warning("%d interrupted training job(s) marked failed", interrupted)
+        logging.getLogger(__name__).warning(
+            "%d interrupted training job(s) marked failed", interrupted
+        )
     servicer = TrainingServicer(service)
 
     async def close() -> None:

@@ -18,15 +18,14 @@ from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 import psycopg
-from psycopg.rows import dict_row
-from psycopg.types.json import Jsonb
-
 from marrowscope.core.images import decode_image
 from marrowscope.core.logs import configure_logging
 from marrowscope.core.objectstore import ObjectStore, open_store, put_content_addressed
 from marrowscope.core.preprocess import InputSpecData, preprocess
 from marrowscope.core.settings import DatabaseSettings, ObjectStoreSettings
 from marrowscope.core.taxonomy import load_taxonomy
+from psycopg.rows import dict_row
+from psycopg.types.json import Jsonb
 
 from .trainer import Cancelled, EpochResult, HyperParameters, train
 
@@ -107,7 +106,9 @@ def run_job(job_id: str, conn: psycopg.Connection, store: ObjectStore) -> str:
             x_train, y_train, x_val, y_val, len(taxonomy.codes), spec, hyper,
             parent_state=parent_state, on_epoch=on_epoch, should_stop=should_stop,
         )  # fmt: skip
-        onnx = put_content_addressed(store, "models", trained.onnx_bytes, "application/onnx", ".onnx")
+        onnx = put_content_addressed(
+            store, "models", trained.onnx_bytes, "application/onnx", ".onnx"
+        )
         weights = put_content_addressed(
             store, "models", trained.state_dict_bytes, "application/octet-stream", ".pt"
         )

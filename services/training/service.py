@@ -18,12 +18,11 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from psycopg.types.json import Jsonb
-from psycopg_pool import ConnectionPool
-
 from marrowscope.core.errors import InvalidArgument, NotFound
 from marrowscope.core.model_registry import get_model_version
 from marrowscope.core.taxonomy import load_taxonomy
+from psycopg.types.json import Jsonb
+from psycopg_pool import ConnectionPool
 
 from .settings import TrainingSettings
 from .trainer import HyperParameters
@@ -113,8 +112,13 @@ class TrainingService:
                 """INSERT INTO training_jobs (id, request_id, spec, labels, total_epochs)
                    VALUES (%s, %s, %s, %s, %s) ON CONFLICT (request_id) DO NOTHING
                    RETURNING *""",
-                (uuid.uuid4(), request.request_id, Jsonb(spec), Jsonb(request.labels),
-                 hyper.epochs),  # fmt: skip
+                (
+                    uuid.uuid4(),
+                    request.request_id,
+                    Jsonb(spec),
+                    Jsonb(request.labels),
+                    hyper.epochs,
+                ),  # fmt: skip
             ).fetchone()
             if row is None:  # a retry: the job exists already
                 row = conn.execute(

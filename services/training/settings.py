@@ -2,9 +2,8 @@
 
 from pathlib import Path
 
-from pydantic_settings import SettingsConfigDict
-
 from marrowscope.core.settings import DEFAULT_PORTS, GrpcServerSettings, settings_config
+from pydantic_settings import SettingsConfigDict
 
 
 class TrainingSettings(GrpcServerSettings):

@@ -17,7 +17,6 @@ import numpy as np
 import onnxruntime as ort
 import torch
 import torch.nn.functional as F
-
 from marrowscope.core.errors import FailedPrecondition
 from marrowscope.core.preprocess import InputSpecData
 
@@ -74,7 +73,9 @@ class Cancelled(Exception):
     pass
 
 
-def _evaluate(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, batch: int) -> tuple[float, float]:
+def _evaluate(
+    model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, batch: int
+) -> tuple[float, float]:
     model.eval()
     loss, correct = 0.0, 0
     with torch.inference_mode():
@@ -110,7 +111,9 @@ def train(
         model.load_state_dict(torch.load(io.BytesIO(parent_state), weights_only=True))
     model = model.to(memory_format=torch.channels_last)
     lr = hyper.effective_lr(parent_state is not None)
-    optimiser = torch.optim.SGD(model.parameters(), lr=lr, momentum=hyper.momentum, weight_decay=1e-4)
+    optimiser = torch.optim.SGD(
+        model.parameters(), lr=lr, momentum=hyper.momentum, weight_decay=1e-4
+    )
     xt, yt = torch.from_numpy(x_train), torch.from_numpy(y_train)
     xv, yv = torch.from_numpy(x_val), torch.from_numpy(y_val)
     black = torch.tensor([-m / s for m, s in zip(spec.mean, spec.std, strict=True)])

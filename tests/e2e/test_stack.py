@@ -13,8 +13,6 @@ import uuid
 import httpx
 import psycopg
 import pytest
-from PIL import Image
-
 from marrowscope.cli import stack
 from marrowscope.cli.bootstrap import ensure_model
 from marrowscope.cli.datasets import import_synthetic
@@ -25,6 +23,7 @@ from marrowscope.core.settings import ObjectStoreSettings, PeerSettings
 from marrowscope.core.synthetic import iter_cells, make_field
 from marrowscope.curation.simulated_expert import SimulatedExpert
 from marrowscope.v1 import curation_pb2, orchestrator_pb2
+from PIL import Image
 
 from ..conftest import free_port_block
 
@@ -50,7 +49,9 @@ def running_stack(pg_admin_dsn: str, s3_endpoint: str, tmp_path_factory: pytest.
     base = free_port_block(len(stack.SERVICES))
     state = stack.up(paths, dsn=dsn, port_base=base)
     store = S3ObjectStore(ObjectStoreSettings())
-    peers = PeerSettings(**{f"{s}_addr": f"127.0.0.1:{state['ports'][s]}" for s in stack.GRPC_SERVICES})
+    peers = PeerSettings(
+        **{f"{s}_addr": f"127.0.0.1:{state['ports'][s]}" for s in stack.GRPC_SERVICES}
+    )
 
     async def bootstrap() -> str:
         clients = ServiceClients(peers)
@@ -98,7 +99,9 @@ def test_every_service_is_serving(running_stack: dict) -> None:
 
 def test_field_image_goes_through_every_service(running_stack: dict) -> None:
     with lis(running_stack) as client:
-        response = client.post("/v1/classify", files={"file": ("field.jpg", field_jpeg(0), "image/jpeg")})
+        response = client.post(
+            "/v1/classify", files={"file": ("field.jpg", field_jpeg(0), "image/jpeg")}
+        )
     assert response.status_code == 200, response.text
     body = response.json()
     assert body["model_version"] == running_stack["model"]
@@ -117,9 +120,16 @@ def test_bad_uploads_get_4xx_and_store_nothing(running_stack: dict) -> None:
     jpeg = field_jpeg(1)
     before = count(running_stack["dsn"], "field_images")
     with lis(running_stack) as client:
-        ds_store = client.post("/v1/classify", files={"file": (".DS_Store.jpg", b"\x00\x00\x00\x01Bud1" + bytes(4000), "image/jpeg")})
-        truncated = client.post("/v1/classify", files={"file": ("cut.jpg", jpeg[: len(jpeg) // 3], "image/jpeg")})
-        unauthenticated = httpx.post(f"{client.base_url}/v1/classify", files={"file": ("f.jpg", jpeg)})
+        ds_store = client.post(
+            "/v1/classify",
+            files={"file": (".DS_Store.jpg", b"\x00\x00\x00\x01Bud1" + bytes(4000), "image/jpeg")},
+        )
+        truncated = client.post(
+            "/v1/classify", files={"file": ("cut.jpg", jpeg[: len(jpeg) // 3], "image/jpeg")}
+        )
+        unauthenticated = httpx.post(
+            f"{client.base_url}/v1/classify", files={"file": ("f.jpg", jpeg)}
+        )
     assert ds_store.status_code == 415 and "not an image" in ds_store.json()["detail"]
     assert truncated.status_code == 415 and "truncated" in truncated.json()["detail"]
     assert unauthenticated.status_code == 401
@@ -139,15 +149,21 @@ def test_killed_service_gives_503_naming_it_and_recovers_on_restart(running_stac
     time.sleep(0.5)
     with lis(running_stack) as client:
         started = time.monotonic()
-        response = client.post("/v1/classify", files={"file": ("f.jpg", field_jpeg(2), "image/jpeg")})
+        response = client.post(
+            "/v1/classify", files={"file": ("f.jpg", field_jpeg(2), "image/jpeg")}
+        )
         elapsed = time.monotonic() - started
     assert response.status_code == 503
-    assert response.json()["service"] == "segmentation" and "segmentation" in response.json()["detail"]
+    assert (
+        response.json()["service"] == "segmentation" and "segmentation" in response.json()["detail"]
+    )
     assert elapsed < 35  # within the segmentation deadline, not a hang
     stack.restart_service(running_stack["paths"], "segmentation")
     with lis(running_stack) as client:
         for _ in range(20):  # the LIS API's channel reconnects within its backoff
-            response = client.post("/v1/classify", files={"file": ("f.jpg", field_jpeg(2), "image/jpeg")})
+            response = client.post(
+                "/v1/classify", files={"file": ("f.jpg", field_jpeg(2), "image/jpeg")}
+            )
             if response.status_code == 200:
                 break
             time.sleep(0.5)
@@ -201,8 +217,14 @@ def test_one_round_campaign_trains_and_creates_review_tasks(running_stack: dict)
     assert round_.sampled == 40 and round_.cst_candidates + round_.al_candidates > 0
     assert round_.decided == round_.cst_candidates + round_.al_candidates
     with psycopg.connect(running_stack["dsn"]) as conn:
-        tasks = conn.execute("SELECT count(*) FROM review_tasks WHERE round_id = %s", (round_.id,)).fetchone()[0]  # type: ignore[index]
-        audit = conn.execute("SELECT count(*) FROM audit_events WHERE action = 'decide' AND actor = 'e2e-expert'").fetchone()[0]  # type: ignore[index]
-        expert_labels = conn.execute("SELECT count(*) FROM labels WHERE source = 'expert' AND user_name = 'e2e-expert'").fetchone()[0]  # type: ignore[index]
+        tasks = conn.execute(
+            "SELECT count(*) FROM review_tasks WHERE round_id = %s", (round_.id,)
+        ).fetchone()[0]  # type: ignore[index]
+        audit = conn.execute(
+            "SELECT count(*) FROM audit_events WHERE action = 'decide' AND actor = 'e2e-expert'"
+        ).fetchone()[0]  # type: ignore[index]
+        expert_labels = conn.execute(
+            "SELECT count(*) FROM labels WHERE source = 'expert' AND user_name = 'e2e-expert'"
+        ).fetchone()[0]  # type: ignore[index]
     assert tasks == round_.decided == audit
     assert expert_labels == round_.added

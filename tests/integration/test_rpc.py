@@ -6,7 +6,6 @@ import grpc
 import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
-
 from marrowscope.core.errors import InvalidArgument, NotFound
 from marrowscope.core.rpc import GrpcService, check_health, open_channel
 from marrowscope.core.settings import GrpcServerSettings
@@ -37,8 +36,6 @@ class FlakyTraining(training_pb2_grpc.TrainingServiceServicer):
     async def CancelTraining(self, request, context):  # type: ignore[no-untyped-def]
         await asyncio.sleep(8)
         return training_pb2.TrainingJob(id=request.job_id)
-
-
 
 
 def run(coro):  # type: ignore[no-untyped-def]
@@ -92,7 +89,9 @@ def test_health_reflection_errors_retries_and_deadlines() -> None:
 
 def test_graceful_shutdown_reports_not_serving() -> None:
     async def scenario() -> None:
-        service = GrpcService(GrpcServerSettings(port=0, grace_seconds=0.2), [SERVICE], lambda s: None)
+        service = GrpcService(
+            GrpcServerSettings(port=0, grace_seconds=0.2), [SERVICE], lambda s: None
+        )
         await service.start()
         async with grpc.aio.insecure_channel(service.address) as channel:
             stub = health_pb2_grpc.HealthStub(channel)

@@ -2,10 +2,9 @@ import io
 
 import numpy as np
 import pytest
-from PIL import Image
-
 from marrowscope.core.errors import ImageTooLarge, InvalidImage
 from marrowscope.core.images import ImageLimits, decode_image, sniff_format
+from PIL import Image
 
 
 def encode(array: np.ndarray, fmt: str, **kwargs) -> bytes:
@@ -22,7 +21,9 @@ def jpeg() -> bytes:
 
 def test_decodes_jpeg_to_rgb(jpeg: bytes) -> None:
     image = decode_image(jpeg)
-    assert image.format == "JPEG" and image.rgb.shape == (120, 90, 3) and image.rgb.dtype == np.uint8
+    assert (
+        image.format == "JPEG" and image.rgb.shape == (120, 90, 3) and image.rgb.dtype == np.uint8
+    )
 
 
 def test_format_comes_from_magic_bytes_not_the_name(jpeg: bytes) -> None:

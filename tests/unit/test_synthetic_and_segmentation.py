@@ -1,7 +1,11 @@
 import numpy as np
-
 from marrowscope.core.synthetic import make_cell, make_field, synthetic_classes
-from marrowscope.segmentation.algorithm import ThresholdSegmenter, crop_cell, mask_to_rle, rle_to_mask
+from marrowscope.segmentation.algorithm import (
+    ThresholdSegmenter,
+    crop_cell,
+    mask_to_rle,
+    rle_to_mask,
+)
 
 
 def test_generation_is_deterministic_by_seed() -> None:
@@ -32,7 +36,7 @@ def test_fields_hold_cells_with_ground_truth_boxes() -> None:
     assert field.rgb.shape == (704, 704, 3) and field.cells
     for cell in field.cells:
         x, y, w, h = cell.box
-        assert 0 <= x and 0 <= y and x + w <= 704 and y + h <= 704 and w > 20 and h > 20
+        assert x >= 0 and y >= 0 and x + w <= 704 and y + h <= 704 and w > 20 and h > 20
 
 
 def _iou(a, b) -> float:  # type: ignore[no-untyped-def]

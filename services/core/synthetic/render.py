@@ -169,7 +169,9 @@ def render_cell(code: str, rng: np.random.Generator) -> tuple[np.ndarray, np.nda
     return np.clip(rgb, 0, 1), alpha
 
 
-def _chromosomes(rng: np.random.Generator, yy: np.ndarray, xx: np.ndarray, size: float) -> np.ndarray:
+def _chromosomes(
+    rng: np.random.Generator, yy: np.ndarray, xx: np.ndarray, size: float
+) -> np.ndarray:
     """A mitotic figure: a cluster (or metaphase plate) of short dark rods."""
     mask = np.zeros(yy.shape, bool)
     plate = rng.random() < 0.5
