@@ -16,6 +16,7 @@ from pathlib import Path
 
 import psycopg
 import pytest
+
 from marrowscope.core.db import create_database, drop_database, open_pool
 from marrowscope.core.settings import DatabaseSettings, ObjectStoreSettings
 

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+from tqdm import tqdm
+
 from marrowscope.core.clients import ServiceClients
 from marrowscope.core.objectstore import ObjectStore
 from marrowscope.core.synthetic import iter_cells, synthetic_classes
 from marrowscope.v1 import common_pb2, inference_pb2, training_pb2
-from tqdm import tqdm
 
 from .datasets import import_synthetic
 

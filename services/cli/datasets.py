@@ -4,12 +4,13 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
+from tqdm import tqdm
+
 from marrowscope.core.clients import ServiceClients
 from marrowscope.core.images import encode_png
 from marrowscope.core.objectstore import ObjectStore, put_content_addressed
 from marrowscope.core.synthetic import SyntheticCell
 from marrowscope.v1 import segmentation_pb2
-from tqdm import tqdm
 
 
 async def import_synthetic(

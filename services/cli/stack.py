@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import psycopg
+
 from marrowscope.core.db import apply_migrations, create_database
 from marrowscope.core.rpc import check_health
 from marrowscope.core.settings import DEFAULT_PORTS, GRPC_SERVICES, ObjectStoreSettings

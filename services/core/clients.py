@@ -10,6 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 import grpc
+
 from marrowscope.v1 import (
     curation_pb2_grpc,
     inference_pb2_grpc,

@@ -5,6 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 
 from google.protobuf.timestamp_pb2 import Timestamp
+
 from marrowscope.v1 import common_pb2
 
 from .model_registry import ModelVersionRecord

@@ -16,6 +16,9 @@ from datetime import datetime
 from typing import Any
 
 import psycopg
+from psycopg.types.json import Jsonb
+from psycopg_pool import ConnectionPool
+
 from marrowscope.core.errors import (
     FailedPrecondition,
     InvalidArgument,
@@ -24,8 +27,6 @@ from marrowscope.core.errors import (
     Unauthenticated,
 )
 from marrowscope.core.taxonomy import load_taxonomy
-from psycopg.types.json import Jsonb
-from psycopg_pool import ConnectionPool
 
 log = logging.getLogger(__name__)
 ROLES = ("expert", "admin", "service")

@@ -13,6 +13,7 @@ import uuid
 from dataclasses import dataclass, field
 
 import grpc
+
 from marrowscope.v1 import curation_pb2, curation_pb2_grpc
 
 

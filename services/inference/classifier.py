@@ -13,6 +13,8 @@ from dataclasses import dataclass
 
 import numpy as np
 import onnxruntime as ort
+from psycopg_pool import ConnectionPool
+
 from marrowscope.core.errors import FailedPrecondition, InvalidArgument, NotFound
 from marrowscope.core.images import decode_image
 from marrowscope.core.model_registry import (
@@ -22,7 +24,6 @@ from marrowscope.core.model_registry import (
 )
 from marrowscope.core.objectstore import ObjectStore
 from marrowscope.core.preprocess import preprocess
-from psycopg_pool import ConnectionPool
 
 from .settings import InferenceSettings
 

@@ -1,7 +1,8 @@
 """Inference service settings (env prefix ``MARROWSCOPE_INFERENCE_``)."""
 
-from marrowscope.core.settings import DEFAULT_PORTS, GrpcServerSettings, settings_config
 from pydantic_settings import SettingsConfigDict
+
+from marrowscope.core.settings import DEFAULT_PORTS, GrpcServerSettings, settings_config
 
 
 class InferenceSettings(GrpcServerSettings):

@@ -1,6 +1,7 @@
 """Run the LIS API: ``python -m marrowscope.lis_api``."""
 
 import uvicorn
+
 from marrowscope.core.clients import ServiceClients
 from marrowscope.core.logs import configure_logging
 from marrowscope.core.objectstore import open_store

@@ -15,6 +15,7 @@ from typing import Annotated, Any
 import grpc
 from fastapi import Depends, FastAPI, File, HTTPException, Request, UploadFile
 from fastapi.responses import JSONResponse
+
 from marrowscope.core.clients import ServiceClients
 from marrowscope.core.errors import MarrowscopeError
 from marrowscope.core.images import ImageLimits, decode_image

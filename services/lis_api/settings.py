@@ -1,7 +1,8 @@
 """LIS API settings (env prefix ``MARROWSCOPE_LIS_``)."""
 
-from marrowscope.core.settings import DEFAULT_PORTS, settings_config
 from pydantic_settings import BaseSettings
+
+from marrowscope.core.settings import DEFAULT_PORTS, settings_config
 
 
 class LisApiSettings(BaseSettings):

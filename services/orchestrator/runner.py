@@ -14,6 +14,7 @@ import random
 from collections.abc import AsyncIterator
 
 import grpc
+
 from marrowscope.core.clients import ServiceClients
 from marrowscope.core.errors import FailedPrecondition
 from marrowscope.core.taxonomy import load_taxonomy

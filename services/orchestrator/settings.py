@@ -1,8 +1,9 @@
 """Orchestrator settings (env prefix ``MARROWSCOPE_ORCHESTRATOR_``)."""
 
-from marrowscope.core.settings import DEFAULT_PORTS, GrpcServerSettings, settings_config
 from pydantic import SecretStr
 from pydantic_settings import SettingsConfigDict
+
+from marrowscope.core.settings import DEFAULT_PORTS, GrpcServerSettings, settings_config
 
 
 class OrchestratorSettings(GrpcServerSettings):

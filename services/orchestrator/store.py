@@ -12,10 +12,11 @@ from collections import defaultdict
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from marrowscope.core.errors import FailedPrecondition, InvalidArgument, NotFound
-from marrowscope.core.taxonomy import load_taxonomy
 from psycopg.types.json import Jsonb
 from psycopg_pool import ConnectionPool
+
+from marrowscope.core.errors import FailedPrecondition, InvalidArgument, NotFound
+from marrowscope.core.taxonomy import load_taxonomy
 
 from .selection import LabelledCell
 

@@ -13,8 +13,9 @@ from dataclasses import dataclass, field
 from typing import Protocol
 
 import numpy as np
-from marrowscope.core.preprocess import to_canvas
 from scipy import ndimage
+
+from marrowscope.core.preprocess import to_canvas
 
 
 @dataclass(frozen=True)

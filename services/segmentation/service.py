@@ -10,11 +10,12 @@ import logging
 import uuid
 from dataclasses import dataclass
 
+from psycopg_pool import ConnectionPool
+
 from marrowscope.core.errors import InvalidArgument, NotFound
 from marrowscope.core.images import ImageLimits, decode_image, encode_png
 from marrowscope.core.objectstore import ObjectStore, StoredObject, put_content_addressed
 from marrowscope.core.taxonomy import load_taxonomy
-from psycopg_pool import ConnectionPool
 
 from .algorithm import SegmentationAlgorithm, ThresholdSegmenter, crop_cell, mask_to_rle
 

@@ -6,6 +6,7 @@ import asyncio
 from collections.abc import AsyncIterator
 
 import grpc
+
 from marrowscope.core.errors import InvalidArgument
 from marrowscope.v1 import common_pb2, segmentation_pb2, segmentation_pb2_grpc
 

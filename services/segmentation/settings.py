@@ -1,7 +1,8 @@
 """Segmentation service settings (env prefix ``MARROWSCOPE_SEGMENTATION_``)."""
 
-from marrowscope.core.settings import DEFAULT_PORTS, GrpcServerSettings, settings_config
 from pydantic_settings import SettingsConfigDict
+
+from marrowscope.core.settings import DEFAULT_PORTS, GrpcServerSettings, settings_config
 
 
 class SegmentationSettings(GrpcServerSettings):

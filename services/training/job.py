@@ -18,14 +18,15 @@ from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 import psycopg
+from psycopg.rows import dict_row
+from psycopg.types.json import Jsonb
+
 from marrowscope.core.images import decode_image
 from marrowscope.core.logs import configure_logging
 from marrowscope.core.objectstore import ObjectStore, open_store, put_content_addressed
 from marrowscope.core.preprocess import InputSpecData, preprocess
 from marrowscope.core.settings import DatabaseSettings, ObjectStoreSettings
 from marrowscope.core.taxonomy import load_taxonomy
-from psycopg.rows import dict_row
-from psycopg.types.json import Jsonb
 
 from .trainer import Cancelled, EpochResult, HyperParameters, train
 

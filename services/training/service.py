@@ -18,11 +18,12 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
+from psycopg.types.json import Jsonb
+from psycopg_pool import ConnectionPool
+
 from marrowscope.core.errors import InvalidArgument, NotFound
 from marrowscope.core.model_registry import get_model_version
 from marrowscope.core.taxonomy import load_taxonomy
-from psycopg.types.json import Jsonb
-from psycopg_pool import ConnectionPool
 
 from .settings import TrainingSettings
 from .trainer import HyperParameters

@@ -2,8 +2,9 @@
 
 from pathlib import Path
 
-from marrowscope.core.settings import DEFAULT_PORTS, GrpcServerSettings, settings_config
 from pydantic_settings import SettingsConfigDict
+
+from marrowscope.core.settings import DEFAULT_PORTS, GrpcServerSettings, settings_config
 
 
 class TrainingSettings(GrpcServerSettings):

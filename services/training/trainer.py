@@ -17,6 +17,7 @@ import numpy as np
 import onnxruntime as ort
 import torch
 import torch.nn.functional as F
+
 from marrowscope.core.errors import FailedPrecondition
 from marrowscope.core.preprocess import InputSpecData
 

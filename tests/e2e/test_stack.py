@@ -13,6 +13,8 @@ import uuid
 import httpx
 import psycopg
 import pytest
+from PIL import Image
+
 from marrowscope.cli import stack
 from marrowscope.cli.bootstrap import ensure_model
 from marrowscope.cli.datasets import import_synthetic
@@ -23,7 +25,6 @@ from marrowscope.core.settings import ObjectStoreSettings, PeerSettings
 from marrowscope.core.synthetic import iter_cells, make_field
 from marrowscope.curation.simulated_expert import SimulatedExpert
 from marrowscope.v1 import curation_pb2, orchestrator_pb2
-from PIL import Image
 
 from ..conftest import free_port_block
 

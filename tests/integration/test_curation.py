@@ -5,6 +5,7 @@ import uuid
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
+
 from marrowscope.core.errors import (
     FailedPrecondition,
     InvalidArgument,

@@ -1,5 +1,6 @@
 import psycopg
 import pytest
+
 from marrowscope.core.db import apply_migrations, load_migrations
 
 pytestmark = pytest.mark.integration

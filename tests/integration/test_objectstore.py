@@ -5,6 +5,7 @@ import urllib.request
 from pathlib import Path
 
 import pytest
+
 from marrowscope.core.errors import IntegrityError, InvalidArgument, NotFound
 from marrowscope.core.objectstore import (
     FilesystemObjectStore,

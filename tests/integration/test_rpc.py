@@ -6,6 +6,7 @@ import grpc
 import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
+
 from marrowscope.core.errors import InvalidArgument, NotFound
 from marrowscope.core.rpc import GrpcService, check_health, open_channel
 from marrowscope.core.settings import GrpcServerSettings

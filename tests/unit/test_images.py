@@ -2,9 +2,10 @@ import io
 
 import numpy as np
 import pytest
+from PIL import Image
+
 from marrowscope.core.errors import ImageTooLarge, InvalidImage
 from marrowscope.core.images import ImageLimits, decode_image, sniff_format
-from PIL import Image
 
 
 def encode(array: np.ndarray, fmt: str, **kwargs) -> bytes:

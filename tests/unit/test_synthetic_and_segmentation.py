@@ -1,4 +1,5 @@
 import numpy as np
+
 from marrowscope.core.synthetic import make_cell, make_field, synthetic_classes
 from marrowscope.segmentation.algorithm import (
     ThresholdSegmenter,

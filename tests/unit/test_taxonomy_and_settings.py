@@ -1,9 +1,10 @@
 import pytest
+from pydantic import ValidationError
+
 from marrowscope.core.errors import InvalidArgument, NotFound
 from marrowscope.core.settings import DatabaseSettings, PeerSettings
 from marrowscope.core.taxonomy import available_taxonomies, load_mapping, load_taxonomy
 from marrowscope.inference.settings import InferenceSettings
-from pydantic import ValidationError
 
 
 def test_paper_taxonomy_trains_on_17_and_evaluates_on_16() -> None:

@@ -4,6 +4,7 @@ import numpy as np
 import onnxruntime as ort
 import pytest
 import torch
+
 from marrowscope.core.errors import FailedPrecondition
 from marrowscope.core.preprocess import InputSpecData, preprocess
 from marrowscope.core.synthetic import make_cell
