@@ -48,13 +48,20 @@ def serve(
     register: Callable[[grpc.aio.Server], None],
     on_stop: Callable[[], Awaitable[None]] | None = None,
     on_start: Callable[[], Awaitable[None]] | None = None,
+    resources: Resources | None = None,
 ) -> None:
-    """Run a gRPC service until SIGTERM/SIGINT."""
+    """Run a gRPC service until SIGTERM/SIGINT, then ``on_stop`` and close ``resources``."""
+
+    async def stop() -> None:
+        if on_stop is not None:
+            await on_stop()
+        if resources is not None:
+            await asyncio.to_thread(resources.close)
 
     async def main() -> None:
         service = GrpcService(settings, service_names, register)
         if on_start is not None:
             await on_start()
-        await service.run_until_signalled(on_stop)
+        await service.run_until_signalled(stop)
 
     asyncio.run(main())

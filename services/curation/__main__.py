@@ -1,7 +1,5 @@
 """Run the curation service: ``python -m marrowscope.curation``."""
 
-import asyncio
-
 from marrowscope.core.logs import configure_logging
 from marrowscope.core.runtime import open_resources, serve
 from marrowscope.v1 import curation_pb2_grpc
@@ -24,14 +22,11 @@ def main() -> None:
         )
     servicer = CurationServicer(service)
 
-    async def close() -> None:
-        await asyncio.to_thread(resources.close)
-
     serve(
         settings,
         [SERVICE_NAME],
         lambda server: curation_pb2_grpc.add_CurationServiceServicer_to_server(servicer, server),
-        on_stop=close,
+        resources=resources,
     )
 
 

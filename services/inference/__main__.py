@@ -1,7 +1,5 @@
 """Run the inference service: ``python -m marrowscope.inference``."""
 
-import asyncio
-
 from marrowscope.core.logs import configure_logging
 from marrowscope.core.runtime import open_resources, serve
 from marrowscope.v1 import inference_pb2_grpc
@@ -21,13 +19,13 @@ def main() -> None:
 
     async def close() -> None:
         classifier.close()
-        await asyncio.to_thread(resources.close)
 
     serve(
         settings,
         [SERVICE_NAME],
         lambda server: inference_pb2_grpc.add_InferenceServiceServicer_to_server(servicer, server),
         on_stop=close,
+        resources=resources,
     )
 
 

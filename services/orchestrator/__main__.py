@@ -32,7 +32,6 @@ def main() -> None:
     async def close() -> None:
         await runner.stop_all()
         await clients.close()
-        await asyncio.to_thread(resources.close)
 
     serve(
         settings,
@@ -41,6 +40,7 @@ def main() -> None:
             servicer, server
         ),
         on_stop=close,
+        resources=resources,
         on_start=resume,
     )
 

@@ -1,7 +1,5 @@
 """Run the segmentation service: ``python -m marrowscope.segmentation``."""
 
-import asyncio
-
 from marrowscope.core.images import ImageLimits
 from marrowscope.core.logs import configure_logging
 from marrowscope.core.runtime import open_resources, serve
@@ -26,16 +24,13 @@ def main() -> None:
     )
     servicer = SegmentationServicer(service)
 
-    async def close() -> None:
-        await asyncio.to_thread(resources.close)
-
     serve(
         settings,
         [SERVICE_NAME],
         lambda server: segmentation_pb2_grpc.add_SegmentationServiceServicer_to_server(
             servicer, server
         ),
-        on_stop=close,
+        resources=resources,
     )
 
 

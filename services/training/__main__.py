@@ -1,6 +1,5 @@
 """Run the training service: ``python -m marrowscope.training``."""
 
-import asyncio
 import logging
 
 from marrowscope.core.logs import configure_logging
@@ -26,13 +25,13 @@ def main() -> None:
 
     async def close() -> None:
         service.shutdown()
-        await asyncio.to_thread(resources.close)
 
     serve(
         settings,
         [SERVICE_NAME],
         lambda server: training_pb2_grpc.add_TrainingServiceServicer_to_server(servicer, server),
         on_stop=close,
+        resources=resources,
     )
 
 
