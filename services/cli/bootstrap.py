@@ -4,20 +4,15 @@ from __future__ import annotations
 
 from tqdm import tqdm
 
+from marrowscope.core import messages
 from marrowscope.core.clients import ServiceClients
 from marrowscope.core.objectstore import ObjectStore
 from marrowscope.core.synthetic import iter_cells, synthetic_classes
-from marrowscope.v1 import common_pb2, inference_pb2, training_pb2
+from marrowscope.v1 import inference_pb2, training_pb2
 
 from .datasets import import_synthetic
 
 BOOTSTRAP_DATASET = "synthetic-bootstrap"
-
-
-def _labelled(cells: list[tuple[str, str, str]]) -> list[common_pb2.LabeledCell]:
-    return [
-        common_pb2.LabeledCell(cell_id=c, object_key=k, class_code=code) for c, k, code in cells
-    ]
 
 
 async def wait_for_job(
@@ -57,8 +52,8 @@ async def ensure_model(
             training_pb2.StartTrainingRequest(
                 request_id="bootstrap-synthetic-v1",
                 taxonomy="paper17",
-                teacher=_labelled(teacher),
-                validation=_labelled(validation),
+                teacher=messages.labeled_cells(teacher),
+                validation=messages.labeled_cells(validation),
                 hyper_parameters=training_pb2.HyperParameters(
                     epochs=epochs, batch_size=32, input_size=input_size, seed=7, augment=True,
                     width=width,

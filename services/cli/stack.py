@@ -9,6 +9,7 @@ object store is a folder unless ``MARROWSCOPE_STORE_BACKEND=s3``. State lives in
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import json
 import os
 import secrets
@@ -114,8 +115,6 @@ def ports(base: int | None) -> dict[str, int]:
 def service_environment(
     paths: StackPaths, dsn: str, port_map: dict[str, int], tokens: dict[str, str]
 ) -> dict[str, str]:
-    import hashlib
-
     # The caller's MARROWSCOPE_* settings pass through; the runner sets what wires services.
     env = dict(os.environ)
     store = ObjectStoreSettings()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from datetime import datetime
 
 from google.protobuf.timestamp_pb2 import Timestamp
@@ -17,6 +18,13 @@ def timestamp(value: datetime | None) -> Timestamp | None:
     stamp = Timestamp()
     stamp.FromDatetime(value)
     return stamp
+
+
+def labeled_cells(cells: Iterable[tuple[str, str, str]]) -> list[common_pb2.LabeledCell]:
+    """(cell id, object key, class code) triples as LabeledCell messages."""
+    return [
+        common_pb2.LabeledCell(cell_id=c, object_key=k, class_code=code) for c, k, code in cells
+    ]
 
 
 def epoch_metrics(entry: dict[str, float]) -> common_pb2.EpochMetrics:

@@ -9,6 +9,7 @@ from typing import Any
 from psycopg_pool import ConnectionPool
 
 from .errors import InvalidArgument, NotFound
+from .ids import is_uuid
 from .preprocess import InputSpecData
 
 
@@ -51,21 +52,15 @@ class ModelVersionRecord:
         )
 
 
-def _uuid_or_name(value: str) -> tuple[str, str]:
-    import uuid
-
-    try:
-        return "id = %s", str(uuid.UUID(value))
-    except ValueError:
-        if not value:
-            raise InvalidArgument("a model version id or name is required") from None
-        return "name = %s", value
-
-
 def get_model_version(pool: ConnectionPool, id_or_name: str) -> ModelVersionRecord:
-    clause, value = _uuid_or_name(id_or_name)
+    if not id_or_name:
+        raise InvalidArgument("a model version id or name is required")
+    column = "id" if is_uuid(id_or_name) else "name"
     with pool.connection() as conn:
-        row = conn.execute(f"SELECT * FROM model_versions WHERE {clause}", (value,)).fetchone()  # type: ignore[call-overload]
+        row = conn.execute(
+            f"SELECT * FROM model_versions WHERE {column} = %s",  # type: ignore[call-overload]
+            (id_or_name,),
+        ).fetchone()
     if row is None:
         raise NotFound(f"model version {id_or_name} is not registered")
     return ModelVersionRecord.from_row(row)

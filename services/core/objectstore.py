@@ -70,10 +70,11 @@ def put_content_addressed(
     """Store ``data`` under its sha256 address (no-op when already there)."""
     digest = hashlib.sha256(data).hexdigest()
     key = content_key(kind, digest, suffix)
-    if store.exists(key):
-        existing = store.stat(key)
-        if existing.size_bytes == len(data):
+    try:
+        if store.stat(key).size_bytes == len(data):
             return StoredObject(key, digest, len(data), content_type)
+    except NotFound:
+        pass
     return store.put_bytes(key, data, content_type)
 
 
@@ -101,20 +102,20 @@ class FilesystemObjectStore:
             raise InvalidArgument(f"object of {len(data)} bytes exceeds the store's limit")
         path = self._path(key)
         path.parent.mkdir(parents=True, exist_ok=True)
+        digest = hashlib.sha256(data).hexdigest()
         fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-")
         try:
             with os.fdopen(fd, "wb") as handle:
                 handle.write(data)
                 handle.flush()
                 os.fsync(handle.fileno())
-            written = Path(tmp).read_bytes()
-            if hashlib.sha256(written).digest() != hashlib.sha256(data).digest():
+            if hashlib.sha256(Path(tmp).read_bytes()).hexdigest() != digest:
                 raise IntegrityError(f"write of {key} could not be verified")
             os.replace(tmp, path)
         finally:
             if os.path.exists(tmp):
                 os.unlink(tmp)
-        return StoredObject(key, hashlib.sha256(data).hexdigest(), len(data), content_type)
+        return StoredObject(key, digest, len(data), content_type)
 
     def get(self, key: str, *, verify: bool = True) -> bytes:
         try:
@@ -166,7 +167,8 @@ class S3ObjectStore:
             region=settings.region,
         )
 
-    def _call(self, what: str, fn, *args, **kwargs):  # type: ignore[no-untyped-def]
+    def _call(self, what: str, fn, *args, key: str = "", **kwargs):  # type: ignore[no-untyped-def]
+        """Run a minio call, turning its errors into domain errors (``key`` names the object)."""
         from minio.error import S3Error
         from urllib3.exceptions import HTTPError
 
@@ -174,7 +176,7 @@ class S3ObjectStore:
             return fn(*args, **kwargs)
         except S3Error as exc:
             if exc.code in ("NoSuchKey", "NoSuchObject", "ResourceNotFound"):
-                raise NotFound(f"object {args[1] if len(args) > 1 else ''} not found") from None
+                raise NotFound(f"object {key} not found in the object store") from None
             raise Unavailable(f"object store refused {what}: {exc.code}") from exc
         except HTTPError as exc:
             raise Unavailable(f"object store unreachable during {what}: {exc}") from exc
@@ -205,7 +207,7 @@ class S3ObjectStore:
 
     def get(self, key: str, *, verify: bool = True) -> bytes:
         check_key(key)
-        response = self._call("get", self.client.get_object, self.bucket, key)
+        response = self._call("get", self.client.get_object, self.bucket, key, key=key)
         try:
             data = response.read()
         finally:
@@ -217,7 +219,7 @@ class S3ObjectStore:
 
     def stat(self, key: str) -> StoredObject:
         check_key(key)
-        info = self._call("stat", self.client.stat_object, self.bucket, key)
+        info = self._call("stat", self.client.stat_object, self.bucket, key, key=key)
         meta = {k.lower(): v for k, v in (info.metadata or {}).items()}
         return StoredObject(
             key,
@@ -235,7 +237,7 @@ class S3ObjectStore:
 
     def delete(self, key: str) -> None:
         check_key(key)
-        self._call("delete", self.client.remove_object, self.bucket, key)
+        self._call("delete", self.client.remove_object, self.bucket, key, key=key)
 
     def presign_get(self, key: str, expires: timedelta = timedelta(hours=1)) -> str:
         return str(self.client.presigned_get_object(self.bucket, check_key(key), expires=expires))

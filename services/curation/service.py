@@ -26,6 +26,7 @@ from marrowscope.core.errors import (
     PermissionDenied,
     Unauthenticated,
 )
+from marrowscope.core.ids import parse_uuid
 from marrowscope.core.taxonomy import load_taxonomy
 
 log = logging.getLogger(__name__)
@@ -110,13 +111,6 @@ def token_hash(token: str) -> str:
     return hashlib.sha256(token.encode()).hexdigest()
 
 
-def _uuid(value: str, what: str) -> str:
-    try:
-        return str(uuid.UUID(value))
-    except ValueError:
-        raise InvalidArgument(f"{what} {value!r} is not a UUID") from None
-
-
 class CurationService:
     def __init__(
         self, pool: ConnectionPool, default_lease_seconds: int = 600, max_claim: int = 200
@@ -173,7 +167,10 @@ class CurationService:
         self, actor: User, campaign_id: str, round_id: str, tasks: list[NewTask]
     ) -> tuple[int, int]:
         self.require(actor, "service", "admin")
-        campaign_id, round_id = _uuid(campaign_id, "campaign id"), _uuid(round_id, "round id")
+        campaign_id, round_id = (
+            parse_uuid(campaign_id, "campaign id"),
+            parse_uuid(round_id, "round id"),
+        )
         created = 0
         with self.pool.connection() as conn, conn.transaction():
             found = conn.execute(
@@ -195,7 +192,7 @@ class CurationService:
                         uuid.uuid4(),
                         campaign_id,
                         round_id,
-                        _uuid(task.cell_id, "cell id"),
+                        parse_uuid(task.cell_id, "cell id"),
                         task.object_key,
                         task.kind,
                         task.proposed_class or None,
@@ -249,7 +246,7 @@ class CurationService:
                 """UPDATE review_tasks SET state = 'open', claimed_by = NULL,
                        lease_expires_at = NULL
                    WHERE id = ANY(%s) AND state = 'claimed' AND claimed_by = %s""",
-                ([_uuid(t, "task id") for t in task_ids], user.name),
+                ([parse_uuid(t, "task id") for t in task_ids], user.name),
             )
             return result.rowcount
 
@@ -270,9 +267,12 @@ class CurationService:
                     )
                 return existing
             task = conn.execute(
-                """SELECT t.*, c.taxonomy FROM review_tasks t
-                   JOIN campaigns c ON c.id = t.campaign_id WHERE t.id = %s FOR UPDATE""",
-                (_uuid(item.task_id, "task id"),),
+                """SELECT t.*, c.taxonomy,
+                       coalesce(t.lease_expires_at > now(), false) AS lease_valid
+                   FROM review_tasks t
+                   JOIN campaigns c ON c.id = t.campaign_id WHERE t.id = %s
+                   FOR UPDATE OF t""",  # lock the task only, never the shared campaign row
+                (parse_uuid(item.task_id, "task id"),),
             ).fetchone()
             if task is None:
                 raise NotFound(f"review task {item.task_id} not found")
@@ -280,13 +280,8 @@ class CurationService:
                 raise FailedPrecondition(
                     f"task {item.task_id} is decided already; undo that decision to change it"
                 )
-            lease_valid = (
-                task["lease_expires_at"] is not None
-                and conn.execute(
-                    "SELECT %s > now() AS valid", (task["lease_expires_at"],)
-                ).fetchone()["valid"]
-            )  # type: ignore[index]
-            if task["state"] == "claimed" and lease_valid and task["claimed_by"] != user.name:
+            held_by_other = task["claimed_by"] != user.name and task["lease_valid"]
+            if task["state"] == "claimed" and held_by_other:
                 raise FailedPrecondition(f"task {item.task_id} is claimed by another expert")
             if item.action not in ACTIONS_BY_KIND[task["kind"]]:
                 raise InvalidArgument(
@@ -394,7 +389,7 @@ class CurationService:
                      AND (%(expert)s = '' OR d.user_name = %(expert)s)
                    ORDER BY d.created_at""",
                 {
-                    "c": _uuid(campaign_id, "campaign id"),
+                    "c": parse_uuid(campaign_id, "campaign id"),
                     "r": round_id,
                     "u": include_undone,
                     "expert": user.name if user.role == "expert" else "",
@@ -415,7 +410,7 @@ class CurationService:
                    FROM review_tasks
                    WHERE campaign_id = %(c)s AND (%(r)s = '' OR round_id::text = %(r)s)
                    GROUP BY round_id, kind, proposed_class ORDER BY 1, 2, 3""",
-                {"c": _uuid(campaign_id, "campaign id"), "r": round_id},
+                {"c": parse_uuid(campaign_id, "campaign id"), "r": round_id},
             ).fetchall()
         return [
             ProgressRow(

@@ -12,9 +12,11 @@ import asyncio
 import logging
 import random
 from collections.abc import AsyncIterator
+from datetime import UTC, datetime
 
 import grpc
 
+from marrowscope.core import messages
 from marrowscope.core.clients import ServiceClients
 from marrowscope.core.errors import FailedPrecondition
 from marrowscope.core.taxonomy import load_taxonomy
@@ -119,7 +121,7 @@ class CampaignRunner:
                 self.store.absorb, campaign.id, campaign.taxonomy, round_.number, decisions
             )
             await asyncio.to_thread(update, round_.id, decided=len(decisions), added=added,
-                                    state="done", finished_at=time_now())  # fmt: skip
+                                    state="done", finished_at=datetime.now(UTC))  # fmt: skip
 
     async def _train(
         self, campaign: CampaignRecord, round_: RoundRecord, parent: str
@@ -133,10 +135,10 @@ class CampaignRunner:
         request = training_pb2.StartTrainingRequest(
             request_id=f"round:{round_.id}",
             taxonomy=campaign.taxonomy,
-            teacher=[common_pb2.LabeledCell(cell_id=c.cell_id, object_key=c.object_key,
-                                            class_code=c.class_code) for c in teacher],
-            validation=[common_pb2.LabeledCell(cell_id=c.cell_id, object_key=c.object_key,
-                                               class_code=c.class_code) for c in validation],
+            teacher=messages.labeled_cells((c.cell_id, c.object_key, c.class_code) for c in teacher),
+            validation=messages.labeled_cells(
+                (c.cell_id, c.object_key, c.class_code) for c in validation
+            ),
             parent_model_version=parent,
             hyper_parameters=training_pb2.HyperParameters(
                 epochs=params.epochs, batch_size=params.batch_size, input_size=params.input_size,
@@ -209,7 +211,7 @@ class CampaignRunner:
             )
             await asyncio.to_thread(self.store.update_round, round_.id, sampled=len(sample),
                                     cst_candidates=len(selection.unchecked), added=added,
-                                    state="done", finished_at=time_now())  # fmt: skip
+                                    state="done", finished_at=datetime.now(UTC))  # fmt: skip
             return
         tasks = [
             curation_pb2.NewReviewTask(cell_id=s.cell_id, object_key=s.object_key, kind=kind,
@@ -255,9 +257,3 @@ class CampaignRunner:
         actions = {curation_pb2.DECISION_ACTION_TOO_DIFFICULT: "too_difficult"}
         return [(d.id, d.cell_id, actions.get(d.action, "label"), d.class_code, d.user)
                 for d in response.decisions]  # fmt: skip
-
-
-def time_now():  # type: ignore[no-untyped-def]
-    from datetime import UTC, datetime
-
-    return datetime.now(UTC)

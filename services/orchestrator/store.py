@@ -16,6 +16,7 @@ from psycopg.types.json import Jsonb
 from psycopg_pool import ConnectionPool
 
 from marrowscope.core.errors import FailedPrecondition, InvalidArgument, NotFound
+from marrowscope.core.ids import parse_uuid
 from marrowscope.core.taxonomy import load_taxonomy
 
 from .selection import LabelledCell
@@ -166,10 +167,7 @@ class CampaignStore:
         return self.get(str(campaign_id))
 
     def get(self, campaign_id: str) -> CampaignRecord:
-        try:
-            uuid.UUID(campaign_id)
-        except ValueError:
-            raise InvalidArgument(f"campaign id {campaign_id!r} is not a UUID") from None
+        campaign_id = parse_uuid(campaign_id, "campaign id")
         with self.pool.connection() as conn:
             row = conn.execute("SELECT * FROM campaigns WHERE id = %s", (campaign_id,)).fetchone()
             if row is None:

@@ -139,12 +139,12 @@ def crop_cell(rgb: np.ndarray, region: CellRegion) -> np.ndarray:
 
 def mask_to_rle(mask: np.ndarray) -> str:
     """Row-major run lengths, starting with a (possibly empty) background run."""
-    flat = mask.astype(np.uint8).ravel()
-    changes = np.flatnonzero(
-        np.diff(np.concatenate([[0], flat, [1 - flat[-1] if flat.size else 0]]))
-    )
-    runs = np.diff(np.concatenate([[0], changes]))
-    return " ".join(str(int(r)) for r in runs[: len(runs)])
+    flat = mask.ravel().astype(bool)
+    edges = np.flatnonzero(flat[1:] != flat[:-1]) + 1
+    runs = np.diff(np.concatenate([[0], edges, [flat.size]])).tolist()
+    if flat.size and flat[0]:
+        runs.insert(0, 0)
+    return " ".join(str(r) for r in runs)
 
 
 def rle_to_mask(rle: str, shape: tuple[int, int]) -> np.ndarray:

@@ -158,9 +158,12 @@ class SegmentationService:
                 tax.check(label)
         imported = []
         for key, label in cells:
-            if not self.store.exists(key):
-                raise NotFound(f"object {key} not found; upload the image before importing it")
-            data = self.store.get(key)
+            try:
+                data = self.store.get(key)
+            except NotFound:
+                raise NotFound(
+                    f"object {key} not found; upload the image before importing it"
+                ) from None
             decode_image(data, self.limits)  # refuse anything that is not a usable image
             sha = hashlib.sha256(data).hexdigest()
             stored = StoredObject(key, sha, len(data), "image/png")

@@ -14,7 +14,7 @@ import subprocess
 import sys
 import threading
 import uuid
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from datetime import datetime
 from typing import Any
 
@@ -22,6 +22,7 @@ from psycopg.types.json import Jsonb
 from psycopg_pool import ConnectionPool
 
 from marrowscope.core.errors import InvalidArgument, NotFound
+from marrowscope.core.ids import parse_uuid
 from marrowscope.core.model_registry import get_model_version
 from marrowscope.core.taxonomy import load_taxonomy
 
@@ -100,13 +101,13 @@ class TrainingService:
             parent = parent_record.id
         hyper = request.hyper
         if not hyper.threads and self.settings.torch_threads:
-            hyper = HyperParameters(**{**hyper.__dict__, "threads": self.settings.torch_threads})
+            hyper = replace(hyper, threads=self.settings.torch_threads)
         spec = {
             "taxonomy": taxonomy.name,
             "teacher": [list(t) for t in request.teacher],
             "validation": [list(v) for v in request.validation],
             "parent": parent,
-            "hyper": hyper.__dict__,
+            "hyper": asdict(hyper),
         }
         with self.pool.connection() as conn:
             row = conn.execute(
@@ -184,10 +185,7 @@ class TrainingService:
         return failed
 
     def get(self, job_id: str) -> JobStatus:
-        try:
-            uuid.UUID(job_id)
-        except ValueError:
-            raise InvalidArgument(f"job id {job_id!r} is not a UUID") from None
+        job_id = parse_uuid(job_id, "job id")
         with self.pool.connection() as conn:
             row = conn.execute("SELECT * FROM training_jobs WHERE id = %s", (job_id,)).fetchone()
         if row is None:

@@ -11,7 +11,7 @@ import io
 import logging
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 
 import numpy as np
 import onnxruntime as ort
@@ -58,7 +58,7 @@ class EpochResult:
     seconds: float
 
     def to_json(self) -> dict:
-        return self.__dict__.copy()
+        return asdict(self)
 
 
 @dataclass
