@@ -42,7 +42,8 @@ async def ensure_model(
         truth = await import_synthetic(
             iter_cells(per_class, seed=7), total, BOOTSTRAP_DATASET, store, clients
         )
-        teacher, validation = [], []
+        teacher: list[tuple[str, str, str]] = []
+        validation: list[tuple[str, str, str]] = []
         seen: dict[str, int] = {}
         for cell_id, (key, code) in sorted(truth.items()):
             seen[code] = seen.get(code, 0) + 1

@@ -20,6 +20,7 @@ import time
 import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import psycopg
 
@@ -225,7 +226,7 @@ def up(paths: StackPaths, dsn: str | None = None, port_base: int | None = None) 
         raise StackError(f"cannot reach PostgreSQL at the configured DSN: {exc}") from exc
     port_map = ports(port_base)
     env = service_environment(paths, dsn, port_map, tokens)
-    state = {"home": str(paths.home), "embedded_postgres": embedded, "ports": port_map,
+    state: dict[str, Any] = {"home": str(paths.home), "embedded_postgres": embedded, "ports": port_map,
              "pids": {}, "env": env}  # fmt: skip
     try:
         for service in START_ORDER:

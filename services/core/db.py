@@ -12,6 +12,7 @@ import logging
 import re
 from dataclasses import dataclass
 from importlib import resources
+from typing import Any, TypeAlias
 
 import psycopg
 from psycopg.rows import dict_row
@@ -21,6 +22,10 @@ from .errors import Unavailable
 from .settings import DatabaseSettings
 
 log = logging.getLogger(__name__)
+# Rows come back as dicts everywhere (row_factory=dict_row).
+Row: TypeAlias = dict[str, Any]
+DictConnection: TypeAlias = psycopg.Connection[Row]
+DictPool: TypeAlias = ConnectionPool[DictConnection]
 _MIGRATION_LOCK = 0x6D6172726F77  # "marrow": advisory lock id
 _NAME = re.compile(r"^(\d{4})_([a-z0-9_]+)\.sql$")
 
@@ -85,7 +90,7 @@ def apply_migrations(conn: psycopg.Connection) -> list[int]:
     return applied_now
 
 
-def open_pool(settings: DatabaseSettings, *, name: str = "marrowscope") -> ConnectionPool:
+def open_pool(settings: DatabaseSettings, *, name: str = "marrowscope") -> DictPool:
     """Open a pool (rows as dicts), waiting for the database, and apply migrations if asked."""
     if settings.apply_migrations:
         try:
@@ -96,8 +101,9 @@ def open_pool(settings: DatabaseSettings, *, name: str = "marrowscope") -> Conne
                 f"cannot reach PostgreSQL ({exc.__class__.__name__}); check MARROWSCOPE_DB_DSN "
                 "and that the server is running"
             ) from exc
-    pool = ConnectionPool(
+    pool: DictPool = ConnectionPool(
         settings.dsn,
+        connection_class=psycopg.Connection[Row],
         min_size=settings.pool_min_size,
         max_size=settings.pool_max_size,
         kwargs={"row_factory": dict_row},

@@ -6,8 +6,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from psycopg_pool import ConnectionPool
-
+from .db import DictPool
 from .errors import InvalidArgument, NotFound
 from .ids import is_uuid
 from .preprocess import InputSpecData
@@ -52,7 +51,7 @@ class ModelVersionRecord:
         )
 
 
-def get_model_version(pool: ConnectionPool, id_or_name: str) -> ModelVersionRecord:
+def get_model_version(pool: DictPool, id_or_name: str) -> ModelVersionRecord:
     if not id_or_name:
         raise InvalidArgument("a model version id or name is required")
     column = "id" if is_uuid(id_or_name) else "name"
@@ -67,7 +66,7 @@ def get_model_version(pool: ConnectionPool, id_or_name: str) -> ModelVersionReco
 
 
 def list_model_versions(
-    pool: ConnectionPool, taxonomy: str = "", limit: int = 50
+    pool: DictPool, taxonomy: str = "", limit: int = 50
 ) -> list[ModelVersionRecord]:
     with pool.connection() as conn:
         rows = conn.execute(

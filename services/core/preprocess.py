@@ -54,9 +54,9 @@ def preprocess(rgb: np.ndarray, spec: InputSpecData) -> np.ndarray:
     """HxWx3 uint8 -> 3xSxS float32, normalised as ``spec`` says."""
     square = to_canvas(rgb)
     resized = Image.fromarray(square).resize((spec.size, spec.size), Image.Resampling.BILINEAR)
-    x = np.asarray(resized, dtype=np.float32) / 255.0
-    x = (x - np.asarray(spec.mean, np.float32)) / np.asarray(spec.std, np.float32)
-    return np.ascontiguousarray(x.transpose(2, 0, 1))
+    scaled = np.asarray(resized, dtype=np.float32) / np.float32(255.0)
+    mean, std = np.asarray(spec.mean, np.float32), np.asarray(spec.std, np.float32)
+    return np.ascontiguousarray(((scaled - mean) / std).transpose(2, 0, 1))
 
 
 def preprocess_batch(images: list[np.ndarray], spec: InputSpecData) -> np.ndarray:

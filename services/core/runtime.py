@@ -8,9 +8,8 @@ from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
 
 import grpc
-from psycopg_pool import ConnectionPool
 
-from .db import open_pool
+from .db import DictPool, open_pool
 from .objectstore import ObjectStore, open_store
 from .rpc import GrpcService
 from .settings import DatabaseSettings, GrpcServerSettings, ObjectStoreSettings, PeerSettings
@@ -22,7 +21,7 @@ log = logging.getLogger(__name__)
 class Resources:
     """Connections a service shares between its requests."""
 
-    pool: ConnectionPool
+    pool: DictPool
     store: ObjectStore
     peers: PeerSettings
 

@@ -17,8 +17,8 @@ from typing import Any
 
 import psycopg
 from psycopg.types.json import Jsonb
-from psycopg_pool import ConnectionPool
 
+from marrowscope.core.db import DictConnection, DictPool
 from marrowscope.core.errors import (
     FailedPrecondition,
     InvalidArgument,
@@ -112,9 +112,7 @@ def token_hash(token: str) -> str:
 
 
 class CurationService:
-    def __init__(
-        self, pool: ConnectionPool, default_lease_seconds: int = 600, max_claim: int = 200
-    ):
+    def __init__(self, pool: DictPool, default_lease_seconds: int = 600, max_claim: int = 200):
         self.pool = pool
         self.default_lease_seconds = default_lease_seconds
         self.max_claim = max_claim
@@ -364,7 +362,7 @@ class CurationService:
         assert undone is not None
         return undone
 
-    def _decision_by_client_id(self, conn: psycopg.Connection, client_id: str) -> Decision | None:
+    def _decision_by_client_id(self, conn: DictConnection, client_id: str) -> Decision | None:
         row = conn.execute(
             """SELECT d.*, t.cell_id,
                    EXISTS (SELECT 1 FROM decisions u WHERE u.undoes = d.id) AS undone
@@ -426,7 +424,7 @@ class CurationService:
 
     @staticmethod
     def _audit(
-        conn: psycopg.Connection, actor: User, action: str, entity: str, entity_id: str,
+        conn: DictConnection, actor: User, action: str, entity: str, entity_id: str,
         previous: dict | None, current: dict | None, reason: str | None,
     ) -> None:  # fmt: skip
         conn.execute(

@@ -13,8 +13,8 @@ from dataclasses import dataclass
 
 import numpy as np
 import onnxruntime as ort
-from psycopg_pool import ConnectionPool
 
+from marrowscope.core.db import DictPool
 from marrowscope.core.errors import FailedPrecondition, InvalidArgument, NotFound
 from marrowscope.core.images import decode_image
 from marrowscope.core.model_registry import (
@@ -70,9 +70,7 @@ def choose_providers(prefer_cuda: bool) -> list[str]:
 
 
 class Classifier:
-    def __init__(
-        self, pool: ConnectionPool, store: ObjectStore, settings: InferenceSettings
-    ) -> None:
+    def __init__(self, pool: DictPool, store: ObjectStore, settings: InferenceSettings) -> None:
         self.pool = pool
         self.store = store
         self.settings = settings

@@ -100,7 +100,7 @@ class OrchestratorServicer(orchestrator_pb2_grpc.OrchestratorServiceServicer):
         return campaign_message(await asyncio.to_thread(self.store.get, request.campaign_id))
 
     async def ListCampaigns(self, request, context):  # type: ignore[no-untyped-def]
-        records = await asyncio.to_thread(self.store.list)
+        records = await asyncio.to_thread(self.store.all_campaigns)
         return orchestrator_pb2.ListCampaignsResponse(
             campaigns=[campaign_message(r) for r in records]
         )

@@ -9,12 +9,13 @@ from __future__ import annotations
 import random
 import uuid
 from collections import defaultdict
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from psycopg.types.json import Jsonb
-from psycopg_pool import ConnectionPool
 
+from marrowscope.core.db import DictPool
 from marrowscope.core.errors import FailedPrecondition, InvalidArgument, NotFound
 from marrowscope.core.ids import parse_uuid
 from marrowscope.core.taxonomy import load_taxonomy
@@ -83,7 +84,7 @@ class CampaignRecord:
 
 
 class CampaignStore:
-    def __init__(self, pool: ConnectionPool) -> None:
+    def __init__(self, pool: DictPool) -> None:
         self.pool = pool
 
     def create(
@@ -190,7 +191,7 @@ class CampaignStore:
             counts.get("teacher", 0),
         )  # fmt: skip
 
-    def list(self) -> list[CampaignRecord]:
+    def all_campaigns(self) -> list[CampaignRecord]:
         with self.pool.connection() as conn:
             ids = conn.execute("SELECT id FROM campaigns ORDER BY created_at DESC").fetchall()
         return [self.get(str(r["id"])) for r in ids]
@@ -276,44 +277,35 @@ class CampaignStore:
 
     def absorb(
         self, campaign_id: str, taxonomy: str, round_number: int,
-        decisions: list[tuple[str, str, str, str, str]],
+        decisions: Sequence[tuple[str | None, str, str, str, str]],
     ) -> int:  # fmt: skip
-        """Move decided cells out of the pool. ``decisions``: (decision id, cell id, action,
-        class, user); 'too_difficult' rejects the cell. Idempotent (one label per decision)."""
+        """Move decided cells out of the pool; return how many joined the labelled set.
+
+        ``decisions``: (decision id or None, cell id, action, class, user). 'too_difficult'
+        rejects the cell, 'unchecked' (plain self-training) adds a pseudo-label, anything else
+        an expert label. Idempotent: a cell gets its label only when it leaves the pool.
+        """
         added = 0
         with self.pool.connection() as conn, conn.transaction():
             for decision_id, cell_id, action, class_code, user in decisions:
-                if action == "too_difficult":
-                    conn.execute(
-                        """UPDATE campaign_cells SET role = 'rejected', round_added = %s
-                           WHERE campaign_id = %s AND cell_id = %s AND role = 'pool'""",
-                        (round_number, campaign_id, cell_id),
-                    )
+                role = "rejected" if action == "too_difficult" else "teacher"
+                moved = conn.execute(
+                    """UPDATE campaign_cells SET role = %s, round_added = %s
+                       WHERE campaign_id = %s AND cell_id = %s AND role = 'pool'
+                       RETURNING cell_id""",
+                    (role, round_number, campaign_id, cell_id),
+                ).fetchone()
+                if moved is None or role == "rejected":
                     continue
-                source = "pseudo" if action == "unchecked" else "expert"
-                row = conn.execute(
+                conn.execute(
                     """INSERT INTO labels (cell_id, taxonomy, class_code, source, user_name,
                            campaign_id, round_number, decision_id)
-                       VALUES (%s, %s, %s, %s, %s, %s, %s, %s)
-                       ON CONFLICT (decision_id) WHERE decision_id IS NOT NULL DO NOTHING
-                       RETURNING id""",
-                    (
-                        cell_id,
-                        taxonomy,
-                        class_code,
-                        source,
-                        user,
-                        campaign_id,
-                        round_number,
-                        decision_id,
-                    ),  # fmt: skip
-                ).fetchone()
-                conn.execute(
-                    """UPDATE campaign_cells SET role = 'teacher', round_added = %s
-                       WHERE campaign_id = %s AND cell_id = %s AND role = 'pool'""",
-                    (round_number, campaign_id, cell_id),
-                )
-                added += row is not None
+                       VALUES (%s, %s, %s, %s, %s, %s, %s, %s)""",
+                    (cell_id, taxonomy, class_code,
+                     "pseudo" if action == "unchecked" else "expert", user, campaign_id,
+                     round_number, decision_id),
+                )  # fmt: skip
+                added += 1
         return added
 
 

@@ -37,7 +37,8 @@ class Segmentation:
 
 
 class SegmentationAlgorithm(Protocol):
-    version: str
+    @property
+    def version(self) -> str: ...
 
     def segment(self, rgb: np.ndarray) -> Segmentation: ...
 

@@ -10,8 +10,7 @@ import logging
 import uuid
 from dataclasses import dataclass
 
-from psycopg_pool import ConnectionPool
-
+from marrowscope.core.db import DictPool
 from marrowscope.core.errors import InvalidArgument, NotFound
 from marrowscope.core.images import ImageLimits, decode_image, encode_png
 from marrowscope.core.objectstore import ObjectStore, StoredObject, put_content_addressed
@@ -53,7 +52,7 @@ class ImportedCell:
 class SegmentationService:
     def __init__(
         self,
-        pool: ConnectionPool,
+        pool: DictPool,
         store: ObjectStore,
         algorithms: dict[str, SegmentationAlgorithm] | None = None,
         limits: ImageLimits | None = None,

@@ -21,6 +21,7 @@ import psycopg
 from psycopg.rows import dict_row
 from psycopg.types.json import Jsonb
 
+from marrowscope.core.db import DictConnection
 from marrowscope.core.images import decode_image
 from marrowscope.core.logs import configure_logging
 from marrowscope.core.objectstore import ObjectStore, open_store, put_content_addressed
@@ -52,7 +53,7 @@ def load_arrays(
     return x, y
 
 
-def run_job(job_id: str, conn: psycopg.Connection, store: ObjectStore) -> str:
+def run_job(job_id: str, conn: DictConnection, store: ObjectStore) -> str:
     """Run the job; return its end state."""
     row = conn.execute(
         """UPDATE training_jobs SET state = 'running', runner = %s, updated_at = now()

@@ -19,8 +19,8 @@ from datetime import datetime
 from typing import Any
 
 from psycopg.types.json import Jsonb
-from psycopg_pool import ConnectionPool
 
+from marrowscope.core.db import DictPool
 from marrowscope.core.errors import InvalidArgument, NotFound
 from marrowscope.core.ids import parse_uuid
 from marrowscope.core.model_registry import get_model_version
@@ -71,7 +71,7 @@ class JobStatus:
 
 
 class TrainingService:
-    def __init__(self, pool: ConnectionPool, settings: TrainingSettings) -> None:
+    def __init__(self, pool: DictPool, settings: TrainingSettings) -> None:
         self.pool = pool
         self.settings = settings
         self._processes: dict[str, subprocess.Popen[bytes]] = {}

@@ -110,7 +110,7 @@ def train(
     model = build_model(hyper.architecture, num_classes, hyper.width)
     if parent_state is not None:
         model.load_state_dict(torch.load(io.BytesIO(parent_state), weights_only=True))
-    model = model.to(memory_format=torch.channels_last)
+    model = model.to(memory_format=torch.channels_last)  # type: ignore[call-overload]
     lr = hyper.effective_lr(parent_state is not None)
     optimiser = torch.optim.SGD(
         model.parameters(), lr=lr, momentum=hyper.momentum, weight_decay=1e-4
@@ -161,7 +161,7 @@ def train(
                 break
 
     model.load_state_dict(best_state)
-    model = model.to(memory_format=torch.contiguous_format).eval()
+    model = model.to(memory_format=torch.contiguous_format).eval()  # type: ignore[call-overload]
     state_buffer = io.BytesIO()
     torch.save(model.state_dict(), state_buffer)
     onnx_bytes = export_onnx(model, spec)
@@ -179,7 +179,7 @@ def export_onnx(model: torch.nn.Module, spec: InputSpecData) -> bytes:
     torch.onnx.export(
         WithSoftmax(model).eval(),
         (dummy,),
-        buffer,
+        buffer,  # type: ignore[arg-type]  # a file object works; the stubs say path only
         input_names=["image"],
         output_names=["probabilities"],
         dynamic_axes={"image": {0: "batch"}, "probabilities": {0: "batch"}},
