@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import uuid
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from .db import DictPool
+from psycopg.types.json import Jsonb
+
+from .db import DictConnection, DictPool
 from .errors import InvalidArgument, NotFound
 from .ids import is_uuid
+from .objectstore import ObjectStore, put_content_addressed
 from .preprocess import InputSpecData
 
 
@@ -75,3 +79,45 @@ def list_model_versions(
             {"t": taxonomy, "n": max(1, min(limit or 50, 500))},
         ).fetchall()
     return [ModelVersionRecord.from_row(r) for r in rows]
+
+
+@dataclass(frozen=True)
+class NewModelVersion:
+    """What a finished training hands over for registration."""
+
+    onnx_bytes: bytes
+    weights_bytes: bytes
+    taxonomy: str
+    class_codes: list[str]
+    architecture: str
+    input_spec: InputSpecData
+    training_set_hash: str
+    parent_id: str | None = None
+    metrics: dict[str, float] = field(default_factory=dict)
+    learning_curve: list[dict[str, float]] = field(default_factory=list)
+    training_job_id: str | None = None
+
+
+def register_model_version(conn: DictConnection, store: ObjectStore, new: NewModelVersion) -> str:
+    """Upload the artifacts (content-addressed) and insert the version row; returns its id.
+
+    Call inside the caller's transaction when the registration must be atomic with other rows.
+    """
+    onnx = put_content_addressed(store, "models", new.onnx_bytes, "application/onnx", ".onnx")
+    weights = put_content_addressed(
+        store, "models", new.weights_bytes, "application/octet-stream", ".pt"
+    )
+    version_id = uuid.uuid4()
+    conn.execute(
+        """INSERT INTO model_versions (id, name, parent_id, taxonomy, class_codes,
+               architecture, input_spec, artifact_key, artifact_sha256, artifact_bytes,
+               weights_key, training_set_hash, metrics, learning_curve, training_job_id)
+           VALUES (%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s)""",
+        (
+            version_id, f"{new.taxonomy}-{version_id.hex[:8]}", new.parent_id, new.taxonomy,
+            new.class_codes, new.architecture, Jsonb(new.input_spec.to_json()), onnx.key,
+            onnx.sha256, onnx.size_bytes, weights.key, new.training_set_hash,
+            Jsonb(new.metrics), Jsonb(new.learning_curve), new.training_job_id,
+        ),
+    )  # fmt: skip
+    return str(version_id)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
@@ -15,16 +16,17 @@ import numpy as np
 import onnxruntime as ort
 
 from marrowscope.core.db import DictPool
-from marrowscope.core.errors import FailedPrecondition, InvalidArgument, NotFound
-from marrowscope.core.images import decode_image
+from marrowscope.core.errors import FailedPrecondition, InvalidArgument, MarrowscopeError, NotFound
+from marrowscope.core.images import ImageLimits, decode_image
 from marrowscope.core.model_registry import (
     ModelVersionRecord,
     get_model_version,
     list_model_versions,
 )
 from marrowscope.core.objectstore import ObjectStore
-from marrowscope.core.preprocess import preprocess
+from marrowscope.core.preprocess import InputSpecData, preprocess
 
+from .batching import MicroBatcher
 from .settings import InferenceSettings
 
 log = logging.getLogger(__name__)
@@ -39,15 +41,18 @@ class LoadedModel:
 
 @dataclass(frozen=True)
 class CellPrediction:
+    """One cell's result; ``error`` is set (and the scores empty) when it could not be read."""
+
     cell_id: str
     object_key: str
     probabilities: np.ndarray
-    top1_class: str
-    top1_probability: float
-    top2_class: str
-    top2_probability: float
-    margin: float
-    entropy: float
+    top1_class: str = ""
+    top1_probability: float = 0.0
+    top2_class: str = ""
+    top2_probability: float = 0.0
+    margin: float = 0.0
+    entropy: float = 0.0
+    error: str = ""
 
 
 def summarise(
@@ -63,6 +68,26 @@ def summarise(
     )  # fmt: skip
 
 
+def failed(cell_id: str, object_key: str, error: str) -> CellPrediction:
+    return CellPrediction(cell_id, object_key, np.zeros(0, np.float32), error=error)
+
+
+@dataclass
+class StageTimes:
+    """Where time goes (seconds, summed over cells): for the metrics and the benchmarks."""
+
+    fetch: float = 0.0
+    decode: float = 0.0
+    preprocess: float = 0.0
+    cells: int = 0
+
+    def add(self, fetch: float, decode: float, preprocess: float) -> None:
+        self.fetch += fetch
+        self.decode += decode
+        self.preprocess += preprocess
+        self.cells += 1
+
+
 def choose_providers(prefer_cuda: bool) -> list[str]:
     available = ort.get_available_providers()
     wanted = ["CUDAExecutionProvider"] if prefer_cuda else []
@@ -70,6 +95,8 @@ def choose_providers(prefer_cuda: bool) -> list[str]:
 
 
 class Classifier:
+    """The serving model, its hot swap, and classification of stored cell images."""
+
     def __init__(self, pool: DictPool, store: ObjectStore, settings: InferenceSettings) -> None:
         self.pool = pool
         self.store = store
@@ -77,13 +104,19 @@ class Classifier:
         self._current: LoadedModel | None = None
         self._swap_lock = threading.Lock()
         self._decoders = ThreadPoolExecutor(max_workers=settings.decode_workers)
+        self.batcher = MicroBatcher(settings.max_batch, settings.max_wait_ms / 1000)
+        self.times = StageTimes()
+        self.limits = ImageLimits()
 
     @property
     def current(self) -> LoadedModel | None:
         return self._current
 
     def load(self, version: str = "") -> LoadedModel:
-        """Load ``version`` (the newest registered when empty) and switch to it."""
+        """Load ``version`` (the newest registered when empty) and switch to it once loaded.
+
+        Requests that started before the switch finish on the model they pinned.
+        """
         if version:
             record = get_model_version(self.pool, version)
         else:
@@ -114,9 +147,8 @@ class Classifier:
             log.info("no model version registered yet; Classify answers FAILED_PRECONDITION")
             return None
 
-    def classify(
-        self, cells: list[tuple[str, str]], model_version: str = ""
-    ) -> tuple[list[CellPrediction], ModelVersionRecord]:
+    def pin(self, model_version: str = "") -> LoadedModel:
+        """The model a request will use from start to end (checked against ``model_version``)."""
         model = self._current
         if model is None:
             raise FailedPrecondition(
@@ -128,27 +160,62 @@ class Classifier:
                 f"model version {model_version} requested but {model.record.name} is serving; "
                 "call LoadModel first"
             )
+        return model
+
+    def _tensor(self, key: str, spec: InputSpecData) -> np.ndarray:
+        t0 = time.perf_counter()
+        data = self.store.get(key)
+        t1 = time.perf_counter()
+        image = decode_image(data, self.limits).rgb
+        t2 = time.perf_counter()
+        tensor = preprocess(image, spec)
+        self.times.add(t1 - t0, t2 - t1, time.perf_counter() - t2)
+        return tensor
+
+    def _load_cell(self, cell: tuple[str, str], spec: InputSpecData) -> np.ndarray | str:
+        try:
+            return self._tensor(cell[1], spec)
+        except MarrowscopeError as error:  # missing key, corrupt or unsupported image
+            return str(error)
+        except Exception as error:  # noqa: BLE001 - one unreadable cell must not fail the batch
+            log.warning("cell %s unreadable: %s", cell[0], type(error).__name__)
+            return f"cannot read the image ({type(error).__name__})"
+
+    def classify(
+        self, cells: list[tuple[str, str]], model_version: str = ""
+    ) -> tuple[list[CellPrediction], ModelVersionRecord]:
+        """Classify ``(cell_id, object_key)`` pairs with one pinned model version.
+
+        Unreadable cells come back with ``error`` set; the rest are classified in micro-batches
+        shared with concurrent requests.
+        """
+        model = self.pin(model_version)
         if len(cells) > self.settings.max_cells_per_request:
             raise InvalidArgument(
                 f"{len(cells)} cells in one request; the limit is "
                 f"{self.settings.max_cells_per_request} (use ClassifyStream for more)"
             )
         spec = model.record.input_spec
-
-        def load(cell: tuple[str, str]) -> np.ndarray:
-            return preprocess(decode_image(self.store.get(cell[1])).rgb, spec)
-
-        inputs = list(self._decoders.map(load, cells))
-        predictions: list[CellPrediction] = []
+        loaded = list(self._decoders.map(lambda c: self._load_cell(c, spec), cells))
+        ready = [(i, t) for i, t in enumerate(loaded) if isinstance(t, np.ndarray)]
+        futures = self.batcher.submit(model, self._runner(model), [t for _, t in ready])
+        probabilities = dict(zip((i for i, _ in ready), futures, strict=True))
         codes = model.record.class_codes
-        for start in range(0, len(inputs), self.settings.max_batch):
-            batch = np.stack(inputs[start : start + self.settings.max_batch])
-            probabilities = model.session.run(None, {"image": batch})[0]
-            for (cell_id, key), probs in zip(
-                cells[start : start + self.settings.max_batch], probabilities, strict=True
-            ):
-                predictions.append(summarise(cell_id, key, probs, codes))
+        predictions: list[CellPrediction] = []
+        for i, (cell_id, key) in enumerate(cells):
+            if i in probabilities:
+                predictions.append(summarise(cell_id, key, probabilities[i].result(), codes))
+            else:
+                predictions.append(failed(cell_id, key, str(loaded[i])))
         return predictions, model.record
 
+    @staticmethod
+    def _runner(model: LoadedModel):  # type: ignore[no-untyped-def]
+        def run(batch: np.ndarray) -> np.ndarray:
+            return model.session.run(None, {"image": batch})[0]
+
+        return run
+
     def close(self) -> None:
+        self.batcher.close()
         self._decoders.shutdown(wait=False)

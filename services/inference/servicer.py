@@ -11,10 +11,15 @@ from marrowscope.v1 import common_pb2, inference_pb2, inference_pb2_grpc
 
 from .classifier import CellPrediction, Classifier
 
+STREAM_IN_FLIGHT = 3  # chunks of one stream being decoded or classified at once
 SERVICE_NAME = inference_pb2.DESCRIPTOR.services_by_name["InferenceService"].full_name
 
 
 def _prediction(p: CellPrediction, version: str) -> common_pb2.Prediction:
+    if p.error:
+        return common_pb2.Prediction(
+            cell_id=p.cell_id, object_key=p.object_key, model_version=version, error=p.error
+        )
     return common_pb2.Prediction(
         cell_id=p.cell_id,
         object_key=p.object_key,
@@ -46,8 +51,24 @@ class InferenceServicer(inference_pb2_grpc.InferenceServiceServicer):
         )
 
     async def ClassifyStream(self, request_iterator, context) -> AsyncIterator:  # type: ignore[no-untyped-def]
-        async for request in request_iterator:
-            yield await self.Classify(request, context)
+        """Answers chunk by chunk, in order; a few chunks are in flight at once so decoding
+        the next chunk overlaps the model run of this one."""
+        in_flight: asyncio.Queue[asyncio.Task | None] = asyncio.Queue(maxsize=STREAM_IN_FLIGHT)
+
+        async def read() -> None:
+            try:
+                async for request in request_iterator:
+                    await in_flight.put(asyncio.create_task(self.Classify(request, context)))
+            finally:
+                await in_flight.put(None)
+
+        reader = asyncio.create_task(read())
+        try:
+            while (task := await in_flight.get()) is not None:
+                yield await task
+            await reader  # surfaces an error raised while reading the stream
+        finally:
+            reader.cancel()
 
     def _serving(self) -> inference_pb2.ServingModel:
         model = self.classifier.current

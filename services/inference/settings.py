@@ -9,7 +9,8 @@ class InferenceSettings(GrpcServerSettings):
     model_config: SettingsConfigDict = settings_config("MARROWSCOPE_INFERENCE_")
     port: int = DEFAULT_PORTS["inference"]
     intra_op_threads: int = 0  # 0 = ONNX Runtime's default (all cores)
-    max_batch: int = 64
+    max_batch: int = 64  # micro-batch: most cells per model call
+    max_wait_ms: float = 5.0  # micro-batch: longest wait for more cells after the first
     decode_workers: int = 4
     prefer_cuda: bool = True
     max_cells_per_request: int = 1024

@@ -146,6 +146,8 @@ def create_app(settings: LisApiSettings, store: ObjectStore, clients: ServiceCli
                 ),
             )
             predictions, model_version = list(response.predictions), response.model_version
+        unreadable = sum(1 for p in predictions if p.error)
+        predictions = [p for p in predictions if not p.error]
         counts = Counter(p.top1_class for p in predictions)
         boxes = {c.cell_id: c.box for c in segmented.cells}
         log.info("classified field %s: %d cells", segmented.field_image_id, len(predictions))
@@ -154,6 +156,7 @@ def create_app(settings: LisApiSettings, store: ObjectStore, clients: ServiceCli
             "algorithm_version": segmented.algorithm_version,
             "model_version": model_version,
             "cells_counted": len(predictions),
+            "cells_unreadable": unreadable,
             "counts": dict(sorted(counts.items())),
             "red_cell_count": segmented.red_cell_count,
             "platelet_count": segmented.platelet_count,

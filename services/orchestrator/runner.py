@@ -164,19 +164,27 @@ class CampaignRunner:
     async def _classify(
         self, cells: list[tuple[str, str]], model: str
     ) -> list[common_pb2.Prediction]:
+        """Stream ``cells`` through the inference service; unreadable cells are left out."""
         await self.clients.inference.LoadModel(inference_pb2.LoadModelRequest(model_version=model))
+        requests = [
+            inference_pb2.ClassifyRequest(
+                cells=[
+                    common_pb2.CellRef(cell_id=c, object_key=k)
+                    for c, k in cells[start : start + self.classify_chunk]
+                ],
+                model_version=model,
+            )  # fmt: skip
+            for start in range(0, len(cells), self.classify_chunk)
+        ]
         predictions: list[common_pb2.Prediction] = []
-        for start in range(0, len(cells), self.classify_chunk):
-            chunk = cells[start : start + self.classify_chunk]
-            response = await self.clients.inference.Classify(
-                inference_pb2.ClassifyRequest(
-                    cells=[common_pb2.CellRef(cell_id=c, object_key=k) for c, k in chunk],
-                    model_version=model,
-                ),
-                timeout=120,
-            )
+        stream = self.clients.inference.ClassifyStream(iter(requests), timeout=600)
+        async for response in stream:
             predictions.extend(response.predictions)
-        return predictions
+        failed = [p for p in predictions if p.error]
+        if failed:
+            log.warning("%d of %d cells could not be classified (first: %s)",
+                        len(failed), len(predictions), failed[0].error)  # fmt: skip
+        return [p for p in predictions if not p.error]
 
     async def _evaluate(self, campaign: CampaignRecord, model: str) -> dict:
         test = await asyncio.to_thread(

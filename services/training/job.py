@@ -13,7 +13,6 @@ import logging
 import os
 import signal
 import sys
-import uuid
 from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
@@ -24,7 +23,8 @@ from psycopg.types.json import Jsonb
 from marrowscope.core.db import DictConnection
 from marrowscope.core.images import decode_image
 from marrowscope.core.logs import configure_logging
-from marrowscope.core.objectstore import ObjectStore, open_store, put_content_addressed
+from marrowscope.core.model_registry import NewModelVersion, register_model_version
+from marrowscope.core.objectstore import ObjectStore, open_store
 from marrowscope.core.preprocess import InputSpecData, preprocess
 from marrowscope.core.settings import DatabaseSettings, ObjectStoreSettings
 from marrowscope.core.taxonomy import load_taxonomy
@@ -108,26 +108,17 @@ def run_job(job_id: str, conn: DictConnection, store: ObjectStore) -> str:
             x_train, y_train, x_val, y_val, len(taxonomy.codes), spec, hyper,
             parent_state=parent_state, on_epoch=on_epoch, should_stop=should_stop,
         )  # fmt: skip
-        onnx = put_content_addressed(
-            store, "models", trained.onnx_bytes, "application/onnx", ".onnx"
-        )
-        weights = put_content_addressed(
-            store, "models", trained.state_dict_bytes, "application/octet-stream", ".pt"
-        )
-        version_id = uuid.uuid4()
         with conn.transaction():
-            conn.execute(
-                """INSERT INTO model_versions (id, name, parent_id, taxonomy, class_codes,
-                       architecture, input_spec, artifact_key, artifact_sha256, artifact_bytes,
-                       weights_key, training_set_hash, metrics, learning_curve, training_job_id)
-                   VALUES (%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s)""",
-                (
-                    version_id, f"{taxonomy.name}-{version_id.hex[:8]}", parent_id,
-                    taxonomy.name, taxonomy.codes, hyper.architecture, Jsonb(spec.to_json()),
-                    onnx.key, onnx.sha256, onnx.size_bytes, weights.key,
-                    training_set_hash(spec_json["teacher"]),
-                    Jsonb({**trained.metrics, "teacher_count": float(len(x_train))}),
-                    Jsonb([e.to_json() for e in trained.curve]), job_id,
+            version_id = register_model_version(
+                conn, store,
+                NewModelVersion(
+                    onnx_bytes=trained.onnx_bytes, weights_bytes=trained.state_dict_bytes,
+                    taxonomy=taxonomy.name, class_codes=taxonomy.codes,
+                    architecture=hyper.architecture, input_spec=spec,
+                    training_set_hash=training_set_hash(spec_json["teacher"]),
+                    parent_id=parent_id,
+                    metrics={**trained.metrics, "teacher_count": float(len(x_train))},
+                    learning_curve=[e.to_json() for e in trained.curve], training_job_id=job_id,
                 ),
             )  # fmt: skip
             conn.execute(

@@ -115,7 +115,7 @@ class ModelVersion(_message.Message):
     def __init__(self, id: _Optional[str] = ..., name: _Optional[str] = ..., parent_id: _Optional[str] = ..., taxonomy: _Optional[str] = ..., class_codes: _Optional[_Iterable[str]] = ..., input: _Optional[_Union[InputSpec, _Mapping]] = ..., artifact: _Optional[_Union[ObjectRef, _Mapping]] = ..., training_set_hash: _Optional[str] = ..., metrics: _Optional[_Mapping[str, float]] = ..., learning_curve: _Optional[_Iterable[_Union[EpochMetrics, _Mapping]]] = ..., created_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., architecture: _Optional[str] = ...) -> None: ...
 
 class Prediction(_message.Message):
-    __slots__ = ("cell_id", "object_key", "probabilities", "top1_class", "top1_probability", "top2_class", "top2_probability", "margin", "entropy", "model_version")
+    __slots__ = ("cell_id", "object_key", "probabilities", "top1_class", "top1_probability", "top2_class", "top2_probability", "margin", "entropy", "model_version", "error")
     CELL_ID_FIELD_NUMBER: _ClassVar[int]
     OBJECT_KEY_FIELD_NUMBER: _ClassVar[int]
     PROBABILITIES_FIELD_NUMBER: _ClassVar[int]
@@ -126,6 +126,7 @@ class Prediction(_message.Message):
     MARGIN_FIELD_NUMBER: _ClassVar[int]
     ENTROPY_FIELD_NUMBER: _ClassVar[int]
     MODEL_VERSION_FIELD_NUMBER: _ClassVar[int]
+    ERROR_FIELD_NUMBER: _ClassVar[int]
     cell_id: str
     object_key: str
     probabilities: _containers.RepeatedScalarFieldContainer[float]
@@ -136,4 +137,5 @@ class Prediction(_message.Message):
     margin: float
     entropy: float
     model_version: str
-    def __init__(self, cell_id: _Optional[str] = ..., object_key: _Optional[str] = ..., probabilities: _Optional[_Iterable[float]] = ..., top1_class: _Optional[str] = ..., top1_probability: _Optional[float] = ..., top2_class: _Optional[str] = ..., top2_probability: _Optional[float] = ..., margin: _Optional[float] = ..., entropy: _Optional[float] = ..., model_version: _Optional[str] = ...) -> None: ...
+    error: str
+    def __init__(self, cell_id: _Optional[str] = ..., object_key: _Optional[str] = ..., probabilities: _Optional[_Iterable[float]] = ..., top1_class: _Optional[str] = ..., top1_probability: _Optional[float] = ..., top2_class: _Optional[str] = ..., top2_probability: _Optional[float] = ..., margin: _Optional[float] = ..., entropy: _Optional[float] = ..., model_version: _Optional[str] = ..., error: _Optional[str] = ...) -> None: ...

@@ -1,0 +1,163 @@
+"""The inference service over real gRPC: per-cell errors, streaming, hot swap under load."""
+
+from __future__ import annotations
+
+import asyncio
+import io
+from pathlib import Path
+
+import numpy as np
+import onnxruntime as ort
+import pytest
+import torch
+
+from marrowscope.core.images import encode_png
+from marrowscope.core.model_registry import NewModelVersion, register_model_version
+from marrowscope.core.objectstore import FilesystemObjectStore, put_content_addressed
+from marrowscope.core.preprocess import InputSpecData, preprocess
+from marrowscope.core.rpc import GrpcService, open_channel
+from marrowscope.core.synthetic import make_cell
+from marrowscope.core.taxonomy import load_taxonomy
+from marrowscope.inference.classifier import Classifier
+from marrowscope.inference.servicer import SERVICE_NAME, InferenceServicer
+from marrowscope.inference.settings import InferenceSettings
+from marrowscope.training.model import build_model
+from marrowscope.training.trainer import export_onnx
+from marrowscope.v1 import common_pb2, inference_pb2, inference_pb2_grpc
+
+pytestmark = pytest.mark.integration
+SPEC = InputSpecData(size=32)
+
+
+def _register(db_pool, store, seed: int) -> tuple[str, bytes]:  # type: ignore[no-untyped-def]
+    taxonomy = load_taxonomy("paper17")
+    torch.manual_seed(seed)
+    model = build_model("se_cnn", len(taxonomy.codes), width=4).eval()
+    onnx_bytes = export_onnx(model, SPEC)
+    weights = io.BytesIO()
+    torch.save(model.state_dict(), weights)
+    with db_pool.connection() as conn:
+        version = register_model_version(
+            conn, store,
+            NewModelVersion(onnx_bytes, weights.getvalue(), taxonomy.name, taxonomy.codes,
+                            "se_cnn", SPEC, f"test-{seed}"),
+        )  # fmt: skip
+    return version, onnx_bytes
+
+
+@pytest.fixture()
+def served(db_pool, tmp_path: Path):  # type: ignore[no-untyped-def]
+    store = FilesystemObjectStore(tmp_path / "store")
+    versions = [_register(db_pool, store, seed) for seed in (1, 2)]
+    codes = load_taxonomy("paper17").codes
+    cells = []
+    images = []
+    for i, code in enumerate(codes[:8]):
+        rgb = make_cell(code, i).rgb
+        key = put_content_addressed(store, "cells", encode_png(rgb), "image/png", ".png").key
+        cells.append((f"cell-{i}", key))
+        images.append(preprocess(rgb, SPEC))
+    expected = {
+        version: ort.InferenceSession(onnx, providers=["CPUExecutionProvider"]).run(
+            None, {"image": np.stack(images)}
+        )[0]
+        for version, onnx in versions
+    }
+    settings = InferenceSettings(port=0, grace_seconds=0.5, max_wait_ms=2, prefer_cuda=False)
+    classifier = Classifier(db_pool, store, settings)
+    classifier.load(versions[0][0])
+    return classifier, store, cells, expected, [v for v, _ in versions]
+
+
+async def _serve(classifier: Classifier) -> GrpcService:
+    servicer = InferenceServicer(classifier)
+    service = GrpcService(
+        InferenceSettings(port=0, grace_seconds=0.5), [SERVICE_NAME],
+        lambda s: inference_pb2_grpc.add_InferenceServiceServicer_to_server(servicer, s),
+    )  # fmt: skip
+    await service.start()
+    return service
+
+
+def _refs(cells: list[tuple[str, str]]) -> list[common_pb2.CellRef]:
+    return [common_pb2.CellRef(cell_id=c, object_key=k) for c, k in cells]
+
+
+def test_bad_cells_get_their_own_error_and_the_rest_are_classified(served) -> None:  # type: ignore[no-untyped-def]
+    classifier, store, cells, expected, versions = served
+    corrupt = put_content_addressed(
+        store, "cells", b"\x89PNG\r\n\x1a\n garbage", "image/png", ".png"
+    )
+    mixed = [
+        cells[0],
+        ("missing", "cells/00/" + "0" * 64 + ".png"),
+        ("corrupt", corrupt.key),
+        cells[1],
+    ]
+
+    async def scenario() -> inference_pb2.ClassifyResponse:
+        service = await _serve(classifier)
+        try:
+            async with open_channel(service.address, "marrowscope.v1.InferenceService") as ch:
+                stub = inference_pb2_grpc.InferenceServiceStub(ch)
+                return await stub.Classify(inference_pb2.ClassifyRequest(cells=_refs(mixed)))
+        finally:
+            await service.stop()
+
+    response = asyncio.run(scenario())
+    by_id = {p.cell_id: p for p in response.predictions}
+    assert [p.cell_id for p in response.predictions] == [c for c, _ in mixed]
+    assert "not found" in by_id["missing"].error.lower()
+    assert by_id["corrupt"].error and not by_id["corrupt"].probabilities
+    for i, cell in enumerate(("cell-0", "cell-1")):
+        assert not by_id[cell].error
+        np.testing.assert_allclose(by_id[cell].probabilities, expected[versions[0]][i], atol=1e-5)
+        assert by_id[cell].margin == pytest.approx(
+            by_id[cell].top1_probability - by_id[cell].top2_probability
+        )
+
+
+def test_hot_swap_during_a_stream_loses_nothing_and_never_mixes_versions(served) -> None:  # type: ignore[no-untyped-def]
+    classifier, _, cells, expected, versions = served
+    name_of = {}
+    for v in versions:
+        classifier.load(v)
+        name_of[classifier.current.record.name] = v
+    classifier.load(versions[0])
+    chunks = 60
+
+    async def scenario() -> list[inference_pb2.ClassifyResponse]:
+        service = await _serve(classifier)
+        try:
+            async with open_channel(service.address, "marrowscope.v1.InferenceService") as ch:
+                stub = inference_pb2_grpc.InferenceServiceStub(ch)
+
+                async def swapper() -> None:
+                    for n in range(12):
+                        await stub.LoadModel(
+                            inference_pb2.LoadModelRequest(model_version=versions[(n + 1) % 2])
+                        )
+                        await asyncio.sleep(0.01)
+
+                requests = [
+                    inference_pb2.ClassifyRequest(cells=_refs(cells)) for _ in range(chunks)
+                ]
+                swapping = asyncio.create_task(swapper())
+                responses = [r async for r in stub.ClassifyStream(iter(requests))]
+                await swapping
+                return responses
+        finally:
+            await service.stop()
+
+    responses = asyncio.run(scenario())
+    assert len(responses) == chunks
+    seen_versions = set()
+    for response in responses:
+        assert len(response.predictions) == len(cells)
+        assert {p.model_version for p in response.predictions} == {response.model_version}
+        version = name_of[response.model_version]
+        seen_versions.add(version)
+        got = np.array([p.probabilities for p in response.predictions])
+        np.testing.assert_allclose(got, expected[version], atol=1e-5)
+    assert seen_versions == set(versions), "the swap never happened during the stream"
+    classifier.close()
