@@ -5,6 +5,8 @@ marrowscope status [--json]    each service's health
 marrowscope restart SERVICE    (re)start one service, leaving the others alone
 marrowscope down               stop everything
 marrowscope demo               up, a short demo campaign, the per-round table, down
+marrowscope train --data DIR   train on an image folder through the training service
+marrowscope evaluate ...       accuracy, per-class recall / precision, confusion matrix
 """
 
 from __future__ import annotations
@@ -15,9 +17,13 @@ import json
 import sys
 from pathlib import Path
 
+import grpc
+
 from marrowscope.core.clients import ServiceClients
+from marrowscope.core.errors import MarrowscopeError
 from marrowscope.core.objectstore import open_store
 from marrowscope.core.settings import ObjectStoreSettings, PeerSettings
+from marrowscope.v1 import training_pb2
 
 from . import stack
 from .bootstrap import ensure_model
@@ -133,6 +139,49 @@ def cmd_demo(args: argparse.Namespace) -> int:
     return 0
 
 
+def _running_state(home: Path) -> dict:
+    state = stack.read_state(stack.StackPaths(home))
+    if not state:
+        raise SystemExit("no stack is running: start one with `marrowscope up --detach`")
+    return state
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    from .ml import TrainOptions, train_folder
+
+    state = _running_state(args.home)
+    options = TrainOptions(
+        args.data, args.mapping, args.image_size, args.epochs, args.batch_size, args.width,
+        args.validation, args.limit_per_class, args.seed, args.parent, args.early_stopping,
+    )  # fmt: skip
+    job = asyncio.run(_with_clients(state, lambda c: train_folder(c, _store(state), options)))
+    if job.state != training_pb2.TRAINING_JOB_STATE_SUCCEEDED:
+        print(f"training failed: {job.error or training_pb2.TrainingJobState.Name(job.state)}")
+        return 1
+    best = max((e.validation_accuracy for e in job.learning_curve), default=0.0)
+    print(f"registered model version {job.model_version} (best validation accuracy {best:.4f})")
+    return 0
+
+
+def cmd_evaluate(args: argparse.Namespace) -> int:
+    from .ml import evaluate_folder
+
+    is_file = args.model.endswith(".onnx") and Path(args.model).is_file()
+    if is_file:
+        report = asyncio.run(evaluate_folder(None, None, args.data, args.mapping, args.model,
+                                             args.image_size, args.taxonomy))  # fmt: skip
+    else:
+        state = _running_state(args.home)
+        report = asyncio.run(_with_clients(state, lambda c: evaluate_folder(
+            c, _store(state), args.data, args.mapping, args.model, args.image_size, args.taxonomy,
+        )))  # fmt: skip
+    if args.json:
+        args.json.parent.mkdir(parents=True, exist_ok=True)
+        args.json.write_text(json.dumps(report, indent=2))
+        print(f"wrote {args.json}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="marrowscope", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)  # fmt: skip
@@ -166,6 +215,27 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--method", default="CST_AL", choices=["ST", "CST", "AL", "CST_AL", "RANDOM"])
     demo.add_argument("--seed", type=int, default=0)
     demo.set_defaults(func=cmd_demo)
+    tr = sub.add_parser("train", help="train on an ImageFolder directory (needs `up --detach`)")
+    tr.add_argument("--data", type=Path, required=True, help="DIR/<label>/*.jpg")
+    tr.add_argument("--mapping", type=Path, help="JSON mapping folder labels to a taxonomy")
+    tr.add_argument("--image-size", type=int, default=96)
+    tr.add_argument("--epochs", type=int, default=30)
+    tr.add_argument("--batch-size", type=int, default=32)
+    tr.add_argument("--width", type=int, default=16, help="channels of the first stage")
+    tr.add_argument("--validation", type=float, default=0.15, help="fraction per class")
+    tr.add_argument("--limit-per-class", type=int, default=0, help="cap training cells per class")
+    tr.add_argument("--early-stopping", type=int, default=0, help="patience in epochs (0 = off)")
+    tr.add_argument("--parent", default="", help="warm-start from this model version")
+    tr.add_argument("--seed", type=int, default=0)
+    tr.set_defaults(func=cmd_train)
+    ev = sub.add_parser("evaluate", help="metrics of a model on a labelled ImageFolder directory")
+    ev.add_argument("--model", required=True, help="a registered version, or a .onnx file")
+    ev.add_argument("--data", type=Path, required=True)
+    ev.add_argument("--mapping", type=Path)
+    ev.add_argument("--json", type=Path, help="write the metrics and confusion matrix here")
+    ev.add_argument("--image-size", type=int, default=96, help="for a .onnx file only")
+    ev.add_argument("--taxonomy", default="", help="for a .onnx file: its class order")
+    ev.set_defaults(func=cmd_evaluate)
     return parser
 
 
@@ -173,8 +243,11 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return int(args.func(args))
-    except stack.StackError as exc:
+    except (stack.StackError, MarrowscopeError) as exc:
         print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except grpc.aio.AioRpcError as exc:
+        print(f"error from a service: {exc.code().name}: {exc.details()}", file=sys.stderr)
         return 2
 
 

@@ -103,10 +103,26 @@ def load_mapping(source: str, target: str) -> LabelMapping:
     path = _data_dir() / f"{source}_to_{target}.json"
     if not path.is_file():
         raise NotFound(f"no label mapping from {source} to {target}")
-    data = json.loads(path.read_text())
-    mapping = LabelMapping(data["source"], data["target"], dict(data["map"]))
-    source_codes, target_codes = load_taxonomy(source).codes, load_taxonomy(target).codes
-    if sorted(mapping.mapping) != sorted(source_codes):
+    return load_mapping_file(path)
+
+
+def load_mapping_file(path: Path) -> LabelMapping:
+    """A mapping file: ``{"source": ..., "target": TAXONOMY, "map": {label: code or null}}``.
+
+    ``source`` may name a taxonomy (then the map must cover it exactly) or be free text for a
+    dataset's own labels; ``null`` drops a label (e.g. a class the target cannot represent).
+    """
+    try:
+        data = json.loads(path.read_text())
+        source, target, raw = str(data["source"]), str(data["target"]), dict(data["map"])
+    except (OSError, ValueError, KeyError, TypeError) as error:
+        raise InvalidArgument(
+            f"{path}: not a mapping file ({error}); expected "
+            '{"source": ..., "target": TAXONOMY, "map": {"label": "CODE" or null}}'
+        ) from None
+    mapping = LabelMapping(source, target, raw)
+    target_codes = load_taxonomy(target).codes
+    if source in available_taxonomies() and sorted(raw) != sorted(load_taxonomy(source).codes):
         raise InvalidArgument(f"mapping {path.name} does not cover exactly the {source} classes")
     for dst in mapping.mapping.values():
         if dst is not None and dst not in target_codes:

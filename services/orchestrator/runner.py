@@ -19,6 +19,7 @@ import grpc
 from marrowscope.core import messages
 from marrowscope.core.clients import ServiceClients
 from marrowscope.core.errors import FailedPrecondition
+from marrowscope.core.evaluation import evaluate
 from marrowscope.core.taxonomy import load_taxonomy
 from marrowscope.v1 import (
     common_pb2,
@@ -27,7 +28,6 @@ from marrowscope.v1 import (
     training_pb2,
 )
 
-from .evaluation import evaluate
 from .selection import Scored, Thresholds, balance, strategy_for
 from .store import CampaignRecord, CampaignStore, RoundRecord
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import io
+import json
 import os
 import signal
 import time
@@ -229,3 +230,45 @@ def test_one_round_campaign_trains_and_creates_review_tasks(running_stack: dict)
         ).fetchone()[0]  # type: ignore[index]
     assert tasks == round_.decided == audit
     assert expert_labels == round_.added
+
+
+def test_cli_trains_on_an_image_folder_and_evaluates_the_version(
+    running_stack: dict,
+    tmp_path,
+    capsys,  # type: ignore[no-untyped-def]
+) -> None:
+    from marrowscope.cli.main import main
+    from marrowscope.core.images import encode_png
+    from marrowscope.core.synthetic import make_cell
+
+    # Folder labels are a lab's own words, mapped onto paper17; "smudge" is dropped by the map.
+    names = {"lymphocyte": "LY", "eosinophil": "EO", "myeloblast": "MB", "smudge": None}
+    data = tmp_path / "cells"
+    for label, code in names.items():
+        (data / label).mkdir(parents=True)
+        for i in range(12):
+            (data / label / f"{i}.png").write_bytes(encode_png(make_cell(code or "ART", i).rgb))
+    (data / "lymphocyte" / "broken.png").write_bytes(b"\x89PNG\r\n\x1a\nnot really")
+    mapping = tmp_path / "mapping.json"
+    mapping.write_text(json.dumps({"source": "lab words", "target": "paper17", "map": names}))
+    home = str(running_stack["paths"].home)
+
+    assert main(["--home", home, "train", "--data", str(data), "--mapping", str(mapping),
+                 "--epochs", "2", "--image-size", "32", "--width", "4"]) == 0  # fmt: skip
+    out = capsys.readouterr().out
+    assert "left out by the mapping: {'smudge': 12}" in out
+    assert "skipped" in out and "broken.png" in out
+    version = out.strip().splitlines()[-1].split()[3]
+
+    report_path = tmp_path / "report.json"
+    assert main(["--home", home, "evaluate", "--model", version, "--data", str(data),
+                 "--mapping", str(mapping), "--json", str(report_path)]) == 0  # fmt: skip
+    report = json.loads(report_path.read_text())
+    assert report["taxonomy"] == "paper17"
+    assert report["count"] == 36  # 3 mapped classes x 12; the broken file is reported, not counted
+    assert sum(map(sum, report["confusion"])) == 36
+    assert set(report["recall"]) == {"LY", "EO", "MB"}
+    assert 0.0 <= report["accuracy"] <= 1.0
+
+    with pytest.raises(SystemExit):  # no stack at that home: a clear message, not a traceback
+        main(["--home", str(tmp_path / "nowhere"), "train", "--data", str(data)])

@@ -1,7 +1,7 @@
 import random
 
+from marrowscope.core.evaluation import evaluate
 from marrowscope.core.taxonomy import load_taxonomy
-from marrowscope.orchestrator.evaluation import evaluate
 from marrowscope.orchestrator.selection import (
     LabelledCell,
     Scored,

@@ -32,3 +32,25 @@ def evaluate(truth: list[str], predicted: list[str], taxonomy: Taxonomy) -> dict
         "confusion": confusion,
         "count": total,
     }
+
+
+def format_report(report: dict) -> str:
+    """The metrics as a printed table: one line per class, then the means."""
+    lines = [
+        f"{'class':<10}{'recall':>8}{'precision':>11}{'count':>8}",
+    ]
+    for i, code in enumerate(report["classes"]):
+        count = sum(report["confusion"][i])
+        if not count and code not in report["precision"]:
+            continue
+        recall = report["recall"].get(code)
+        precision = report["precision"].get(code)
+        lines.append(
+            f"{code:<10}{'-' if recall is None else f'{recall:.3f}':>8}"
+            f"{'-' if precision is None else f'{precision:.3f}':>11}{count:>8}"
+        )
+    lines.append(
+        f"accuracy {report['accuracy']:.4f}  mean recall {report['mean_recall']:.4f}  "
+        f"mean precision {report['mean_precision']:.4f}  ({report['count']} cells)"
+    )
+    return "\n".join(lines)
