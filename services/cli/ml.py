@@ -24,7 +24,7 @@ from marrowscope.core.errors import InvalidArgument, MarrowscopeError
 from marrowscope.core.evaluation import evaluate, format_report
 from marrowscope.core.images import decode_image
 from marrowscope.core.objectstore import ObjectStore, put_content_addressed
-from marrowscope.core.preprocess import InputSpecData, preprocess
+from marrowscope.core.preprocess import InputSpecData, decode_for_model
 from marrowscope.core.taxonomy import load_taxonomy
 from marrowscope.v1 import common_pb2, inference_pb2, segmentation_pb2, training_pb2
 
@@ -178,7 +178,7 @@ def predict_with_file(images: list[LabelledImage], onnx_path: Path, image_size: 
     spec = InputSpecData(size=image_size)
     out: list[str] = []
     for start in tqdm(range(0, len(images), 64), desc=f"classifying with {onnx_path.name}"):
-        batch = np.stack([preprocess(decode_image(i.path.read_bytes()).rgb, spec)
+        batch = np.stack([decode_for_model(i.path.read_bytes(), spec)
                           for i in images[start : start + 64]])  # fmt: skip
         out += [str(int(k)) for k in session.run(None, {"image": batch})[0].argmax(1)]
     return out

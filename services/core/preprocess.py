@@ -7,9 +7,12 @@ larger), is resized to the model's input size and normalised per channel.
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
+from functools import lru_cache
 
 import numpy as np
 from PIL import Image
+
+from .images import ImageLimits, decode_image
 
 CANVAS = 282  # the paper's crop size
 
@@ -50,13 +53,56 @@ def to_canvas(rgb: np.ndarray, canvas: int = CANVAS) -> np.ndarray:
     return out
 
 
-def preprocess(rgb: np.ndarray, spec: InputSpecData) -> np.ndarray:
-    """HxWx3 uint8 -> 3xSxS float32, normalised as ``spec`` says."""
-    square = to_canvas(rgb)
-    resized = Image.fromarray(square).resize((spec.size, spec.size), Image.Resampling.BILINEAR)
-    scaled = np.asarray(resized, dtype=np.float32) / np.float32(255.0)
-    mean, std = np.asarray(spec.mean, np.float32), np.asarray(spec.std, np.float32)
-    return np.ascontiguousarray(((scaled - mean) / std).transpose(2, 0, 1))
+def placement(width: int, height: int, size: int, canvas: int = CANVAS) -> tuple[int, int]:
+    """Size of a ``width`` x ``height`` image on the model's ``size`` square: the image is
+    centred on a ``canvas`` square (scaled down only when larger), then the square is resized."""
+    scale = min(1.0, canvas / max(width, height)) * size / canvas
+    return max(1, round(width * scale)), max(1, round(height * scale))
+
+
+def preprocess(
+    rgb: np.ndarray, spec: InputSpecData, source_size: tuple[int, int] | None = None
+) -> np.ndarray:
+    """HxWx3 uint8 -> 3xSxS float32, normalised as ``spec`` says.
+
+    One resize straight to the model's size (the same geometry as :func:`to_canvas` followed by
+    a resize of the canvas, at a fraction of the cost). ``source_size`` is the stored image's
+    (width, height) when ``rgb`` was decoded reduced; the placement follows the stored size.
+    """
+    height, width = rgb.shape[:2]
+    source_w, source_h = source_size or (width, height)
+    target_w, target_h = placement(source_w, source_h, spec.size)
+    image = Image.fromarray(rgb)
+    if (target_w, target_h) != (width, height):
+        image = image.resize((target_w, target_h), Image.Resampling.BILINEAR)
+    square = np.zeros((spec.size, spec.size, 3), dtype=np.uint8)
+    top, left = (spec.size - target_h) // 2, (spec.size - target_w) // 2
+    square[top : top + target_h, left : left + target_w] = np.asarray(image)
+    return normalise(square, spec)
+
+
+def normalise(square: np.ndarray, spec: InputSpecData) -> np.ndarray:
+    """SxSx3 uint8 -> 3xSxS float32 via one lookup table per channel."""
+    table = _lookup(spec.mean, spec.std)
+    return np.ascontiguousarray(
+        np.stack([table[c][square[:, :, c]] for c in range(3)])  # already channel-first
+    )
+
+
+@lru_cache(maxsize=8)
+def _lookup(mean: tuple[float, ...], std: tuple[float, ...]) -> np.ndarray:
+    levels = np.arange(256, dtype=np.float32) / np.float32(255.0)
+    return np.stack(
+        [(levels - np.float32(m)) / np.float32(s) for m, s in zip(mean, std, strict=True)]
+    )
+
+
+def decode_for_model(
+    data: bytes, spec: InputSpecData, limits: ImageLimits | None = None
+) -> np.ndarray:
+    """Stored image bytes -> model input: the one path for training jobs and inference."""
+    decoded = decode_image(data, limits, reduce_to=spec.size)
+    return preprocess(decoded.rgb, spec, decoded.source_size)
 
 
 def preprocess_batch(images: list[np.ndarray], spec: InputSpecData) -> np.ndarray:

@@ -166,9 +166,9 @@ class Classifier:
         t0 = time.perf_counter()
         data = self.store.get(key)
         t1 = time.perf_counter()
-        image = decode_image(data, self.limits).rgb
+        decoded = decode_image(data, self.limits, reduce_to=spec.size)
         t2 = time.perf_counter()
-        tensor = preprocess(image, spec)
+        tensor = preprocess(decoded.rgb, spec, decoded.source_size)  # as decode_for_model does
         self.times.add(t1 - t0, t2 - t1, time.perf_counter() - t2)
         return tensor
 

@@ -21,11 +21,10 @@ from psycopg.rows import dict_row
 from psycopg.types.json import Jsonb
 
 from marrowscope.core.db import DictConnection
-from marrowscope.core.images import decode_image
 from marrowscope.core.logs import configure_logging
 from marrowscope.core.model_registry import NewModelVersion, register_model_version
 from marrowscope.core.objectstore import ObjectStore, open_store
-from marrowscope.core.preprocess import InputSpecData, preprocess
+from marrowscope.core.preprocess import InputSpecData, decode_for_model
 from marrowscope.core.settings import DatabaseSettings, ObjectStoreSettings
 from marrowscope.core.taxonomy import load_taxonomy
 
@@ -44,7 +43,7 @@ def load_arrays(
     store: ObjectStore, cells: list[list[str]], codes: list[str], spec: InputSpecData
 ) -> tuple[np.ndarray, np.ndarray]:
     def one(cell: list[str]) -> np.ndarray:
-        return preprocess(decode_image(store.get(cell[1])).rgb, spec)
+        return decode_for_model(store.get(cell[1]), spec)
 
     with ThreadPoolExecutor(max_workers=4) as pool:
         images = list(pool.map(one, cells))

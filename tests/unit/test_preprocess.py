@@ -1,0 +1,57 @@
+"""The one preprocessing path: geometry of the paper's crop, and the fast paths agree with it."""
+
+import io
+
+import numpy as np
+from PIL import Image
+
+from marrowscope.core.preprocess import (
+    InputSpecData,
+    decode_for_model,
+    placement,
+    preprocess,
+    to_canvas,
+)
+from marrowscope.core.synthetic import make_cell
+
+
+def _reference(rgb: np.ndarray, spec: InputSpecData) -> np.ndarray:
+    """The paper's two steps, literally: crop on a 282 black square, then resize and normalise."""
+    square = Image.fromarray(to_canvas(rgb)).resize(
+        (spec.size, spec.size), Image.Resampling.BILINEAR
+    )
+    scaled = np.asarray(square, np.float32) / 255.0
+    return ((scaled - np.float32(0.5)) / np.float32(0.25)).transpose(2, 0, 1)
+
+
+def test_placement_scales_down_only_large_images() -> None:
+    assert placement(282, 282, 96) == (96, 96)
+    assert placement(141, 100, 282) == (141, 100)  # smaller than the canvas: not enlarged
+    assert placement(564, 282, 96) == (96, 48)
+    assert placement(360, 363, 96) == (95, 96)
+
+
+def test_direct_resize_matches_the_two_step_crop() -> None:
+    spec = InputSpecData(size=96)
+    for rgb in (make_cell("LY", 1).rgb, np.asarray(Image.new("RGB", (360, 363), (200, 90, 150)))):
+        fast, slow = preprocess(rgb, spec), _reference(rgb, spec)
+        assert fast.shape == slow.shape == (3, 96, 96) and fast.dtype == np.float32
+        assert np.abs(fast - slow).mean() < 0.08  # interpolation only; same geometry
+
+
+def test_reduced_jpeg_decode_keeps_the_geometry_of_the_stored_size() -> None:
+    spec = InputSpecData(size=96)
+    rng = np.random.default_rng(0)
+    yy, xx = np.mgrid[0:363, 0:360]
+    rgb = np.stack([(xx % 255), (yy % 255), ((xx + yy) // 3 % 255)], -1).astype(np.uint8)
+    rgb[150:200, 150:200] = rng.integers(0, 255, (50, 50, 3), dtype=np.uint8)
+    buffer = io.BytesIO()
+    Image.fromarray(rgb).save(buffer, format="JPEG", quality=95)
+    fast = decode_for_model(buffer.getvalue(), spec)
+    full = preprocess(np.asarray(Image.open(io.BytesIO(buffer.getvalue())).convert("RGB")), spec)
+    black = np.float32(-2.0)
+    assert (
+        np.array_equal(fast == black, full == black)
+        or np.mean((fast == black) != (full == black)) < 0.01
+    )
+    assert np.abs(fast - full).mean() < 0.1
