@@ -131,6 +131,9 @@ class Classifier:
         options = ort.SessionOptions()
         if self.settings.intra_op_threads:
             options.intra_op_num_threads = self.settings.intra_op_threads
+        options.add_session_config_entry(
+            "session.intra_op.allow_spinning", "1" if self.settings.allow_spinning else "0"
+        )
         session = ort.InferenceSession(
             artifact, sess_options=options, providers=choose_providers(self.settings.prefer_cuda)
         )

@@ -10,7 +10,11 @@ class InferenceSettings(GrpcServerSettings):
     port: int = DEFAULT_PORTS["inference"]
     intra_op_threads: int = 0  # 0 = ONNX Runtime's default (all cores)
     max_batch: int = 64  # micro-batch: most cells per model call
-    max_wait_ms: float = 5.0  # micro-batch: longest wait for more cells after the first
+    # micro-batch: longest wait for more cells after the first. 0 = continuous batching: a
+    # model call takes whatever is queued, and cells arriving meanwhile form the next batch.
+    max_wait_ms: float = 0.0
+    # ONNX Runtime's worker threads spin while idle; off, they leave the cores to decoding.
+    allow_spinning: bool = False
     decode_workers: int = 4
     prefer_cuda: bool = True
     max_cells_per_request: int = 1024

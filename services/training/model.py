@@ -68,3 +68,31 @@ def build_model(architecture: str, num_classes: int, width: int = 32) -> nn.Modu
         return ARCHITECTURES[architecture](num_classes, width=width)
     except KeyError:
         raise ValueError(f"unknown architecture {architecture!r}") from None
+
+
+def count_flops(model: nn.Module, size: int) -> int:
+    """Floating-point operations of one forward pass on a ``size`` x ``size`` image
+    (2 per multiply-add of convolutions and linear layers; the rest is negligible)."""
+    total = 0
+
+    def conv_hook(module: nn.Conv2d, inputs: tuple, output: torch.Tensor) -> None:
+        nonlocal total
+        kernel = module.kernel_size[0] * module.kernel_size[1] * module.in_channels // module.groups
+        total += 2 * kernel * output.numel() // output.shape[0]
+
+    def linear_hook(module: nn.Linear, inputs: tuple, output: torch.Tensor) -> None:
+        nonlocal total
+        total += 2 * module.in_features * module.out_features
+
+    handles = [
+        m.register_forward_hook(conv_hook if isinstance(m, nn.Conv2d) else linear_hook)  # type: ignore[arg-type]
+        for m in model.modules()
+        if isinstance(m, nn.Conv2d | nn.Linear)
+    ]
+    try:
+        with torch.inference_mode():
+            model.eval()(torch.zeros(1, 3, size, size))
+    finally:
+        for h in handles:
+            h.remove()
+    return total

@@ -1,0 +1,219 @@
+"""Classifier speed on this machine: PyTorch eager vs in-process ONNX Runtime vs the inference
+service over gRPC, training images/s, and where the served time goes.
+
+    python bench/classifier.py [--width 16] [--cells 1024]
+
+The served figure is end to end: the inference service runs as its own process (as deployed),
+reads the real PBC JPEGs from a filesystem object store, decodes and preprocesses them and
+answers over loopback gRPC; the client streams requests of 64 cells (batch 64) or sends one
+cell per call (batch 1). Writes bench/results/classifier.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import io
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from pathlib import Path
+
+import numpy as np
+import onnxruntime as ort
+import psycopg
+import torch
+
+from marrowscope.core.db import create_database, drop_database, open_pool
+from marrowscope.core.images import decode_image
+from marrowscope.core.model_registry import NewModelVersion, register_model_version
+from marrowscope.core.objectstore import FilesystemObjectStore, put_content_addressed
+from marrowscope.core.preprocess import InputSpecData, preprocess
+from marrowscope.core.rpc import check_health, open_channel
+from marrowscope.core.settings import DatabaseSettings
+from marrowscope.core.taxonomy import load_taxonomy
+from marrowscope.training.model import build_model, count_flops
+from marrowscope.training.trainer import HyperParameters, export_onnx, train
+from marrowscope.v1 import common_pb2, inference_pb2, inference_pb2_grpc
+
+ROOT = Path(__file__).resolve().parents[1]
+PBC = ROOT.parent / "shared" / "data" / "pbc"
+RESULTS = ROOT / "bench" / "results"
+ADMIN_DSN = os.environ.get(
+    "MARROWSCOPE_BENCH_PG_ADMIN_DSN", "postgresql://postgres@127.0.0.1:5432/postgres"
+)
+SECONDS = 3.0
+
+
+def rate(fn, batch: int, seconds: float = SECONDS) -> float:  # type: ignore[no-untyped-def]
+    """Images per second of ``fn`` (one call handles ``batch`` images), after a warm-up call."""
+    fn()
+    started, images = time.perf_counter(), 0
+    while time.perf_counter() - started < seconds:
+        fn()
+        images += batch
+    return images / (time.perf_counter() - started)
+
+
+def in_process(model: torch.nn.Module, onnx: bytes, size: int) -> dict:
+    session = ort.InferenceSession(onnx, providers=["CPUExecutionProvider"])
+    out = {}
+    for batch in (1, 64):
+        x = np.random.default_rng(0).random((batch, 3, size, size), dtype=np.float32)
+        xt = torch.from_numpy(x).contiguous(memory_format=torch.channels_last)
+        with torch.inference_mode():
+            out[f"torch_eager_b{batch}"] = rate(lambda xt=xt: model(xt), batch)
+        out[f"onnxruntime_b{batch}"] = rate(lambda x=x: session.run(None, {"image": x}), batch)
+    return out
+
+
+def stage_costs(blobs: list[bytes], spec: InputSpecData, store: FilesystemObjectStore,
+                keys: list[str]) -> dict:  # fmt: skip
+    """Single-thread cost per image of each serving stage, in milliseconds."""
+    t0 = time.perf_counter()
+    for key in keys:
+        store.get(key)
+    t1 = time.perf_counter()
+    decoded = [decode_image(b, reduce_to=spec.size) for b in blobs]
+    t2 = time.perf_counter()
+    for d in decoded:
+        preprocess(d.rgb, spec, d.source_size)
+    t3 = time.perf_counter()
+    n = len(blobs)
+    return {"fetch_ms": 1000 * (t1 - t0) / n, "decode_ms": 1000 * (t2 - t1) / n,
+            "preprocess_ms": 1000 * (t3 - t2) / n}  # fmt: skip
+
+
+def start_service(dsn: str, store_root: Path, port: int) -> subprocess.Popen:
+    env = dict(os.environ, MARROWSCOPE_DB_DSN=dsn, MARROWSCOPE_STORE_BACKEND="fs",
+               MARROWSCOPE_STORE_ROOT=str(store_root), MARROWSCOPE_INFERENCE_PORT=str(port),
+               MARROWSCOPE_INFERENCE_PREFER_CUDA="false")  # fmt: skip
+    return subprocess.Popen([sys.executable, "-m", "marrowscope.inference"], env=env,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
+
+
+async def served(address: str, keys: list[str], version: str) -> dict:
+    async with open_channel(address, "marrowscope.v1.InferenceService") as channel:
+        stub = inference_pb2_grpc.InferenceServiceStub(channel)
+        await stub.LoadModel(inference_pb2.LoadModelRequest(model_version=version), timeout=60)
+        refs = [common_pb2.CellRef(cell_id=str(i), object_key=k) for i, k in enumerate(keys)]
+
+        async def stream() -> int:
+            requests = [inference_pb2.ClassifyRequest(cells=refs[i : i + 64])
+                        for i in range(0, len(refs), 64)]  # fmt: skip
+            done = 0
+            async for response in stub.ClassifyStream(iter(requests), timeout=600):
+                done += sum(1 for p in response.predictions if not p.error)
+            return done
+
+        await stream()  # warm-up: page cache, first session runs
+        started = time.perf_counter()
+        done = await stream()
+        batch64 = done / (time.perf_counter() - started)
+        started, n = time.perf_counter(), 0
+        while time.perf_counter() - started < SECONDS:
+            await stub.Classify(inference_pb2.ClassifyRequest(cells=[refs[n % len(refs)]]))
+            n += 1
+        batch1 = n / (time.perf_counter() - started)
+        return {"served_grpc_b64": batch64, "served_grpc_b1": batch1}
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--width", type=int, default=16)
+    parser.add_argument("--cells", type=int, default=1024)
+    args = parser.parse_args()
+    files = sorted(PBC.glob("*/*.jpg"))[:: max(1, len(list(PBC.glob("*/*.jpg"))) // args.cells)]
+    files = files[: args.cells]
+    if not files:
+        print(f"no PBC images under {PBC}; nothing measured")
+        return 1
+    blobs = [f.read_bytes() for f in files]
+    taxonomy = load_taxonomy("pbc11")
+    torch.set_num_threads(os.cpu_count() or 1)
+    results: dict = {"machine": {"cpus": os.cpu_count(), "onnxruntime": ort.__version__,
+                                 "torch": torch.__version__}, "width": args.width,
+                     "cells": len(blobs), "sizes": {}}  # fmt: skip
+    db = f"marrowscope_bench_{uuid.uuid4().hex[:8]}"
+    create_database(ADMIN_DSN, db)
+    dsn = psycopg.conninfo.make_conninfo(ADMIN_DSN, dbname=db)
+    with tempfile.TemporaryDirectory() as tmp:
+        store = FilesystemObjectStore(Path(tmp) / "store")
+        keys = [put_content_addressed(store, "cells", b, "image/jpeg", ".jpg").key for b in blobs]
+        pool = open_pool(DatabaseSettings(dsn=dsn))
+        port = 50000 + os.getpid() % 10000
+        service = start_service(dsn, Path(tmp) / "store", port)
+        try:
+            for size in (96, 128):
+                spec = InputSpecData(size=size)
+                torch.manual_seed(0)
+                model = build_model("se_cnn", len(taxonomy.codes), width=args.width).eval()
+                onnx = export_onnx(model, spec)
+                weights = io.BytesIO()
+                torch.save(model.state_dict(), weights)
+                with pool.connection() as conn:
+                    version = register_model_version(conn, store, NewModelVersion(
+                        onnx, weights.getvalue(), taxonomy.name, taxonomy.codes, "se_cnn", spec,
+                        "bench"))  # fmt: skip
+                flops = count_flops(model, size)
+                figures = in_process(model.to(memory_format=torch.channels_last), onnx, size)  # type: ignore[call-overload]
+                figures.update(stage_costs(blobs[:300], spec, store, keys[:300]))
+                for _ in range(100):
+                    if asyncio.run(check_health(f"127.0.0.1:{port}")) == "SERVING":
+                        break
+                    time.sleep(0.2)
+                figures.update(asyncio.run(served(f"127.0.0.1:{port}", keys, version)))
+                figures["gflop_per_image"] = flops / 1e9
+                figures["onnxruntime_gflops_b64"] = figures["onnxruntime_b64"] * flops / 1e9
+                figures["torch_gflops_b64"] = figures["torch_eager_b64"] * flops / 1e9
+                figures["model_ms_b64"] = 1000 / figures["onnxruntime_b64"]
+                figures["served_over_onnxruntime_b64"] = (
+                    figures["served_grpc_b64"] / figures["onnxruntime_b64"]
+                )
+                figures["onnxruntime_over_torch_b64"] = (
+                    figures["onnxruntime_b64"] / figures["torch_eager_b64"]
+                )
+                results["sizes"][str(size)] = {k: round(v, 4) for k, v in figures.items()}
+        finally:
+            service.terminate()
+            service.wait(10)
+            pool.close()
+            drop_database(ADMIN_DSN, db)
+    # Training speed at CPU scale (augmentation included), on ready tensors.
+    spec = InputSpecData(size=96)
+    x = np.random.default_rng(0).random((512, 3, 96, 96), dtype=np.float32)
+    y = np.random.default_rng(0).integers(0, len(taxonomy.codes), 512)
+    started = time.perf_counter()
+    train(x, y, x[:32], y[:32], len(taxonomy.codes), spec,
+          HyperParameters(epochs=2, input_size=96, width=args.width))  # fmt: skip
+    results["training_images_per_s_96px"] = round(1024 / (time.perf_counter() - started), 1)
+    print_table(results)
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    (RESULTS / "classifier.json").write_text(json.dumps(results, indent=2))
+    print(f"wrote {RESULTS / 'classifier.json'}")
+    return 0
+
+
+def print_table(results: dict) -> None:
+    print(f"SE-CNN width {results['width']}, {results['cells']} PBC cells, "
+          f"{results['machine']['cpus']} CPUs")  # fmt: skip
+    for size, f in results["sizes"].items():
+        print(f"\n{size} px ({f['gflop_per_image']:.3f} GFLOP/image)            batch 1   batch 64")
+        for label, key in (("PyTorch eager", "torch_eager"), ("ONNX Runtime, ready tensors", "onnxruntime"),
+                           ("service over gRPC, decode incl.", "served_grpc")):  # fmt: skip
+            print(f"  {label:<32}{f[key + '_b1']:>8.0f}{f[key + '_b64']:>11.0f} img/s")
+        print(f"  achieved GFLOP/s at batch 64: ONNX Runtime {f['onnxruntime_gflops_b64']:.0f}, "
+              f"PyTorch {f['torch_gflops_b64']:.0f}")  # fmt: skip
+        print(f"  served / ONNX Runtime {f['served_over_onnxruntime_b64']:.2f}x (target >= 0.6); "
+              f"ONNX Runtime / PyTorch {f['onnxruntime_over_torch_b64']:.2f}x (target >= 2)")  # fmt: skip
+        print(f"  per image, one thread: fetch {f['fetch_ms']:.2f} ms, decode {f['decode_ms']:.2f} ms, "
+              f"preprocess {f['preprocess_ms']:.2f} ms, model (b64) {f['model_ms_b64']:.2f} ms")  # fmt: skip
+    print(f"\ntraining at 96 px: {results['training_images_per_s_96px']:.0f} images/s")
+
+
+if __name__ == "__main__":
+    sys.exit(main())
