@@ -7,6 +7,7 @@ marrowscope down               stop everything
 marrowscope demo               up, a short demo campaign, the per-round table, down
 marrowscope train --data DIR   train on an image folder through the training service
 marrowscope evaluate ...       accuracy, per-class recall / precision, confusion matrix
+marrowscope segment IN... --out DIR [--overlay]   cell crops and boxes from field images
 """
 
 from __future__ import annotations
@@ -182,6 +183,17 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_segment(args: argparse.Namespace) -> int:
+    from .segment import segment_files
+
+    summary = segment_files(args.inputs, args.out, args.overlay)
+    print(f"{len(summary['cells'])} cells from {summary['images']} images "
+          f"({summary['algorithm']}) -> {args.out}")  # fmt: skip
+    for path, error in summary["errors"].items():
+        print(f"skipped {path}: {error}")
+    return 0 if len(summary["errors"]) < summary["images"] else 1
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="marrowscope", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)  # fmt: skip
@@ -236,6 +248,11 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--image-size", type=int, default=96, help="for a .onnx file only")
     ev.add_argument("--taxonomy", default="", help="for a .onnx file: its class order")
     ev.set_defaults(func=cmd_evaluate)
+    sg = sub.add_parser("segment", help="field images -> cell crops, boxes (JSON, CSV), overlays")
+    sg.add_argument("inputs", nargs="+", type=Path, help="image files or folders")
+    sg.add_argument("--out", type=Path, required=True)
+    sg.add_argument("--overlay", action="store_true", help="also draw boxes and contours")
+    sg.set_defaults(func=cmd_segment)
     return parser
 
 

@@ -5,17 +5,17 @@ from marrowscope.core.logs import configure_logging
 from marrowscope.core.runtime import open_resources, serve
 from marrowscope.v1 import segmentation_pb2_grpc
 
-from .algorithm import ThresholdSegmenter
 from .service import SegmentationService
 from .servicer import SERVICE_NAME, SegmentationServicer
 from .settings import SegmentationSettings
+from .stain import StainSegmenter
 
 
 def main() -> None:
     configure_logging("segmentation")
     settings = SegmentationSettings()
     resources = open_resources()
-    algorithm = ThresholdSegmenter(settings.min_nucleus_area, settings.max_cell_area)
+    algorithm = StainSegmenter(min_nucleus_area=settings.min_nucleus_area)
     service = SegmentationService(
         resources.pool,
         resources.store,

@@ -16,7 +16,8 @@ from marrowscope.core.images import ImageLimits, decode_image, encode_png
 from marrowscope.core.objectstore import ObjectStore, StoredObject, put_content_addressed
 from marrowscope.core.taxonomy import load_taxonomy
 
-from .algorithm import SegmentationAlgorithm, ThresholdSegmenter, crop_cell, mask_to_rle
+from .algorithm import SegmentationAlgorithm, crop_cell, mask_to_rle
+from .stain import StainSegmenter
 
 log = logging.getLogger(__name__)
 
@@ -59,17 +60,34 @@ class SegmentationService:
     ) -> None:
         self.pool = pool
         self.store = store
-        default = ThresholdSegmenter()
+        default = StainSegmenter()
         self.algorithms = algorithms or {default.version: default}
         self.default_algorithm = next(iter(self.algorithms))
         self.limits = limits or ImageLimits()
 
-    def segment(self, field_image_key: str, algorithm: str = "") -> FieldResult:
-        algo = self.algorithms.get(algorithm or self.default_algorithm)
+    def _algorithm(self, name: str) -> SegmentationAlgorithm:
+        algo = self.algorithms.get(name or self.default_algorithm)
         if algo is None:
             raise InvalidArgument(
-                f"unknown segmentation algorithm {algorithm!r}; known: {', '.join(self.algorithms)}"
+                f"unknown segmentation algorithm {name!r}; known: {', '.join(self.algorithms)}"
             )
+        return algo
+
+    def crop_center_cell(self, image_key: str) -> tuple[StoredObject, tuple[int, int, int, int]]:
+        """Centre-cell mode: the central nucleated cell of a single-cell image, on the paper's
+        282x282 black crop, stored content-addressed (the same image gives the same key)."""
+        return self._center_crop(self.store.get(image_key), image_key)
+
+    def _center_crop(self, data: bytes, key: str) -> tuple[StoredObject, tuple[int, int, int, int]]:
+        image = decode_image(data, self.limits)
+        region = self._algorithm("").center_cell(image.rgb)
+        if region is None:
+            raise InvalidArgument(f"no nucleated cell found in {key}; import it uncropped")
+        crop = encode_png(crop_cell(image.rgb, region))
+        return put_content_addressed(self.store, "cells", crop, "image/png", ".png"), region.box
+
+    def segment(self, field_image_key: str, algorithm: str = "") -> FieldResult:
+        algo = self._algorithm(algorithm)
         data = self.store.get(field_image_key)
         image = decode_image(data, self.limits)
         field_sha = hashlib.sha256(data).hexdigest()
@@ -142,12 +160,13 @@ class SegmentationService:
         return str(row["id"])
 
     def import_cells(
-        self, dataset: str, taxonomy: str, cells: list[tuple[str, str]]
+        self, dataset: str, taxonomy: str, cells: list[tuple[str, str]], center_crop: bool = False
     ) -> list[ImportedCell]:
         """Register single-cell images already in the store; idempotent by image content.
 
         ``cells`` holds (object_key, reference_label); the label ('' for none) is recorded once
-        as the dataset's reference label.
+        as the dataset's reference label. With ``center_crop`` the registered image is the
+        centre-cell crop of the stored one (the original stays where it is).
         """
         if not dataset:
             raise InvalidArgument("dataset name is required to import cells")
@@ -163,16 +182,19 @@ class SegmentationService:
                 raise NotFound(
                     f"object {key} not found; upload the image before importing it"
                 ) from None
-            decode_image(data, self.limits)  # refuse anything that is not a usable image
             sha = hashlib.sha256(data).hexdigest()
-            stored = StoredObject(key, sha, len(data), "image/png")
-            origin = f"import:{dataset}:{sha}"
+            if center_crop:
+                stored, _ = self._center_crop(data, key)
+            else:
+                decode_image(data, self.limits)  # refuse anything that is not a usable image
+                stored = StoredObject(key, sha, len(data), "")
+            origin = f"import:{dataset}:{sha}" + (":center" if center_crop else "")
             with self.pool.connection() as conn, conn.transaction():
                 row = conn.execute(
                     """INSERT INTO cells (id, origin_key, object_key, sha256, dataset)
                        VALUES (%s, %s, %s, %s, %s) ON CONFLICT (origin_key) DO NOTHING
                        RETURNING id""",
-                    (uuid.uuid4(), origin, stored.key, sha, dataset),
+                    (uuid.uuid4(), origin, stored.key, stored.sha256, dataset),
                 ).fetchone()
                 created = row is not None
                 if row is None:
@@ -186,5 +208,5 @@ class SegmentationService:
                            VALUES (%s, %s, %s, 'reference')""",
                         (row["id"], tax.name, label),
                     )
-            imported.append(ImportedCell(str(row["id"]), key, created))
+            imported.append(ImportedCell(str(row["id"]), stored.key, created))
         return imported

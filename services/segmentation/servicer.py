@@ -5,8 +5,6 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncIterator
 
-import grpc
-
 from marrowscope.core.errors import InvalidArgument
 from marrowscope.v1 import common_pb2, segmentation_pb2, segmentation_pb2_grpc
 
@@ -68,7 +66,11 @@ class SegmentationServicer(segmentation_pb2_grpc.SegmentationServiceServicer):
     async def ImportCells(self, request, context):  # type: ignore[no-untyped-def]
         cells = [(c.object_key, c.reference_label) for c in request.cells]
         imported = await asyncio.to_thread(
-            self.service.import_cells, request.dataset, request.taxonomy or "paper17", cells
+            self.service.import_cells,
+            request.dataset,
+            request.taxonomy or "paper17",
+            cells,
+            request.crop_center_cell,
         )
         return segmentation_pb2.ImportCellsResponse(
             cells=[
@@ -78,8 +80,12 @@ class SegmentationServicer(segmentation_pb2_grpc.SegmentationServiceServicer):
         )
 
     async def CropCenterCell(self, request, context):  # type: ignore[no-untyped-def]
-        await context.abort(
-            grpc.StatusCode.UNIMPLEMENTED,
-            "CropCenterCell (centre-cell mode for single-cell images) is not implemented yet; "
-            "import already-cropped cells with ImportCells",
+        if not request.image_key:
+            raise InvalidArgument("image_key is required")
+        crop, (x, y, w, h) = await asyncio.to_thread(
+            self.service.crop_center_cell, request.image_key
+        )
+        return segmentation_pb2.CropCenterCellResponse(
+            crop=common_pb2.ObjectRef(key=crop.key, sha256=crop.sha256, size_bytes=crop.size_bytes),
+            box=common_pb2.Box(x=x, y=y, width=w, height=h),
         )

@@ -8,6 +8,5 @@ from marrowscope.core.settings import DEFAULT_PORTS, GrpcServerSettings, setting
 class SegmentationSettings(GrpcServerSettings):
     model_config: SettingsConfigDict = settings_config("MARROWSCOPE_SEGMENTATION_")
     port: int = DEFAULT_PORTS["segmentation"]
-    min_nucleus_area: int = 250  # px; smaller dark blobs are platelets or debris
-    max_cell_area: int = 60_000
+    min_nucleus_area: int = 60  # px; smaller stained blobs are platelets or debris
     max_field_pixels: int = 40_000_000

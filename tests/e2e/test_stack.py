@@ -108,7 +108,7 @@ def test_field_image_goes_through_every_service(running_stack: dict) -> None:
     body = response.json()
     assert body["model_version"] == running_stack["model"]
     assert body["cells_counted"] == sum(body["counts"].values()) >= 2
-    assert body["algorithm_version"] == "threshold-v1"
+    assert body["algorithm_version"] == "stain-v1"
     assert all(cell["probability"] > 0 for cell in body["cells"])
     # The same image again: idempotent segmentation, no duplicate cells.
     cells_before = count(running_stack["dsn"], "cells")

@@ -1,12 +1,8 @@
 import numpy as np
 
 from marrowscope.core.synthetic import make_cell, make_field, synthetic_classes
-from marrowscope.segmentation.algorithm import (
-    ThresholdSegmenter,
-    crop_cell,
-    mask_to_rle,
-    rle_to_mask,
-)
+from marrowscope.segmentation.algorithm import crop_cell, mask_to_rle, rle_to_mask
+from marrowscope.segmentation.stain import StainSegmenter
 
 
 def test_generation_is_deterministic_by_seed() -> None:
@@ -47,8 +43,8 @@ def _iou(a, b) -> float:  # type: ignore[no-untyped-def]
     return inter / (a[2] * a[3] + b[2] * b[3] - inter)
 
 
-def test_threshold_segmenter_finds_most_white_cells_in_synthetic_fields() -> None:
-    segmenter = ThresholdSegmenter()
+def test_stain_segmenter_finds_most_white_cells_in_synthetic_fields() -> None:
+    segmenter = StainSegmenter()
     found = total = 0
     for index in range(8):
         field = make_field(index, seed=11)
@@ -60,7 +56,7 @@ def test_threshold_segmenter_finds_most_white_cells_in_synthetic_fields() -> Non
 
 def test_crop_removes_background_and_rle_round_trips() -> None:
     field = make_field(1, seed=2)
-    region = ThresholdSegmenter().segment(field.rgb).cells[0]
+    region = StainSegmenter().segment(field.rgb).cells[0]
     crop = crop_cell(field.rgb, region)
     assert crop.shape == (282, 282, 3) and crop[0, 0].max() == 0
     assert np.array_equal(rle_to_mask(mask_to_rle(region.mask), region.mask.shape), region.mask)

@@ -74,14 +74,16 @@ class ImportCell(_message.Message):
     def __init__(self, object_key: _Optional[str] = ..., reference_label: _Optional[str] = ...) -> None: ...
 
 class ImportCellsRequest(_message.Message):
-    __slots__ = ("dataset", "taxonomy", "cells")
+    __slots__ = ("dataset", "taxonomy", "cells", "crop_center_cell")
     DATASET_FIELD_NUMBER: _ClassVar[int]
     TAXONOMY_FIELD_NUMBER: _ClassVar[int]
     CELLS_FIELD_NUMBER: _ClassVar[int]
+    CROP_CENTER_CELL_FIELD_NUMBER: _ClassVar[int]
     dataset: str
     taxonomy: str
     cells: _containers.RepeatedCompositeFieldContainer[ImportCell]
-    def __init__(self, dataset: _Optional[str] = ..., taxonomy: _Optional[str] = ..., cells: _Optional[_Iterable[_Union[ImportCell, _Mapping]]] = ...) -> None: ...
+    crop_center_cell: bool
+    def __init__(self, dataset: _Optional[str] = ..., taxonomy: _Optional[str] = ..., cells: _Optional[_Iterable[_Union[ImportCell, _Mapping]]] = ..., crop_center_cell: _Optional[bool] = ...) -> None: ...
 
 class ImportCellsResponse(_message.Message):
     __slots__ = ("cells", "created")

@@ -1,0 +1,157 @@
+"""The segmentation service over real gRPC on real images: fields, centre-cell mode, idempotency,
+and bad inputs that must give a clear status and never crash the service."""
+
+from __future__ import annotations
+
+import asyncio
+import io
+import struct
+import zlib
+from pathlib import Path
+
+import grpc
+import numpy as np
+import pytest
+from PIL import Image
+
+from marrowscope.core.objectstore import FilesystemObjectStore, put_content_addressed
+from marrowscope.core.rpc import GrpcService, open_channel
+from marrowscope.core.settings import GrpcServerSettings
+from marrowscope.segmentation.detection_eval import DetectionScore, read_yolo_boxes
+from marrowscope.segmentation.service import SegmentationService
+from marrowscope.segmentation.servicer import SERVICE_NAME, SegmentationServicer
+from marrowscope.segmentation.stain import StainSegmenter
+from marrowscope.v1 import segmentation_pb2, segmentation_pb2_grpc
+
+from ..conftest import DATA
+
+pytestmark = pytest.mark.integration
+TXL_VAL = DATA / "txl-pbc" / "val" / "images"
+
+
+def _png(image: Image.Image) -> bytes:
+    buffer = io.BytesIO()
+    image.save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
+def _png_header(width: int, height: int) -> bytes:
+    """A PNG that claims ``width`` x ``height`` (valid header, no pixel data)."""
+    ihdr = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
+    chunk = b"IHDR" + ihdr
+    return (
+        b"\x89PNG\r\n\x1a\n"
+        + struct.pack(">I", len(ihdr))
+        + chunk
+        + struct.pack(">I", zlib.crc32(chunk))
+    )
+
+
+def test_stain_segmenter_finds_white_cells_in_real_fields() -> None:
+    """A regression guard on 40 real TXL-PBC fields (the full figures are in bench/)."""
+    paths = sorted(TXL_VAL.glob("*.jpg"))[::7][:40]
+    assert len(paths) == 40, f"TXL-PBC fields expected under {TXL_VAL}"
+    segmenter, score = StainSegmenter(), DetectionScore()
+    for path in paths:
+        rgb = np.asarray(Image.open(path).convert("RGB"))
+        truth = read_yolo_boxes(path.parent.parent / "labels" / f"{path.stem}.txt",
+                                rgb.shape[1], rgb.shape[0])  # fmt: skip
+        score.add(truth, [tuple(map(float, c.box)) for c in segmenter.segment(rgb).cells])  # type: ignore[misc]
+    assert score.recall >= 0.85 and score.precision >= 0.85, (score.recall, score.precision)
+
+
+def test_service_segments_idempotently_crops_centre_cells_and_refuses_bad_input(
+    db_pool,
+    tmp_path: Path,  # type: ignore[no-untyped-def]
+) -> None:
+    store = FilesystemObjectStore(tmp_path / "store")
+    service = SegmentationService(db_pool, store)
+    field = sorted(TXL_VAL.glob("*.jpg"))[0]
+    field_key = put_content_addressed(store, "fields", field.read_bytes(), "image/jpeg", ".jpg").key
+    cell_image = sorted((DATA / "pbc" / "LY").glob("*.jpg"))[0].read_bytes()
+    cell_key = put_content_addressed(store, "cells", cell_image, "image/jpeg", ".jpg").key
+    bad = {
+        "not-an-image": b"%PDF-1.7 this is a document",
+        "truncated": field.read_bytes()[:4000],
+        "empty": b"",
+        "one-pixel": _png(Image.new("RGB", (1, 1))),
+        "huge": _png_header(20000, 20000),  # refused by the pixel limit before decoding
+    }
+    bad_keys = {name: put_content_addressed(store, "fields", data, "application/octet-stream",
+                                            ".bin").key for name, data in bad.items() if data}  # fmt: skip
+    grey16 = np.linspace(0, 65535, 300 * 300, dtype=np.uint16).reshape(300, 300)
+    tiff = io.BytesIO()
+    Image.fromarray(grey16).save(tiff, format="TIFF")
+    tiff_key = put_content_addressed(store, "fields", tiff.getvalue(), "image/tiff", ".tif").key
+    grey_key = put_content_addressed(
+        store, "fields", _png(Image.open(field).convert("L")), "image/png", ".png"
+    ).key
+
+    async def scenario() -> None:
+        server = GrpcService(
+            GrpcServerSettings(port=0, grace_seconds=0.5), [SERVICE_NAME],
+            lambda s: segmentation_pb2_grpc.add_SegmentationServiceServicer_to_server(
+                SegmentationServicer(service), s),
+        )  # fmt: skip
+        await server.start()
+        try:
+            async with open_channel(server.address, SERVICE_NAME) as channel:
+                stub = segmentation_pb2_grpc.SegmentationServiceStub(channel)
+                first = await stub.Segment(
+                    segmentation_pb2.SegmentRequest(field_image_key=field_key)
+                )
+                again = await stub.Segment(
+                    segmentation_pb2.SegmentRequest(field_image_key=field_key)
+                )
+                assert first.algorithm_version == "stain-v1" and len(first.cells) >= 1
+                assert [c.cell_id for c in first.cells] == [c.cell_id for c in again.cells]
+                assert all(c.mask_rle and c.crop.key for c in first.cells)
+
+                centre = await stub.CropCenterCell(
+                    segmentation_pb2.CropCenterCellRequest(image_key=cell_key)
+                )
+                crop = np.asarray(Image.open(io.BytesIO(store.get(centre.crop.key))))
+                assert crop.shape == (282, 282, 3)
+                assert (
+                    crop[0, 0].max() == 0 and crop[141, 141].max() > 0
+                )  # black outside, cell inside
+                imported = await stub.ImportCells(
+                    segmentation_pb2.ImportCellsRequest(
+                        dataset="pbc-centre",
+                        taxonomy="pbc11",
+                        crop_center_cell=True,
+                        cells=[
+                            segmentation_pb2.ImportCell(object_key=cell_key, reference_label="LY")
+                        ],
+                    )
+                )
+                assert imported.cells[0].object_key == centre.crop.key
+
+                for name, key in bad_keys.items():
+                    with pytest.raises(grpc.aio.AioRpcError) as error:
+                        await stub.Segment(segmentation_pb2.SegmentRequest(field_image_key=key))
+                    assert error.value.code() == grpc.StatusCode.INVALID_ARGUMENT, name
+                    assert error.value.details(), name
+                    if name == "huge":
+                        assert "exceeds the limit" in error.value.details()
+                with pytest.raises(grpc.aio.AioRpcError) as error:
+                    await stub.Segment(
+                        segmentation_pb2.SegmentRequest(field_image_key="fields/none")
+                    )
+                assert error.value.code() in (
+                    grpc.StatusCode.NOT_FOUND,
+                    grpc.StatusCode.INVALID_ARGUMENT,
+                )
+                for key in (tiff_key, grey_key):  # odd but valid images: a result, maybe empty
+                    result = await stub.Segment(
+                        segmentation_pb2.SegmentRequest(field_image_key=key)
+                    )
+                    assert result.algorithm_version == "stain-v1"
+                again = await stub.Segment(
+                    segmentation_pb2.SegmentRequest(field_image_key=field_key)
+                )
+                assert len(again.cells) == len(first.cells)  # still serving after all of that
+        finally:
+            await server.stop()
+
+    asyncio.run(scenario())
