@@ -6,6 +6,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
+from marrowscope.core.audit import verify_audit_chain
 from marrowscope.core.errors import (
     FailedPrecondition,
     InvalidArgument,
@@ -100,3 +101,35 @@ def test_roles_and_tokens(db_pool) -> None:  # type: ignore[no-untyped-def]
         service.create_user(user, "someone", "admin")
     with pytest.raises(PermissionDenied):
         service.create_tasks(user, str(uuid.uuid4()), str(uuid.uuid4()), [])
+
+
+def test_audit_chain_verifies_and_a_tampered_row_is_detected(queue, db_pool) -> None:  # type: ignore[no-untyped-def]
+    service, campaign, _ = queue
+    ana = User("ana", "expert")
+    for task in service.claim(ana, campaign, kind="CST", limit=3):
+        service.submit(ana, [DecisionInput(str(uuid.uuid4()), task.id, "confirm")])
+    with db_pool.connection() as conn:
+        report = verify_audit_chain(conn)
+        assert report.intact and report.events >= 3, report.breaks
+        target = conn.execute(
+            "SELECT id FROM audit_events ORDER BY chain_seq DESC LIMIT 1 OFFSET 1"
+        ).fetchone()
+        # Someone with superuser rights edits history behind the insert-only trigger's back
+        # (rolled back afterwards so other tests see the intact chain).
+        with conn.transaction(force_rollback=True):
+            conn.execute("ALTER TABLE audit_events DISABLE TRIGGER audit_events_insert_only")
+            conn.execute(
+                "UPDATE audit_events SET reason = 'edited later' WHERE id = %s", (target["id"],)
+            )
+            broken = verify_audit_chain(conn)
+            assert [b["id"] for b in broken.breaks] == [target["id"]]
+            assert broken.breaks[0]["problem"] == "content changed"
+            # Recomputing the edited row's hash moves the break to the link of the next row.
+            conn.execute(
+                """UPDATE audit_events SET hash = audit_event_hash(prev_hash, chain_seq, at, actor,
+                       action, entity, entity_id, previous, current, reason) WHERE id = %s""",
+                (target["id"],),
+            )
+            relinked = verify_audit_chain(conn)
+            assert [b["problem"] for b in relinked.breaks] == ["link broken"]
+        assert verify_audit_chain(conn).intact
