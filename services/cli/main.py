@@ -183,6 +183,38 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_experiment(args: argparse.Namespace) -> int:
+    from .experiment import METHODS, ExperimentOptions, run_experiment
+    from .report import table, write_report
+
+    methods = [m.strip().lower() for m in args.methods.split(",") if m.strip()]
+    unknown = [m for m in methods if m not in METHODS]
+    if unknown or not methods:
+        raise SystemExit(f"unknown methods {unknown}; choose from {', '.join(METHODS)}")
+    options = ExperimentOptions(
+        args.data, args.mapping, methods, args.rounds, args.image_size, args.epochs, args.width,
+        args.initial_per_class, args.validation_per_class, args.test_per_class,
+        args.sample_size, args.class_cap, args.seed, args.expert_error, args.too_difficult,
+        [c for c in args.hard_classes.split(",") if c], args.hard_too_difficult,
+        args.center_crop,
+    )  # fmt: skip
+    paths = stack.StackPaths(args.home)
+    running = stack.read_state(paths)
+    state = running or stack.up(paths, args.dsn, args.port_base)
+    try:
+        secrets = stack.load_secrets(paths)
+        results = asyncio.run(_with_clients(state, lambda c: run_experiment(
+            c, _store(state), secrets["admin_token"], options)))  # fmt: skip
+    finally:
+        if not running:
+            stack.down(paths)
+    report = write_report(results, args.out)
+    print()
+    print(table(results))
+    print(f"\nreport: {report}")
+    return 0 if all(m["state"] == "CAMPAIGN_STATE_COMPLETED" for m in results["methods"]) else 1
+
+
 def cmd_segment(args: argparse.Namespace) -> int:
     from .segment import segment_files
 
@@ -248,6 +280,32 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--image-size", type=int, default=96, help="for a .onnx file only")
     ev.add_argument("--taxonomy", default="", help="for a .onnx file: its class order")
     ev.set_defaults(func=cmd_evaluate)
+    ex = sub.add_parser("experiment", help="every SSL method on one folder: Table 1, plots, report")
+    stack_options(ex)
+    ex.add_argument("--data", type=Path, required=True, help="DIR/<label>/*.jpg")
+    ex.add_argument("--mapping", type=Path)
+    ex.add_argument("--methods", default="st,cst,al,cst+al,random")
+    ex.add_argument("--rounds", type=int, default=10)
+    ex.add_argument("--image-size", type=int, default=64)
+    ex.add_argument("--epochs", type=int, default=8, help="per round (the paper: 250)")
+    ex.add_argument("--width", type=int, default=16)
+    ex.add_argument("--initial-per-class", type=int, default=25)
+    ex.add_argument("--validation-per-class", type=int, default=50)
+    ex.add_argument("--test-per-class", type=int, default=100)
+    ex.add_argument("--sample-size", type=int, default=5000)
+    ex.add_argument("--class-cap", type=int, default=1000)
+    ex.add_argument("--seed", type=int, default=0)
+    ex.add_argument("--expert-error", type=float, default=0.02)
+    ex.add_argument("--too-difficult", type=float, default=0.02)
+    ex.add_argument(
+        "--hard-classes",
+        default="MY,MMY,BNE,SNE,MC,MMC,BAND,SEG",
+        help="classes the expert more often rejects as too difficult",
+    )
+    ex.add_argument("--hard-too-difficult", type=float, default=0.08)
+    ex.add_argument("--center-crop", action="store_true", help="import centre-cell crops")
+    ex.add_argument("--out", type=Path, required=True)
+    ex.set_defaults(func=cmd_experiment)
     sg = sub.add_parser("segment", help="field images -> cell crops, boxes (JSON, CSV), overlays")
     sg.add_argument("inputs", nargs="+", type=Path, help="image files or folders")
     sg.add_argument("--out", type=Path, required=True)

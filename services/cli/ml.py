@@ -63,15 +63,17 @@ def upload_images(
 
 
 async def register_cells(
-    clients: ServiceClients, stored: list[StoredImage], dataset: str, taxonomy: str
-) -> list[tuple[str, str, str]]:
-    """Register stored images as cells: (cell id, key, class code), in input order."""
+    clients: ServiceClients, stored: list[StoredImage], dataset: str, taxonomy: str,
+    center_crop: bool = False,
+) -> list[tuple[str, str, str]]:  # fmt: skip
+    """Register stored images as cells: (cell id, key, class code), in input order; with
+    ``center_crop`` each cell is the centre-cell crop of its image."""
     out: list[tuple[str, str, str]] = []
     for start in range(0, len(stored), 500):
         part = stored[start : start + 500]
         response = await clients.segmentation.ImportCells(
             segmentation_pb2.ImportCellsRequest(
-                dataset=dataset, taxonomy=taxonomy,
+                dataset=dataset, taxonomy=taxonomy, crop_center_cell=center_crop,
                 cells=[segmentation_pb2.ImportCell(object_key=s.key,
                                                    reference_label=s.image.class_code)
                        for s in part],

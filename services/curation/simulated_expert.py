@@ -24,9 +24,21 @@ class ExpertStats:
     labelled: int = 0
     too_difficult: int = 0
 
+    seconds: float = 0.0  # simulated expert time (see SimulatedExpert.assumed_seconds)
+
     @property
     def decisions(self) -> int:
         return self.confirmed + self.corrected + self.labelled + self.too_difficult
+
+    def to_json(self) -> dict:
+        return {"confirmed": self.confirmed, "corrected": self.corrected,
+                "labelled": self.labelled, "too_difficult": self.too_difficult,
+                "decisions": self.decisions, "simulated_seconds": round(self.seconds, 1)}  # fmt: skip
+
+
+# Time a human needs per decision, for honest effort accounting: confirming a correct pseudo-label
+# on a page of 50 is one glance; correcting or labelling one cell takes a closer look.
+ASSUMED_SECONDS = {"confirm": 1.0, "correct": 4.0, "label": 5.0, "too_difficult": 5.0}
 
 
 @dataclass
@@ -37,7 +49,10 @@ class SimulatedExpert:
     classes: list[str]
     error_rate: float = 0.0
     too_difficult_rate: float = 0.0
-    seconds_per_decision: float = 0.0
+    # Per-class overrides of too_difficult_rate (e.g. higher for MY, MMY, BNE, SNE).
+    too_difficult_by_class: dict[str, float] = field(default_factory=dict)
+    seconds_per_decision: float = 0.0  # real waiting, to mimic a slow human (0 = none)
+    assumed_seconds: dict[str, float] = field(default_factory=lambda: dict(ASSUMED_SECONDS))
     seed: int = 0
     batch: int = 100
     stats: ExpertStats = field(default_factory=ExpertStats)
@@ -49,9 +64,11 @@ class SimulatedExpert:
     def decide(self, task: curation_pb2.ReviewTask) -> curation_pb2.DecisionInput:
         truth = self.truth[task.cell_id]
         decision = curation_pb2.DecisionInput(client_decision_id=str(uuid.uuid4()), task_id=task.id)
-        if self.rng.random() < self.too_difficult_rate:
+        rate = self.too_difficult_by_class.get(truth, self.too_difficult_rate)
+        if self.rng.random() < rate:
             decision.action = curation_pb2.DECISION_ACTION_TOO_DIFFICULT
             self.stats.too_difficult += 1
+            self.stats.seconds += self.assumed_seconds["too_difficult"]
             return decision
         answer = truth
         if self.rng.random() < self.error_rate:
@@ -60,14 +77,17 @@ class SimulatedExpert:
             if answer == task.proposed_class:
                 decision.action = curation_pb2.DECISION_ACTION_CONFIRM
                 self.stats.confirmed += 1
+                self.stats.seconds += self.assumed_seconds["confirm"]
             else:
                 decision.action = curation_pb2.DECISION_ACTION_CORRECT
                 decision.class_code = answer
                 self.stats.corrected += 1
+                self.stats.seconds += self.assumed_seconds["correct"]
         else:
             decision.action = curation_pb2.DECISION_ACTION_LABEL
             decision.class_code = answer
             self.stats.labelled += 1
+            self.stats.seconds += self.assumed_seconds["label"]
         return decision
 
     async def work_once(self, campaign_id: str = "") -> int:

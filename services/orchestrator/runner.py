@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import random
+from collections import Counter
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 
@@ -105,8 +106,10 @@ class CampaignRunner:
             round_.model_version_id, round_.state = model, "evaluating"
         if round_.state == "evaluating":
             metrics = await self._evaluate(campaign, round_.model_version_id)
+            labelled = await asyncio.to_thread(self.store.labelled, campaign.id, campaign.taxonomy)
+            metrics["labelled_per_class"] = dict(Counter(c.class_code for c in labelled))
             await asyncio.to_thread(update, round_.id, metrics=metrics, state="predicting")
-            round_.state = "predicting"
+            round_.state, round_.metrics = "predicting", metrics
         if round_.state == "predicting":
             await self._predict_and_select(campaign, round_)
             round_ = await asyncio.to_thread(self.store.open_round, campaign.id, round_.number)
@@ -117,10 +120,13 @@ class CampaignRunner:
             round_.state = "absorbing"
         if round_.state == "absorbing":
             decisions = await self._decisions(campaign.id, round_.id)
-            added = await asyncio.to_thread(
+            absorbed = await asyncio.to_thread(
                 self.store.absorb, campaign.id, campaign.taxonomy, round_.number, decisions
             )
-            await asyncio.to_thread(update, round_.id, decided=len(decisions), added=added,
+            current = await asyncio.to_thread(self.store.open_round, campaign.id, round_.number)
+            await asyncio.to_thread(update, round_.id, decided=len(decisions),
+                                    added=absorbed.added,
+                                    metrics={**current.metrics, **absorbed.to_json()},
                                     state="done", finished_at=datetime.now(UTC))  # fmt: skip
 
     async def _train(
@@ -142,7 +148,7 @@ class CampaignRunner:
             parent_model_version=parent,
             hyper_parameters=training_pb2.HyperParameters(
                 epochs=params.epochs, batch_size=params.batch_size, input_size=params.input_size,
-                seed=params.seed + round_.number, augment=True,
+                seed=params.seed + round_.number, augment=True, width=params.width,
             ),
             labels={"campaign": campaign.id, "round": str(round_.number)},
         )  # fmt: skip
@@ -214,11 +220,12 @@ class CampaignRunner:
         if selection.unchecked:  # plain self-training: no expert, pseudo-labels go straight in
             decisions = [(None, s.cell_id, "unchecked", s.top1_class, "self-training")
                          for s in selection.unchecked]  # fmt: skip
-            added = await asyncio.to_thread(
+            absorbed = await asyncio.to_thread(
                 self.store.absorb, campaign.id, campaign.taxonomy, round_.number, decisions
             )
             await asyncio.to_thread(self.store.update_round, round_.id, sampled=len(sample),
-                                    cst_candidates=len(selection.unchecked), added=added,
+                                    cst_candidates=len(selection.unchecked), added=absorbed.added,
+                                    metrics={**round_.metrics, **absorbed.to_json()},
                                     state="done", finished_at=datetime.now(UTC))  # fmt: skip
             return
         tasks = [
@@ -262,6 +269,11 @@ class CampaignRunner:
             curation_pb2.ListDecisionsRequest(campaign_id=campaign_id, round_id=round_id),
             metadata=self.metadata,
         )
-        actions = {curation_pb2.DECISION_ACTION_TOO_DIFFICULT: "too_difficult"}
-        return [(d.id, d.cell_id, actions.get(d.action, "label"), d.class_code, d.user)
+        actions = {
+            curation_pb2.DECISION_ACTION_TOO_DIFFICULT: "too_difficult",
+            curation_pb2.DECISION_ACTION_CONFIRM: "confirm",
+            curation_pb2.DECISION_ACTION_CORRECT: "correct",
+            curation_pb2.DECISION_ACTION_LABEL: "label",
+        }
+        return [(d.id, d.cell_id, actions[d.action], d.class_code, d.user)
                 for d in response.decisions]  # fmt: skip

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 from collections.abc import AsyncIterator
 from dataclasses import asdict
 
@@ -60,6 +61,7 @@ def campaign_message(c: CampaignRecord) -> orchestrator_pb2.Campaign:
                 al_candidates=r.al_candidates, decided=r.decided, added=r.added,
                 test_accuracy=r.metrics.get("accuracy", 0.0),
                 test_mean_recall=r.metrics.get("mean_recall", 0.0),
+                metrics_json=json.dumps(r.metrics),
                 training_job_id=r.training_job_id, error=r.error,
                 started_at=messages.timestamp(r.started_at),
                 finished_at=messages.timestamp(r.finished_at),

@@ -41,6 +41,7 @@ class CampaignParameters:
     input_size: int = 96
     seed: int = 0
     batch_size: int = 32
+    width: int = 32  # channels of the model's first stage (the training service's default)
 
     def threshold_for(self, method: str) -> float:
         if self.cst_threshold:
@@ -278,14 +279,15 @@ class CampaignStore:
     def absorb(
         self, campaign_id: str, taxonomy: str, round_number: int,
         decisions: Sequence[tuple[str | None, str, str, str, str]],
-    ) -> int:  # fmt: skip
-        """Move decided cells out of the pool; return how many joined the labelled set.
+    ) -> AbsorbResult:  # fmt: skip
+        """Move decided cells out of the pool into the labelled set (or rejected).
 
-        ``decisions``: (decision id or None, cell id, action, class, user). 'too_difficult'
-        rejects the cell, 'unchecked' (plain self-training) adds a pseudo-label, anything else
-        an expert label. Idempotent: a cell gets its label only when it leaves the pool.
+        ``decisions``: (decision id or None, cell id, action, class, user); action is
+        'confirm', 'correct', 'label' (expert), 'unchecked' (plain self-training's pseudo-label)
+        or 'too_difficult' (rejected). Idempotent: a cell gets its label only when it leaves
+        the pool, so a retried absorption changes nothing and counts nothing twice.
         """
-        added = 0
+        result = AbsorbResult()
         with self.pool.connection() as conn, conn.transaction():
             for decision_id, cell_id, action, class_code, user in decisions:
                 role = "rejected" if action == "too_difficult" else "teacher"
@@ -295,7 +297,10 @@ class CampaignStore:
                        RETURNING cell_id""",
                     (role, round_number, campaign_id, cell_id),
                 ).fetchone()
-                if moved is None or role == "rejected":
+                if moved is None:
+                    continue
+                if role == "rejected":
+                    result.rejected += 1
                     continue
                 conn.execute(
                     """INSERT INTO labels (cell_id, taxonomy, class_code, source, user_name,
@@ -305,8 +310,41 @@ class CampaignStore:
                      "pseudo" if action == "unchecked" else "expert", user, campaign_id,
                      round_number, decision_id),
                 )  # fmt: skip
-                added += 1
-        return added
+                by_class = result.additions.setdefault(action, {})
+                by_class[class_code] = by_class.get(class_code, 0) + 1
+                if action == "unchecked":
+                    # Only measurable in experiments, where the dataset has reference labels.
+                    reference = conn.execute(
+                        """SELECT class_code FROM labels WHERE cell_id = %s AND taxonomy = %s
+                           AND source = 'reference' ORDER BY id DESC LIMIT 1""",
+                        (cell_id, taxonomy),
+                    ).fetchone()
+                    if reference is not None:
+                        result.pseudo_checked += 1
+                        result.pseudo_wrong += int(reference["class_code"] != class_code)
+        return result
+
+
+@dataclass
+class AbsorbResult:
+    """What one round's absorption added, per source and class."""
+
+    additions: dict[str, dict[str, int]] = field(default_factory=dict)  # action -> class -> n
+    rejected: int = 0
+    pseudo_checked: int = 0
+    pseudo_wrong: int = 0
+
+    @property
+    def added(self) -> int:
+        return sum(sum(c.values()) for c in self.additions.values())
+
+    def to_json(self) -> dict:
+        return {
+            "additions": self.additions, "rejected": self.rejected, "added": self.added,
+            "wrong_pseudo_label_fraction": (
+                self.pseudo_wrong / self.pseudo_checked if self.pseudo_checked else None
+            ),
+        }  # fmt: skip
 
 
 def _round(row: dict[str, Any]) -> RoundRecord:

@@ -45,8 +45,16 @@ def test_split_and_idempotent_absorption(db_pool, dataset: str) -> None:  # type
         (str(uuid.uuid4()), pool[1][0], "label", "LY", "ana"),
         (str(uuid.uuid4()), pool[2][0], "too_difficult", "", "ana"),
     ]
-    assert store.absorb(campaign.id, "paper17", 1, decisions) == 2
-    assert store.absorb(campaign.id, "paper17", 1, decisions) == 0  # a retry adds nothing
+    first = store.absorb(campaign.id, "paper17", 1, decisions)
+    assert first.added == 2 and first.rejected == 1
+    assert first.additions == {"unchecked": {"SEG": 1}, "label": {"LY": 1}}
+    with db_pool.connection() as conn:
+        reference = conn.execute(
+            "SELECT class_code FROM labels WHERE cell_id = %s AND source = 'reference'",
+            (pool[0][0],),
+        ).fetchone()["class_code"]
+    assert first.to_json()["wrong_pseudo_label_fraction"] == (0.0 if reference == "SEG" else 1.0)
+    assert store.absorb(campaign.id, "paper17", 1, decisions).added == 0  # a retry adds nothing
     labelled = {c.cell_id: c for c in store.labelled(campaign.id, "paper17")}
     assert labelled[pool[0][0]].class_code == "SEG" and labelled[pool[0][0]].round_added == 1
     assert labelled[pool[1][0]].class_code == "LY" and pool[2][0] not in labelled

@@ -60,7 +60,7 @@ ROUND_STATE_DONE: RoundState
 ROUND_STATE_FAILED: RoundState
 
 class CampaignParameters(_message.Message):
-    __slots__ = ("cst_threshold", "al_margin", "sample_size", "class_cap", "initial_per_class", "validation_per_class", "test_per_class", "rounds", "epochs", "input_size", "seed", "batch_size")
+    __slots__ = ("cst_threshold", "al_margin", "sample_size", "class_cap", "initial_per_class", "validation_per_class", "test_per_class", "rounds", "epochs", "input_size", "seed", "batch_size", "width")
     CST_THRESHOLD_FIELD_NUMBER: _ClassVar[int]
     AL_MARGIN_FIELD_NUMBER: _ClassVar[int]
     SAMPLE_SIZE_FIELD_NUMBER: _ClassVar[int]
@@ -73,6 +73,7 @@ class CampaignParameters(_message.Message):
     INPUT_SIZE_FIELD_NUMBER: _ClassVar[int]
     SEED_FIELD_NUMBER: _ClassVar[int]
     BATCH_SIZE_FIELD_NUMBER: _ClassVar[int]
+    WIDTH_FIELD_NUMBER: _ClassVar[int]
     cst_threshold: float
     al_margin: float
     sample_size: int
@@ -85,7 +86,8 @@ class CampaignParameters(_message.Message):
     input_size: int
     seed: int
     batch_size: int
-    def __init__(self, cst_threshold: _Optional[float] = ..., al_margin: _Optional[float] = ..., sample_size: _Optional[int] = ..., class_cap: _Optional[int] = ..., initial_per_class: _Optional[int] = ..., validation_per_class: _Optional[int] = ..., test_per_class: _Optional[int] = ..., rounds: _Optional[int] = ..., epochs: _Optional[int] = ..., input_size: _Optional[int] = ..., seed: _Optional[int] = ..., batch_size: _Optional[int] = ...) -> None: ...
+    width: int
+    def __init__(self, cst_threshold: _Optional[float] = ..., al_margin: _Optional[float] = ..., sample_size: _Optional[int] = ..., class_cap: _Optional[int] = ..., initial_per_class: _Optional[int] = ..., validation_per_class: _Optional[int] = ..., test_per_class: _Optional[int] = ..., rounds: _Optional[int] = ..., epochs: _Optional[int] = ..., input_size: _Optional[int] = ..., seed: _Optional[int] = ..., batch_size: _Optional[int] = ..., width: _Optional[int] = ...) -> None: ...
 
 class CreateCampaignRequest(_message.Message):
     __slots__ = ("request_id", "name", "method", "dataset", "taxonomy", "parameters")
@@ -120,7 +122,7 @@ class ListCampaignsResponse(_message.Message):
     def __init__(self, campaigns: _Optional[_Iterable[_Union[Campaign, _Mapping]]] = ...) -> None: ...
 
 class Round(_message.Message):
-    __slots__ = ("id", "number", "state", "model_version", "teacher_count", "sampled", "cst_candidates", "al_candidates", "decided", "added", "test_accuracy", "test_mean_recall", "training_job_id", "started_at", "finished_at", "error")
+    __slots__ = ("id", "number", "state", "model_version", "teacher_count", "sampled", "cst_candidates", "al_candidates", "decided", "added", "test_accuracy", "test_mean_recall", "training_job_id", "started_at", "finished_at", "error", "metrics_json")
     ID_FIELD_NUMBER: _ClassVar[int]
     NUMBER_FIELD_NUMBER: _ClassVar[int]
     STATE_FIELD_NUMBER: _ClassVar[int]
@@ -137,6 +139,7 @@ class Round(_message.Message):
     STARTED_AT_FIELD_NUMBER: _ClassVar[int]
     FINISHED_AT_FIELD_NUMBER: _ClassVar[int]
     ERROR_FIELD_NUMBER: _ClassVar[int]
+    METRICS_JSON_FIELD_NUMBER: _ClassVar[int]
     id: str
     number: int
     state: RoundState
@@ -153,7 +156,8 @@ class Round(_message.Message):
     started_at: _timestamp_pb2.Timestamp
     finished_at: _timestamp_pb2.Timestamp
     error: str
-    def __init__(self, id: _Optional[str] = ..., number: _Optional[int] = ..., state: _Optional[_Union[RoundState, str]] = ..., model_version: _Optional[str] = ..., teacher_count: _Optional[int] = ..., sampled: _Optional[int] = ..., cst_candidates: _Optional[int] = ..., al_candidates: _Optional[int] = ..., decided: _Optional[int] = ..., added: _Optional[int] = ..., test_accuracy: _Optional[float] = ..., test_mean_recall: _Optional[float] = ..., training_job_id: _Optional[str] = ..., started_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., finished_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., error: _Optional[str] = ...) -> None: ...
+    metrics_json: str
+    def __init__(self, id: _Optional[str] = ..., number: _Optional[int] = ..., state: _Optional[_Union[RoundState, str]] = ..., model_version: _Optional[str] = ..., teacher_count: _Optional[int] = ..., sampled: _Optional[int] = ..., cst_candidates: _Optional[int] = ..., al_candidates: _Optional[int] = ..., decided: _Optional[int] = ..., added: _Optional[int] = ..., test_accuracy: _Optional[float] = ..., test_mean_recall: _Optional[float] = ..., training_job_id: _Optional[str] = ..., started_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., finished_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., error: _Optional[str] = ..., metrics_json: _Optional[str] = ...) -> None: ...
 
 class Campaign(_message.Message):
     __slots__ = ("id", "name", "method", "dataset", "taxonomy", "parameters", "state", "rounds", "pool_size", "labelled_count", "error", "created_at")
