@@ -59,6 +59,10 @@ class SimulatedExpert:
 
     def __post_init__(self) -> None:
         self.rng = random.Random(self.seed)
+        # Decisions sent but not yet acknowledged are retried with the same client ids, as a
+        # UI must do: a retry after a lost answer never creates a second decision.
+        self.pending: list[curation_pb2.DecisionInput] = []
+        self.acknowledged: list[str] = []
         self.metadata = (("authorization", f"Bearer {self.token}"),)
 
     def decide(self, task: curation_pb2.ReviewTask) -> curation_pb2.DecisionInput:
@@ -91,20 +95,31 @@ class SimulatedExpert:
         return decision
 
     async def work_once(self, campaign_id: str = "") -> int:
-        """Claim one batch and decide it; return how many tasks were decided."""
-        claimed = await self.stub.ClaimTasks(
-            curation_pb2.ClaimTasksRequest(campaign_id=campaign_id, limit=self.batch),
-            metadata=self.metadata,
-        )
-        if not claimed.tasks:
-            return 0
-        decisions = [self.decide(t) for t in claimed.tasks]
-        if self.seconds_per_decision:
-            await asyncio.sleep(self.seconds_per_decision * len(decisions))
-        await self.stub.SubmitDecisions(
-            curation_pb2.SubmitDecisionsRequest(decisions=decisions), metadata=self.metadata
-        )
-        return len(decisions)
+        """Send any unacknowledged decisions again (same ids), else claim one batch and decide
+        it; return how many decisions were acknowledged."""
+        if not self.pending:
+            claimed = await self.stub.ClaimTasks(
+                curation_pb2.ClaimTasksRequest(campaign_id=campaign_id, limit=self.batch),
+                metadata=self.metadata,
+            )
+            if not claimed.tasks:
+                return 0
+            self.pending = [self.decide(t) for t in claimed.tasks]
+            if self.seconds_per_decision:
+                await asyncio.sleep(self.seconds_per_decision * len(self.pending))
+        try:
+            await self.stub.SubmitDecisions(
+                curation_pb2.SubmitDecisionsRequest(decisions=self.pending), metadata=self.metadata
+            )
+        except grpc.aio.AioRpcError as exc:
+            if exc.code() == grpc.StatusCode.FAILED_PRECONDITION:
+                # The leases ran out while we could not reach the service: these tasks went
+                # back to the queue, so these decisions were never made.
+                self.pending = []
+            raise
+        self.acknowledged.extend(d.client_decision_id for d in self.pending)
+        done, self.pending = len(self.pending), []
+        return done
 
     async def work_until(
         self, done: asyncio.Event, campaign_id: str = "", idle_s: float = 0.5
@@ -114,6 +129,8 @@ class SimulatedExpert:
                 if await self.work_once(campaign_id) == 0:
                     await asyncio.sleep(idle_s)
             except grpc.aio.AioRpcError as exc:
-                if exc.code() != grpc.StatusCode.UNAVAILABLE:
+                retriable = (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED,
+                             grpc.StatusCode.FAILED_PRECONDITION)  # fmt: skip
+                if exc.code() not in retriable:
                     raise
                 await asyncio.sleep(idle_s)

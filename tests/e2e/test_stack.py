@@ -11,6 +11,7 @@ import signal
 import time
 import uuid
 
+import grpc
 import httpx
 import psycopg
 import pytest
@@ -272,3 +273,100 @@ def test_cli_trains_on_an_image_folder_and_evaluates_the_version(
 
     with pytest.raises(SystemExit):  # no stack at that home: a clear message, not a traceback
         main(["--home", str(tmp_path / "nowhere"), "train", "--data", str(data)])
+
+
+def test_campaign_survives_kill_9_of_orchestrator_and_curation(running_stack: dict) -> None:
+    """kill -9 the orchestrator and the curation service at random points of a small campaign
+    answered by a simulated expert: it completes with exactly the acknowledged decisions, once."""
+    import random
+
+    paths = running_stack["paths"]
+    rng = random.Random(5)
+    kills: list[str] = []
+
+    async def chaos(stop: asyncio.Event) -> None:
+        service = "orchestrator"
+        while not stop.is_set() and len(kills) < 6:
+            await asyncio.sleep(rng.uniform(1.5, 4.0))
+            if stop.is_set():
+                break
+            pid = stack.read_state(paths)["pids"][service]  # type: ignore[index]
+            os.kill(pid, signal.SIGKILL)
+            kills.append(service)
+            await asyncio.to_thread(stack.restart_service, paths, service)
+            service = "curation" if service == "orchestrator" else "orchestrator"
+
+    async def scenario() -> tuple[orchestrator_pb2.Campaign, SimulatedExpert]:
+        clients = ServiceClients(running_stack["peers"])
+        try:
+            truth = await import_synthetic(iter_cells(8, seed=33), 8 * 17, "e2e-chaos",
+                                           running_stack["store"], clients)  # fmt: skip
+            admin = (("authorization", f"Bearer {running_stack['secrets']['admin_token']}"),)
+            user = await clients.curation.CreateUser(
+                curation_pb2.CreateUserRequest(name="chaos-expert", role=curation_pb2.ROLE_EXPERT),
+                metadata=admin,
+            )
+            campaign = await clients.orchestrator.CreateCampaign(
+                orchestrator_pb2.CreateCampaignRequest(
+                    request_id="e2e-chaos", method=orchestrator_pb2.CAMPAIGN_METHOD_CST_AL,
+                    dataset="e2e-chaos",
+                    parameters=orchestrator_pb2.CampaignParameters(
+                        initial_per_class=2, validation_per_class=1, test_per_class=1,
+                        sample_size=50, rounds=3, epochs=1, input_size=32, width=8,
+                        cst_threshold=0.15,
+                    ),
+                )
+            )  # fmt: skip
+            await clients.orchestrator.StartCampaign(
+                orchestrator_pb2.CampaignIdRequest(campaign_id=campaign.id)
+            )
+            expert = SimulatedExpert(clients.curation, user.token,
+                                     {c: code for c, (_, code) in truth.items()},
+                                     sorted({code for _, code in truth.values()}),
+                                     too_difficult_rate=0.1, batch=7, seed=3)  # fmt: skip
+            stop = asyncio.Event()
+            worker = asyncio.create_task(expert.work_until(stop, campaign.id, idle_s=0.2))
+            killer = asyncio.create_task(chaos(stop))
+            deadline = time.monotonic() + 240
+            while time.monotonic() < deadline:
+                try:
+                    campaign = await clients.orchestrator.GetCampaign(
+                        orchestrator_pb2.CampaignIdRequest(campaign_id=campaign.id), timeout=5
+                    )
+                except grpc.aio.AioRpcError:
+                    await asyncio.sleep(0.5)  # the orchestrator is being restarted
+                    continue
+                if campaign.state in (orchestrator_pb2.CAMPAIGN_STATE_COMPLETED,
+                                      orchestrator_pb2.CAMPAIGN_STATE_FAILED):  # fmt: skip
+                    break
+                await asyncio.sleep(0.5)
+            stop.set()
+            await killer
+            await worker
+            return campaign, expert
+        finally:
+            await clients.close()
+
+    campaign, expert = asyncio.run(scenario())
+    assert kills, "nothing was killed"
+    assert campaign.state == orchestrator_pb2.CAMPAIGN_STATE_COMPLETED, campaign.error
+    assert len(campaign.rounds) == 3
+    with psycopg.connect(running_stack["dsn"]) as conn:
+        stored = [r[0] for r in conn.execute(
+            """SELECT d.client_decision_id FROM decisions d JOIN review_tasks t ON t.id = d.task_id
+               WHERE t.campaign_id = %s AND d.action <> 'undo'""", (campaign.id,)).fetchall()]  # fmt: skip
+        per_task = conn.execute(
+            """SELECT max(n) FROM (SELECT count(*) AS n FROM decisions d
+               JOIN review_tasks t ON t.id = d.task_id WHERE t.campaign_id = %s
+               GROUP BY d.task_id) x""", (campaign.id,)).fetchone()[0]  # type: ignore[index]  # fmt: skip
+        labels_per_cell = conn.execute(
+            """SELECT max(n) FROM (SELECT count(*) AS n FROM labels WHERE campaign_id = %s
+               AND source = 'expert' GROUP BY cell_id) x""", (campaign.id,)).fetchone()[0]  # type: ignore[index]  # fmt: skip
+        open_tasks = conn.execute(
+            "SELECT count(*) FROM review_tasks WHERE campaign_id = %s AND state <> 'decided'",
+            (campaign.id,),
+        ).fetchone()[0]  # type: ignore[index]
+    assert sorted(stored) == sorted(expert.acknowledged)  # nothing lost, nothing invented
+    assert len(stored) == len(set(stored)) and per_task == 1 and labels_per_cell == 1
+    assert open_tasks == 0
+    assert sum(r.decided for r in campaign.rounds) == len(stored)
