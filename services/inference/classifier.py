@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import logging
 import threading
-import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
@@ -17,16 +16,16 @@ import onnxruntime as ort
 
 from marrowscope.core.db import DictPool
 from marrowscope.core.errors import FailedPrecondition, InvalidArgument, MarrowscopeError, NotFound
-from marrowscope.core.images import ImageLimits, decode_image
+from marrowscope.core.images import ImageLimits
 from marrowscope.core.model_registry import (
     ModelVersionRecord,
     get_model_version,
     list_model_versions,
 )
 from marrowscope.core.objectstore import ObjectStore
-from marrowscope.core.preprocess import InputSpecData, preprocess
+from marrowscope.core.preprocess import InputSpecData, decode_for_model
 
-from .batching import MicroBatcher
+from .batching import MicroBatcher, RunFn
 from .settings import InferenceSettings
 
 log = logging.getLogger(__name__)
@@ -72,22 +71,6 @@ def failed(cell_id: str, object_key: str, error: str) -> CellPrediction:
     return CellPrediction(cell_id, object_key, np.zeros(0, np.float32), error=error)
 
 
-@dataclass
-class StageTimes:
-    """Where time goes (seconds, summed over cells): for the metrics and the benchmarks."""
-
-    fetch: float = 0.0
-    decode: float = 0.0
-    preprocess: float = 0.0
-    cells: int = 0
-
-    def add(self, fetch: float, decode: float, preprocess: float) -> None:
-        self.fetch += fetch
-        self.decode += decode
-        self.preprocess += preprocess
-        self.cells += 1
-
-
 def choose_providers(prefer_cuda: bool) -> list[str]:
     available = ort.get_available_providers()
     wanted = ["CUDAExecutionProvider"] if prefer_cuda else []
@@ -105,7 +88,6 @@ class Classifier:
         self._swap_lock = threading.Lock()
         self._decoders = ThreadPoolExecutor(max_workers=settings.decode_workers)
         self.batcher = MicroBatcher(settings.max_batch, settings.max_wait_ms / 1000)
-        self.times = StageTimes()
         self.limits = ImageLimits()
 
     @property
@@ -166,14 +148,9 @@ class Classifier:
         return model
 
     def _tensor(self, key: str, spec: InputSpecData) -> np.ndarray:
-        t0 = time.perf_counter()
-        data = self.store.get(key)
-        t1 = time.perf_counter()
-        decoded = decode_image(data, self.limits, reduce_to=spec.size)
-        t2 = time.perf_counter()
-        tensor = preprocess(decoded.rgb, spec, decoded.source_size)  # as decode_for_model does
-        self.times.add(t1 - t0, t2 - t1, time.perf_counter() - t2)
-        return tensor
+        # Where the time goes (fetch / decode / preprocess / model) is measured by
+        # bench/classifier.py; this is the same path as decode_for_model.
+        return decode_for_model(self.store.get(key), spec, self.limits)
 
     def _load_cell(self, cell: tuple[str, str], spec: InputSpecData) -> np.ndarray | str:
         try:
@@ -213,7 +190,7 @@ class Classifier:
         return predictions, model.record
 
     @staticmethod
-    def _runner(model: LoadedModel):  # type: ignore[no-untyped-def]
+    def _runner(model: LoadedModel) -> RunFn:
         def run(batch: np.ndarray) -> np.ndarray:
             return model.session.run(None, {"image": batch})[0]
 
