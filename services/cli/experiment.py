@@ -134,11 +134,20 @@ async def run_method(
             "additions": metrics.get("additions", {}), "rejected": metrics.get("rejected", 0),
             "wrong_pseudo_label_fraction": metrics.get("wrong_pseudo_label_fraction"),
             "model_version": r.model_version,
+            "simulated_expert_seconds": _round_seconds(metrics, expert.assumed_seconds),
         })  # fmt: skip
     state = orchestrator_pb2.CampaignState.Name(campaign.state)
     return {"method": method, "campaign_id": campaign.id, "state": state,
             "error": campaign.error, "seconds": round(time.perf_counter() - started, 1),
             "expert": expert.stats.to_json(), "rounds": rounds}  # fmt: skip
+
+
+def _round_seconds(metrics: dict, assumed: dict[str, float]) -> float:
+    """The simulated expert time a round's decisions stand for (same rates as the expert)."""
+    additions = metrics.get("additions", {})
+    seconds = sum(assumed.get(action, 0.0) * sum(per_class.values())
+                  for action, per_class in additions.items())  # fmt: skip
+    return seconds + assumed["too_difficult"] * metrics.get("rejected", 0)
 
 
 async def run_experiment(

@@ -49,7 +49,7 @@ def table(results: dict) -> str:
 def write_csv(results: dict, path: Path) -> None:
     fields = ["method", "round", "teacher_count", "accuracy", "mean_recall", "mean_precision",
               "sampled", "cst_candidates", "al_candidates", "decided", "added", "rejected",
-              "wrong_pseudo_label_fraction"]  # fmt: skip
+              "wrong_pseudo_label_fraction", "simulated_expert_seconds"]  # fmt: skip
     with path.open("w", newline="") as handle:
         writer = csv.DictWriter(handle, fieldnames=fields, extrasaction="ignore")
         writer.writeheader()

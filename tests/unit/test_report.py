@@ -1,0 +1,47 @@
+"""The experiment report: table, CSV, JSON, plots and HTML from campaign results."""
+
+import csv
+import json
+from pathlib import Path
+
+from marrowscope.cli.report import table, write_report
+
+
+def _round(number: int, teacher: int, accuracy: float, wrong: float | None) -> dict:
+    return {
+        "round": number, "teacher_count": teacher, "accuracy": accuracy, "mean_recall": accuracy,
+        "mean_precision": accuracy, "sampled": 100, "cst_candidates": 10, "al_candidates": 5,
+        "decided": 15, "added": 12, "rejected": 1, "wrong_pseudo_label_fraction": wrong,
+        "recall": {"LY": accuracy}, "precision": {"LY": accuracy}, "classes": ["LY", "EO"],
+        "confusion": [[number, 1], [0, 3]], "labelled_per_class": {"LY": teacher},
+        "additions": {"confirm": {"LY": 10}, "correct": {"EO": 2}},
+        "simulated_expert_seconds": 23.0, "model_version": f"v{number}",
+    }  # fmt: skip
+
+
+def test_report_has_the_table_files_plots_and_html(tmp_path: Path) -> None:
+    results = {
+        "options": {"rounds": 2, "data": "/data/pbc"}, "dataset": "d", "taxonomy": "pbc11",
+        "cells": 100,
+        "methods": [
+            {"method": "ST", "state": "CAMPAIGN_STATE_COMPLETED", "expert": {"decisions": 0,
+             "simulated_seconds": 0.0}, "rounds": [_round(1, 20, 0.5, 0.1), _round(2, 30, 0.4, 0.3)]},
+            {"method": "CST_AL", "state": "CAMPAIGN_STATE_COMPLETED", "expert": {"decisions": 30,
+             "simulated_seconds": 46.0}, "rounds": [_round(1, 20, 0.5, None), _round(2, 32, 0.7, None)]},
+        ],
+    }  # fmt: skip
+    text = table(results)
+    assert "CST+AL" in text and "0.7000" in text
+    assert "wrong pseudo-labels 0.200" in text  # ST: the mean over its rounds
+    assert "best 0.7000" in text and "final 0.4000" in text
+    page = write_report(results, tmp_path / "out")
+    out = tmp_path / "out"
+    for name in ("table.txt", "results.json", "results.csv", "accuracy.png", "data_count.png",
+                 "accuracy_vs_actions.png", "additions_per_class.png", "confusion_best.png"):  # fmt: skip
+        assert (out / name).stat().st_size > 0, name
+    rows = list(csv.DictReader((out / "results.csv").open()))
+    assert [(r["method"], r["round"]) for r in rows] == [("ST", "1"), ("ST", "2"),
+                                                         ("CST+AL", "1"), ("CST+AL", "2")]  # fmt: skip
+    assert json.loads((out / "results.json").read_text())["cells"] == 100
+    html = page.read_text()
+    assert 'src="accuracy.png"' in html and "CST+AL" in html and "/data/pbc" in html
