@@ -1,9 +1,9 @@
 """``stain-v1``: white cells found by stain saturation, no trained weights.
 
 In Romanowsky-type stains (May-Grunwald Giemsa, Wright) white-cell nuclei are the most
-saturated structures of a field whatever the hue the scanner renders them in (violet, blue or
-magenta), while red cells and background are pale. Per image: HSV-style saturation, an Otsu
-threshold chosen on that image, an opening against noise, a closing (radius relative to the
+saturated and darkest structures of a field, violet to blue (more blue than green) whatever the
+scanner, while red cells and background are paler. Per image: saturation times darkness over
+the bluish pixels, an Otsu threshold chosen on that image, an opening against noise, a closing (radius relative to the
 image) that joins the lobes of one nucleus, holes filled. Components far smaller than the
 largest are platelets or debris. Each white cell's box is its nucleus box grown by a factor
 (the cytoplasm around it); its mask is the non-background part of the ellipse in that box.
@@ -71,7 +71,8 @@ class StainSegmenter:
         # Nuclear stain is violet to blue: more blue than green. Saturated orange-red (red
         # cells in some stains, eosinophil granules) is left out.
         bluish = rgb[..., 2].astype(np.int16) > rgb[..., 1].astype(np.int16)
-        threshold = otsu_threshold(sat[::2, ::2][bluish[::2, ::2]]) if bluish.any() else 255.0
+        candidates = sat[::2, ::2][bluish[::2, ::2]]
+        threshold = otsu_threshold(candidates) if candidates.size >= 16 else float("inf")
         stained = ndimage.binary_opening((sat > threshold) & bluish, structure=disk(1))
         height, width = sat.shape
         radius = max(2, int(self.close_fraction * np.sqrt(height * width)))
