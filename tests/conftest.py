@@ -20,7 +20,10 @@ import pytest
 from marrowscope.core.db import create_database, drop_database, open_pool
 from marrowscope.core.settings import DatabaseSettings, ObjectStoreSettings
 
-DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
+# Real images (PBC cells, TXL-PBC fields) live beside the repository, never in it.
+DATA = Path(
+    os.environ.get("MARROWSCOPE_DATA_DIR", Path(__file__).resolve().parents[2] / "shared" / "data")
+)
 
 
 def free_port() -> int:
