@@ -8,6 +8,7 @@ marrowscope demo               up, a short demo campaign, the per-round table, d
 marrowscope train --data DIR   train on an image folder through the training service
 marrowscope evaluate ...       accuracy, per-class recall / precision, confusion matrix
 marrowscope segment IN... --out DIR [--overlay]   cell crops and boxes from field images
+marrowscope experiment --data DIR --out DIR      every SSL method, Table 1, plots, HTML report
 """
 
 from __future__ import annotations
