@@ -174,15 +174,18 @@ async def predict_with_service(
     return predicted, name
 
 
-def predict_with_file(images: list[LabelledImage], onnx_path: Path, image_size: int) -> list[str]:
-    """Top-1 index per image from an ONNX file run in-process (same preprocessing)."""
+def predict_with_file(
+    images: list[LabelledImage], onnx_path: Path, image_size: int, codes: list[str]
+) -> list[str]:
+    """Top-1 class per image from an ONNX file run in-process (same preprocessing); ``codes``
+    is the model's class order."""
     session = ort.InferenceSession(str(onnx_path), providers=["CPUExecutionProvider"])
     spec = InputSpecData(size=image_size)
     out: list[str] = []
     for start in tqdm(range(0, len(images), 64), desc=f"classifying with {onnx_path.name}"):
         batch = np.stack([decode_for_model(i.path.read_bytes(), spec)
                           for i in images[start : start + 64]])  # fmt: skip
-        out += [str(int(k)) for k in session.run(None, {"image": batch})[0].argmax(1)]
+        out += [codes[int(k)] for k in session.run(None, {"image": batch})[0].argmax(1)]
     return out
 
 
@@ -195,8 +198,7 @@ async def evaluate_folder(
     model_path = Path(model)
     if model_path.suffix == ".onnx" and model_path.is_file():
         taxonomy = load_taxonomy(taxonomy_name or folder.taxonomy)
-        indices = predict_with_file(folder.images, model_path, image_size)
-        predicted = [taxonomy.codes[int(i)] for i in indices]
+        predicted = predict_with_file(folder.images, model_path, image_size, taxonomy.codes)
         images, name = folder.images, model_path.name
     else:
         if clients is None or store is None:

@@ -6,6 +6,7 @@ import asyncio
 from collections.abc import AsyncIterator
 
 from marrowscope.core.errors import InvalidArgument
+from marrowscope.core.objectstore import StoredObject
 from marrowscope.v1 import common_pb2, segmentation_pb2, segmentation_pb2_grpc
 
 from .service import FieldResult, SegmentationService
@@ -20,6 +21,15 @@ _FLAGS = {
 }
 
 
+def _object_ref(stored: StoredObject) -> common_pb2.ObjectRef:
+    return common_pb2.ObjectRef(key=stored.key, sha256=stored.sha256,
+                                size_bytes=stored.size_bytes, content_type=stored.content_type)  # fmt: skip
+
+
+def _box(box: tuple[int, int, int, int]) -> common_pb2.Box:
+    return common_pb2.Box(x=box[0], y=box[1], width=box[2], height=box[3])
+
+
 def _response(result: FieldResult) -> segmentation_pb2.SegmentResponse:
     return segmentation_pb2.SegmentResponse(
         field_image_id=result.field_image_id,
@@ -31,13 +41,8 @@ def _response(result: FieldResult) -> segmentation_pb2.SegmentResponse:
             segmentation_pb2.SegmentedCell(
                 cell_id=c.cell_id,
                 index=c.index,
-                crop=common_pb2.ObjectRef(
-                    key=c.crop.key,
-                    sha256=c.crop.sha256,
-                    size_bytes=c.crop.size_bytes,
-                    content_type=c.crop.content_type,
-                ),  # fmt: skip
-                box=common_pb2.Box(x=c.box[0], y=c.box[1], width=c.box[2], height=c.box[3]),
+                crop=_object_ref(c.crop),
+                box=_box(c.box),
                 mask_rle=c.mask_rle,
                 area=c.area,
                 quality_flags=[_FLAGS[f] for f in c.flags],
@@ -82,10 +87,5 @@ class SegmentationServicer(segmentation_pb2_grpc.SegmentationServiceServicer):
     async def CropCenterCell(self, request, context):  # type: ignore[no-untyped-def]
         if not request.image_key:
             raise InvalidArgument("image_key is required")
-        crop, (x, y, w, h) = await asyncio.to_thread(
-            self.service.crop_center_cell, request.image_key
-        )
-        return segmentation_pb2.CropCenterCellResponse(
-            crop=common_pb2.ObjectRef(key=crop.key, sha256=crop.sha256, size_bytes=crop.size_bytes),
-            box=common_pb2.Box(x=x, y=y, width=w, height=h),
-        )
+        crop, box = await asyncio.to_thread(self.service.crop_center_cell, request.image_key)
+        return segmentation_pb2.CropCenterCellResponse(crop=_object_ref(crop), box=_box(box))

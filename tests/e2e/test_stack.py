@@ -173,33 +173,47 @@ def test_killed_service_gives_503_naming_it_and_recovers_on_restart(running_stac
     assert response.status_code == 200, response.text
 
 
+async def start_campaign(
+    ctx: dict, clients: ServiceClients, dataset: str, expert_name: str, seed: int,
+    parameters: orchestrator_pb2.CampaignParameters, seed_expert: int = 0, **expert_options: float,
+) -> tuple[orchestrator_pb2.Campaign, SimulatedExpert]:  # fmt: skip
+    """Import 8 synthetic cells per class as ``dataset``, create an expert user, create and
+    start a CST+AL campaign on it; returns the campaign and a simulated expert for it."""
+    truth = await import_synthetic(iter_cells(8, seed=seed), 8 * 17, dataset, ctx["store"], clients)
+    admin = (("authorization", f"Bearer {ctx['secrets']['admin_token']}"),)
+    user = await clients.curation.CreateUser(
+        curation_pb2.CreateUserRequest(name=expert_name, role=curation_pb2.ROLE_EXPERT),
+        metadata=admin,
+    )
+    campaign = await clients.orchestrator.CreateCampaign(
+        orchestrator_pb2.CreateCampaignRequest(
+            request_id=dataset,
+            method=orchestrator_pb2.CAMPAIGN_METHOD_CST_AL,
+            dataset=dataset,
+            parameters=parameters,
+        )
+    )
+    await clients.orchestrator.StartCampaign(
+        orchestrator_pb2.CampaignIdRequest(campaign_id=campaign.id)
+    )
+    expert = SimulatedExpert(
+        clients.curation, user.token, {c: code for c, (_, code) in truth.items()},
+        sorted({code for _, code in truth.values()}), seed=seed_expert, **expert_options,  # type: ignore[arg-type]
+    )  # fmt: skip
+    return campaign, expert
+
+
 def test_one_round_campaign_trains_and_creates_review_tasks(running_stack: dict) -> None:
     async def scenario() -> orchestrator_pb2.Campaign:
         clients = ServiceClients(running_stack["peers"])
         try:
-            truth = await import_synthetic(iter_cells(8, seed=21), 8 * 17, "e2e-campaign",
-                                           running_stack["store"], clients)  # fmt: skip
-            admin = (("authorization", f"Bearer {running_stack['secrets']['admin_token']}"),)
-            user = await clients.curation.CreateUser(
-                curation_pb2.CreateUserRequest(name="e2e-expert", role=curation_pb2.ROLE_EXPERT),
-                metadata=admin,
-            )
-            campaign = await clients.orchestrator.CreateCampaign(
-                orchestrator_pb2.CreateCampaignRequest(
-                    request_id="e2e-one-round", method=orchestrator_pb2.CAMPAIGN_METHOD_CST_AL,
-                    dataset="e2e-campaign",
-                    parameters=orchestrator_pb2.CampaignParameters(
-                        initial_per_class=2, validation_per_class=1, test_per_class=1,
-                        sample_size=40, rounds=1, epochs=2, input_size=48, cst_threshold=0.2,
-                    ),
-                )
+            campaign, expert = await start_campaign(
+                running_stack, clients, "e2e-campaign", "e2e-expert", seed=21,
+                parameters=orchestrator_pb2.CampaignParameters(
+                    initial_per_class=2, validation_per_class=1, test_per_class=1,
+                    sample_size=40, rounds=1, epochs=2, input_size=48, cst_threshold=0.2,
+                ),
             )  # fmt: skip
-            await clients.orchestrator.StartCampaign(
-                orchestrator_pb2.CampaignIdRequest(campaign_id=campaign.id)
-            )
-            expert = SimulatedExpert(clients.curation, user.token,
-                                     {c: code for c, (_, code) in truth.items()},
-                                     sorted({code for _, code in truth.values()}))  # fmt: skip
             done = asyncio.Event()
             worker = asyncio.create_task(expert.work_until(done, campaign.id, idle_s=0.2))
             async for update in clients.orchestrator.WatchCampaign(
@@ -299,31 +313,15 @@ def test_campaign_survives_kill_9_of_orchestrator_and_curation(running_stack: di
     async def scenario() -> tuple[orchestrator_pb2.Campaign, SimulatedExpert]:
         clients = ServiceClients(running_stack["peers"])
         try:
-            truth = await import_synthetic(iter_cells(8, seed=33), 8 * 17, "e2e-chaos",
-                                           running_stack["store"], clients)  # fmt: skip
-            admin = (("authorization", f"Bearer {running_stack['secrets']['admin_token']}"),)
-            user = await clients.curation.CreateUser(
-                curation_pb2.CreateUserRequest(name="chaos-expert", role=curation_pb2.ROLE_EXPERT),
-                metadata=admin,
-            )
-            campaign = await clients.orchestrator.CreateCampaign(
-                orchestrator_pb2.CreateCampaignRequest(
-                    request_id="e2e-chaos", method=orchestrator_pb2.CAMPAIGN_METHOD_CST_AL,
-                    dataset="e2e-chaos",
-                    parameters=orchestrator_pb2.CampaignParameters(
-                        initial_per_class=2, validation_per_class=1, test_per_class=1,
-                        sample_size=50, rounds=3, epochs=1, input_size=32, width=8,
-                        cst_threshold=0.15,
-                    ),
-                )
+            campaign, expert = await start_campaign(
+                running_stack, clients, "e2e-chaos", "chaos-expert", seed=33,
+                parameters=orchestrator_pb2.CampaignParameters(
+                    initial_per_class=2, validation_per_class=1, test_per_class=1,
+                    sample_size=50, rounds=3, epochs=1, input_size=32, width=8,
+                    cst_threshold=0.15,
+                ),
+                too_difficult_rate=0.1, batch=7, seed_expert=3,
             )  # fmt: skip
-            await clients.orchestrator.StartCampaign(
-                orchestrator_pb2.CampaignIdRequest(campaign_id=campaign.id)
-            )
-            expert = SimulatedExpert(clients.curation, user.token,
-                                     {c: code for c, (_, code) in truth.items()},
-                                     sorted({code for _, code in truth.values()}),
-                                     too_difficult_rate=0.1, batch=7, seed=3)  # fmt: skip
             stop = asyncio.Event()
             worker = asyncio.create_task(expert.work_until(stop, campaign.id, idle_s=0.2))
             killer = asyncio.create_task(chaos(stop))
