@@ -42,6 +42,9 @@ lint: setup ## ruff + mypy
 	$(BIN)/ruff format --check services tests bench
 	$(BIN)/mypy services
 
+helm-lint: setup ## render, lint --strict and schema-check the Helm chart (no cluster needed)
+	$(BIN)/python -m pytest -q tests/deploy
+
 format: setup ## ruff format + autofix
 	$(BIN)/ruff format services tests bench
 	$(BIN)/ruff check --fix services tests bench
@@ -49,4 +52,4 @@ format: setup ## ruff format + autofix
 clean: ## remove the local stack's state (.marrowscope/) and caches
 	rm -rf .marrowscope .pytest_cache .mypy_cache .ruff_cache
 
-.PHONY: help setup demo up down test bench protos lint format clean
+.PHONY: help setup demo up down test bench protos lint helm-lint format clean

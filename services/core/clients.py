@@ -48,9 +48,13 @@ LONG_METHODS = {
 }
 
 
-def channel_to(name: str, address: str, deadline_s: float) -> grpc.aio.Channel:
+def channel_to(
+    name: str, address: str, deadline_s: float, tls_ca: bytes | None = None
+) -> grpc.aio.Channel:
     service, methods = IDEMPOTENT_METHODS[name]
-    return open_channel(address, service, methods, deadline_s, LONG_METHODS.get(name, ()))
+    return open_channel(
+        address, service, methods, deadline_s, LONG_METHODS.get(name, ()), tls_ca=tls_ca
+    )
 
 
 @dataclass
@@ -63,7 +67,9 @@ class ServiceClients:
     def _channel(self, name: str) -> grpc.aio.Channel:
         if name not in self.channels:
             address = getattr(self.peers, f"{name}_addr")
-            self.channels[name] = channel_to(name, address, self.peers.default_deadline_s)
+            self.channels[name] = channel_to(
+                name, address, self.peers.default_deadline_s, self.peers.tls_ca()
+            )
         return self.channels[name]
 
     def address(self, name: str) -> str:

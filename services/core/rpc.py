@@ -144,7 +144,14 @@ class GrpcService:
         reflection.enable_server_reflection(
             [*self.service_names, health.SERVICE_NAME, reflection.SERVICE_NAME], self.server
         )
-        self.port = self.server.add_insecure_port(f"{settings.host}:{settings.port}")
+        bind = f"{settings.host}:{settings.port}"
+        if settings.tls_cert_file and settings.tls_key_file:
+            credentials = grpc.ssl_server_credentials(
+                [(settings.tls_key_file.read_bytes(), settings.tls_cert_file.read_bytes())]
+            )
+            self.port = self.server.add_secure_port(bind, credentials)
+        else:
+            self.port = self.server.add_insecure_port(bind)
 
     @property
     def address(self) -> str:
@@ -245,8 +252,9 @@ def open_channel(
     idempotent_methods: Iterable[str] = (),
     deadline_s: float = 10.0,
     long_methods: Iterable[str] = (),
+    tls_ca: bytes | None = None,
 ) -> grpc.aio.Channel:
-    """An insecure loopback/cluster channel to ``service`` at ``address``."""
+    """A channel to ``service`` at ``address``: TLS when ``tls_ca`` (PEM) is given."""
     options = [
         ("grpc.service_config", service_config(service, idempotent_methods)),
         ("grpc.enable_retries", 1),
@@ -255,14 +263,23 @@ def open_channel(
         ("grpc.max_reconnect_backoff_ms", 2000),
         ("grpc.max_receive_message_length", 16 * 1024 * 1024),
     ]
-    return grpc.aio.insecure_channel(
-        address, options=options, interceptors=[CallDefaults(deadline_s, long_methods)]
-    )
+    interceptors = [CallDefaults(deadline_s, long_methods)]
+    if tls_ca is not None:
+        credentials = grpc.ssl_channel_credentials(root_certificates=tls_ca)
+        return grpc.aio.secure_channel(address, credentials, options, interceptors=interceptors)
+    return grpc.aio.insecure_channel(address, options=options, interceptors=interceptors)
 
 
-async def check_health(address: str, service: str = "", timeout_s: float = 2.0) -> str:
+async def check_health(
+    address: str, service: str = "", timeout_s: float = 2.0, tls_ca: bytes | None = None
+) -> str:
     """grpc.health.v1 Check: the status name, or 'UNREACHABLE' when nothing answers."""
-    async with grpc.aio.insecure_channel(address) as channel:
+    channel = (
+        grpc.aio.secure_channel(address, grpc.ssl_channel_credentials(tls_ca))
+        if tls_ca is not None
+        else grpc.aio.insecure_channel(address)
+    )
+    async with channel:
         stub = health_pb2_grpc.HealthStub(channel)
         try:
             response = await stub.Check(

@@ -65,6 +65,12 @@ class PeerSettings(BaseSettings):
     orchestrator_addr: str = f"127.0.0.1:{DEFAULT_PORTS['orchestrator']}"
     # Every call gets this deadline unless the caller sets a tighter one.
     default_deadline_s: float = Field(default=10.0, alias="GRPC_DEFAULT_DEADLINE_S")
+    # TLS between services: the CA that signed the services' certificates (PEM). Empty =
+    # plaintext (loopback, or a cluster whose network is trusted / meshed).
+    tls_ca_file: Path | None = Field(default=None, alias="GRPC_TLS_CA_FILE")
+
+    def tls_ca(self) -> bytes | None:
+        return self.tls_ca_file.read_bytes() if self.tls_ca_file else None
 
 
 class GrpcServerSettings(BaseSettings):
@@ -75,3 +81,6 @@ class GrpcServerSettings(BaseSettings):
     port: int = 0
     grace_seconds: float = 5.0
     max_message_bytes: int = 16 * 1024 * 1024
+    # Serve TLS when both are set (PEM files, e.g. mounted from a Kubernetes Secret).
+    tls_cert_file: Path | None = Field(default=None, alias="GRPC_TLS_CERT_FILE")
+    tls_key_file: Path | None = Field(default=None, alias="GRPC_TLS_KEY_FILE")

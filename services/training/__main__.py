@@ -6,16 +6,24 @@ from marrowscope.core.logs import configure_logging
 from marrowscope.core.runtime import open_resources, serve
 from marrowscope.v1 import training_pb2_grpc
 
+from .launchers import JobLauncher, LocalProcessLauncher
 from .service import TrainingService
 from .servicer import SERVICE_NAME, TrainingServicer
-from .settings import TrainingSettings
+from .settings import KubeJobSettings, TrainingSettings
 
 
 def main() -> None:
     configure_logging("training")
     settings = TrainingSettings()
     resources = open_resources()
-    service = TrainingService(resources.pool, settings)
+    launcher: JobLauncher
+    if settings.runner == "kubernetes":
+        from .kube import KubernetesJobLauncher  # the kubernetes client only where it is used
+
+        launcher = KubernetesJobLauncher(KubeJobSettings())
+    else:
+        launcher = LocalProcessLauncher(settings.job_log_dir)
+    service = TrainingService(resources.pool, settings, launcher)
     interrupted = service.recover()
     if interrupted:
         logging.getLogger(__name__).warning(

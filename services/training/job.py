@@ -55,7 +55,9 @@ def load_arrays(
 def run_job(job_id: str, conn: DictConnection, store: ObjectStore) -> str:
     """Run the job; return its end state."""
     row = conn.execute(
-        """UPDATE training_jobs SET state = 'running', runner = %s, updated_at = now()
+        # A Kubernetes Job keeps the runner its launcher recorded (k8s:<job name>).
+        """UPDATE training_jobs SET state = 'running', updated_at = now(),
+               runner = CASE WHEN runner LIKE 'k8s:%%' THEN runner ELSE %s END
            WHERE id = %s AND state = 'queued' RETURNING spec""",
         (f"local:{os.getpid()}", job_id),
     ).fetchone()

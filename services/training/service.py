@@ -8,11 +8,6 @@ this service (the subprocess keeps running and reports through the database).
 from __future__ import annotations
 
 import logging
-import os
-import signal
-import subprocess
-import sys
-import threading
 import uuid
 from dataclasses import asdict, dataclass, field, replace
 from datetime import datetime
@@ -26,6 +21,7 @@ from marrowscope.core.ids import parse_uuid
 from marrowscope.core.model_registry import get_model_version
 from marrowscope.core.taxonomy import load_taxonomy
 
+from .launchers import JobLauncher
 from .settings import TrainingSettings
 from .trainer import HyperParameters
 
@@ -71,11 +67,10 @@ class JobStatus:
 
 
 class TrainingService:
-    def __init__(self, pool: DictPool, settings: TrainingSettings) -> None:
+    def __init__(self, pool: DictPool, settings: TrainingSettings, launcher: JobLauncher) -> None:
         self.pool = pool
         self.settings = settings
-        self._processes: dict[str, subprocess.Popen[bytes]] = {}
-        self._lock = threading.Lock()
+        self.launcher = launcher
 
     def start(self, request: JobRequest) -> JobStatus:
         if not request.request_id:
@@ -109,17 +104,19 @@ class TrainingService:
             "parent": parent,
             "hyper": asdict(hyper),
         }
+        job_id = uuid.uuid4()
         with self.pool.connection() as conn:
             row = conn.execute(
-                """INSERT INTO training_jobs (id, request_id, spec, labels, total_epochs)
-                   VALUES (%s, %s, %s, %s, %s) ON CONFLICT (request_id) DO NOTHING
+                """INSERT INTO training_jobs (id, request_id, spec, labels, total_epochs, runner)
+                   VALUES (%s, %s, %s, %s, %s, %s) ON CONFLICT (request_id) DO NOTHING
                    RETURNING *""",
                 (
-                    uuid.uuid4(),
+                    job_id,
                     request.request_id,
                     Jsonb(spec),
                     Jsonb(request.labels),
                     hyper.epochs,
+                    self.launcher.runner_tag(str(job_id)) or None,
                 ),  # fmt: skip
             ).fetchone()
             if row is None:  # a retry: the job exists already
@@ -129,59 +126,37 @@ class TrainingService:
                 assert row is not None
                 return JobStatus.from_row(row)
         status = JobStatus.from_row(row)
-        self._launch(status.id)
+        self.launcher.launch(status.id, status.labels, self._on_exit)
         return status
 
-    def _launch(self, job_id: str) -> None:
-        log_dir = self.settings.job_log_dir
-        log_dir.mkdir(parents=True, exist_ok=True)
-        with open(log_dir / f"training-job-{job_id}.log", "ab") as log_file:
-            process = subprocess.Popen(
-                [sys.executable, "-m", "marrowscope.training.job", job_id],
-                stdout=log_file,
-                stderr=subprocess.STDOUT,
-                start_new_session=True,  # survives this service's restart and signals
-                env=os.environ.copy(),
-            )
-        with self._lock:
-            self._processes[job_id] = process
-        threading.Thread(target=self._reap, args=(job_id, process), daemon=True).start()
-        log.info("launched training job %s (pid %d)", job_id, process.pid)
-
-    def _reap(self, job_id: str, process: subprocess.Popen[bytes]) -> None:
-        code = process.wait()
-        with self._lock:
-            self._processes.pop(job_id, None)
+    def _on_exit(self, job_id: str, failure: str | None) -> None:
+        """The job's process ended: if it did not record an end state, the job failed."""
         with self.pool.connection() as conn:
             conn.execute(
-                """UPDATE training_jobs SET state = 'failed', updated_at = now(),
-                       error = %s WHERE id = %s AND state IN ('queued', 'running')""",
-                (
-                    f"training process exited with code {code} before finishing; see "
-                    f"{self.settings.job_log_dir}/training-job-{job_id}.log",
-                    job_id,
-                ),
+                """UPDATE training_jobs SET state = 'failed', updated_at = now(), error = %s
+                   WHERE id = %s AND state IN ('queued', 'running')""",
+                (failure or "the training process ended without reporting a result", job_id),
             )
 
     def recover(self) -> int:
-        """After a restart: fail jobs whose process is gone; return how many."""
+        """After a restart: watch jobs still running, relaunch queued ones whose launch was
+        interrupted, fail the rest; return how many failed."""
         failed = 0
         with self.pool.connection() as conn:
             rows = conn.execute(
-                "SELECT id, runner FROM training_jobs WHERE state IN ('queued', 'running')"
+                "SELECT id, state, runner, labels FROM training_jobs "
+                "WHERE state IN ('queued', 'running')"
             ).fetchall()
-            for row in rows:
-                runner = row["runner"] or ""
-                pid = int(runner.split(":")[1]) if runner.startswith("local:") else 0
-                if pid and _alive(pid):
-                    continue
-                conn.execute(
-                    """UPDATE training_jobs SET state = 'failed', updated_at = now(),
-                           error = 'interrupted: the training process is gone (service restart)'
-                       WHERE id = %s AND state IN ('queued', 'running')""",
-                    (row["id"],),
-                )
-                failed += 1
+        for row in rows:
+            job_id, runner = str(row["id"]), row["runner"] or ""
+            if self.launcher.reattach(job_id, runner, self._on_exit):
+                continue
+            if row["state"] == "queued" and runner == self.launcher.runner_tag(job_id) != "":
+                # Inserted but (perhaps) never created: the launcher de-duplicates by name.
+                self.launcher.launch(job_id, dict(row["labels"]), self._on_exit)
+                continue
+            self._on_exit(job_id, "interrupted: the training process is gone (service restart)")
+            failed += 1
         return failed
 
     def get(self, job_id: str) -> JobStatus:
@@ -203,25 +178,12 @@ class TrainingService:
                    WHERE id = %s""",
                 (job_id,),
             )
-        with self._lock:
-            process = self._processes.get(job_id)
-        if process is not None and process.poll() is None:
-            process.send_signal(signal.SIGTERM)
+        with self.pool.connection() as conn:
+            row = conn.execute(
+                "SELECT runner FROM training_jobs WHERE id = %s", (job_id,)
+            ).fetchone()
+        self.launcher.stop(job_id, (row or {}).get("runner") or "")
         return self.get(job_id)
 
     def shutdown(self) -> None:
-        """Jobs keep running after the service stops (they report through the database)."""
-        with self._lock:
-            running = list(self._processes)
-        if running:
-            log.info("leaving %d training job(s) running: %s", len(running), ", ".join(running))
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
+        self.launcher.shutdown()

@@ -1,0 +1,227 @@
+"""The Helm chart, rendered by the Helm engine (helm-python-sdk) for the value sets lab IT
+uses, linted strictly, validated against the Kubernetes schemas, and checked for the
+properties the chart promises (probes, non-root, resources, GPU requests, no plain secrets)."""
+
+from __future__ import annotations
+
+import base64
+from pathlib import Path
+from typing import Any
+
+import helm_python as helm
+import kubernetes_validate
+import pytest
+import yaml
+
+CHART = Path(__file__).resolve().parents[2] / "helm" / "marrowscope"
+KUBE_VERSION = "1.30.0"
+GRPC_COMPONENTS = {"segmentation", "inference", "training", "curation", "orchestrator"}
+
+VALUE_SETS: dict[str, dict[str, Any]] = {
+    "defaults": {},
+    "external-db-and-s3": {
+        "postgresql": {"enabled": False},
+        "externalDatabase": {"existingSecret": "lab-db", "dsnKey": "uri"},
+        "minio": {"enabled": False},
+        "externalObjectStore": {"endpoint": "s3.lab.example:443", "existingSecret": "lab-s3"},
+        "auth": {"existingSecret": "lab-auth"},
+    },
+    "gpu-inference": {
+        "inference": {
+            "gpu": {"enabled": True, "count": 1, "nodeSelector": {"nvidia.com/gpu.present": "true"}}
+        },
+        "training": {"job": {"gpu": {"enabled": True}}},
+    },  # fmt: skip
+    "tls-on": {"tls": {"enabled": True, "existingSecret": "marrowscope-tls"}},
+    "api-only": {
+        **{
+            k: {"enabled": False}
+            for k in ("segmentation", "inference", "training", "curation", "orchestrator")
+        },  # fmt: skip
+        "lisApi": {"ingress": {"enabled": True, "host": "ms.lab.example", "tlsSecret": "ms-tls"}},
+    },
+}
+
+
+def render(values: dict[str, Any]) -> list[dict[str, Any]]:
+    chart = helm.Chart.load(CHART)
+    chart.validate_schema(values)
+    manifests = chart.render(values, name="lab", namespace="marrowscope", is_install=True)
+    docs = []
+    for path, text in manifests.items():
+        if path.endswith("NOTES.txt"):
+            continue
+        docs += [d for d in yaml.safe_load_all(text) if d]
+    return docs
+
+
+@pytest.fixture(scope="module", params=sorted(VALUE_SETS))
+def rendered(request: pytest.FixtureRequest) -> tuple[str, list[dict[str, Any]]]:
+    return request.param, render(VALUE_SETS[request.param])
+
+
+def of_kind(docs: list[dict[str, Any]], kind: str) -> list[dict[str, Any]]:
+    return [d for d in docs if d["kind"] == kind]
+
+
+def component(doc: dict[str, Any]) -> str:
+    return str(doc["metadata"]["labels"]["app.kubernetes.io/component"])
+
+
+def pod_specs(docs: list[dict[str, Any]]) -> list[tuple[str, dict[str, Any]]]:
+    return [
+        (f"{d['kind']}/{d['metadata']['name']}", d["spec"]["template"]["spec"])
+        for d in docs
+        if d["kind"] in ("Deployment", "StatefulSet", "Job")
+    ]
+
+
+def test_lint_strict_passes_for_every_value_set() -> None:
+    for name, values in VALUE_SETS.items():
+        report = helm.lint(CHART, values, strict=True, kube_version=f"v{KUBE_VERSION}")
+        problems = [m for m in report["messages"] if m["severity"] >= 2] + report["errors"]
+        assert not problems, f"{name}: {problems}"
+
+
+def test_manifests_validate_against_kubernetes_schemas(rendered) -> None:  # type: ignore[no-untyped-def]
+    name, docs = rendered
+    assert docs
+    for doc in docs:
+        kubernetes_validate.validate(doc, KUBE_VERSION, strict=True)
+
+
+def test_every_container_is_non_root_read_only_and_bounded(rendered) -> None:  # type: ignore[no-untyped-def]
+    name, docs = rendered
+    for where, spec in pod_specs(docs):
+        assert spec["securityContext"]["runAsNonRoot"] is True, where
+        for container in spec["containers"]:
+            context = container["securityContext"]
+            assert context["allowPrivilegeEscalation"] is False, where
+            assert context["readOnlyRootFilesystem"] is True, where
+            assert context["capabilities"]["drop"] == ["ALL"], where
+            assert container["resources"]["requests"], f"{where}: no resource requests"
+            assert "memory" in container["resources"]["limits"], f"{where}: no memory limit"
+
+
+def test_probes_native_grpc_or_http_and_tls_switches_to_exec(rendered) -> None:  # type: ignore[no-untyped-def]
+    name, docs = rendered
+    tls = name == "tls-on"
+    for deployment in of_kind(docs, "Deployment"):
+        container = deployment["spec"]["template"]["spec"]["containers"][0]
+        for probe in ("readinessProbe", "livenessProbe"):
+            spec = container[probe]
+            if component(deployment) == "lis-api":
+                assert spec["httpGet"]["path"] in ("/readyz", "/healthz")
+            elif tls:
+                assert spec["exec"]["command"][:3] == [
+                    "python",
+                    "-m",
+                    "marrowscope.core.healthcheck",
+                ]
+            else:
+                assert spec["grpc"]["port"] == container["ports"][0]["containerPort"]
+        env = {e["name"] for e in container["env"]}
+        assert ("GRPC_TLS_CA_FILE" in env) == tls
+
+
+def test_no_plaintext_secret_outside_secrets(rendered) -> None:  # type: ignore[no-untyped-def]
+    name, docs = rendered
+    secret_values = set()
+    for secret in of_kind(docs, "Secret"):
+        secret_values |= {str(v) for v in secret.get("stringData", {}).values()}
+        secret_values |= {base64.b64decode(v).decode() for v in secret.get("data", {}).values()}
+    for doc in docs:
+        if doc["kind"] == "Secret":
+            continue
+        text = yaml.safe_dump(doc)
+        leaked = [v for v in secret_values if len(v) >= 8 and v in text]
+        assert not leaked, f"{doc['kind']}/{doc['metadata']['name']} contains a secret value"
+        for _, spec in pod_specs([doc]):
+            for container in spec["containers"]:
+                for env in container.get("env", []):
+                    if any(w in env["name"] for w in ("PASSWORD", "SECRET_KEY", "TOKEN", "DSN")):
+                        assert "valueFrom" in env, f"{env['name']} is set in plain text"
+    if name == "external-db-and-s3":
+        assert not of_kind(docs, "Secret"), "external installs use the lab's own Secrets"
+
+
+def test_gpu_requests_only_where_asked(rendered) -> None:  # type: ignore[no-untyped-def]
+    name, docs = rendered
+    for deployment in of_kind(docs, "Deployment"):
+        spec = deployment["spec"]["template"]["spec"]
+        limits = spec["containers"][0]["resources"].get("limits", {})
+        wants_gpu = name == "gpu-inference" and component(deployment) == "inference"
+        assert ("nvidia.com/gpu" in limits) == wants_gpu, deployment["metadata"]["name"]
+        if wants_gpu:
+            assert limits["nvidia.com/gpu"] == "1"
+            assert spec["containers"][0]["image"].endswith("/marrowscope-gpu:0.1.0")
+            assert any(t["key"] == "nvidia.com/gpu" for t in spec["tolerations"])
+            assert spec["nodeSelector"] == {"nvidia.com/gpu.present": "true"}
+    training = [d for d in of_kind(docs, "Deployment") if component(d) == "training"]
+    for deployment in training:
+        env = {
+            e["name"]: e.get("value")
+            for e in deployment["spec"]["template"]["spec"]["containers"][0]["env"]
+        }
+        assert env["MARROWSCOPE_TRAINING_RUNNER"] == "kubernetes"
+        assert env["MARROWSCOPE_TRAINING_KUBE_GPUS"] == ("1" if name == "gpu-inference" else "0")
+
+
+def test_components_follow_the_enabled_flags(rendered) -> None:  # type: ignore[no-untyped-def]
+    name, docs = rendered
+    deployed = {component(d) for d in of_kind(docs, "Deployment")}
+    if name == "api-only":
+        assert deployed == {"lis-api"}
+        assert of_kind(docs, "Ingress")
+        assert not of_kind(docs, "HorizontalPodAutoscaler") and not of_kind(docs, "Role")
+    else:
+        assert deployed == GRPC_COMPONENTS | {"lis-api"}
+        assert of_kind(docs, "HorizontalPodAutoscaler")
+        role = of_kind(docs, "Role")[0]
+        assert {"create", "get", "delete"} <= set(role["rules"][0]["verbs"])
+    bundled = {component(d) for d in of_kind(docs, "StatefulSet")}
+    assert bundled == (set() if name == "external-db-and-s3" else {"postgresql", "minio"})
+    hooks = [j for j in of_kind(docs, "Job") if "helm.sh/hook" in j["metadata"]["annotations"]]
+    assert (
+        len(hooks) == 1
+        and hooks[0]["spec"]["template"]["spec"]["containers"][0]["command"][-1]
+        == "marrowscope.core.migrate"
+    )
+    assert "pre-upgrade" in hooks[0]["metadata"]["annotations"]["helm.sh/hook"]
+
+
+def test_network_policies_follow_the_call_graph() -> None:
+    docs = render({})
+    policies = {component(p): p for p in of_kind(docs, "NetworkPolicy")}
+
+    def callers(name: str) -> set[str]:
+        rule = policies[name]["spec"]["ingress"][0]
+        return {
+            peer["podSelector"]["matchLabels"].get("app.kubernetes.io/component", "*")
+            for peer in rule.get("from", [])
+            if "podSelector" in peer
+        }
+
+    assert callers("segmentation") == {"lis-api"}
+    assert callers("inference") == {"lis-api", "orchestrator"}
+    assert callers("training") == {"orchestrator"}
+    assert "from" not in policies["lis-api"]["spec"]["ingress"][0]  # the LIS: open by default
+    assert set(policies) == GRPC_COMPONENTS | {"lis-api", "postgresql", "minio"}
+
+
+def test_schema_rejects_wrong_types_and_unknown_keys() -> None:
+    chart = helm.Chart.load(CHART)
+    for bad in (
+        {"inference": {"replicas": "two"}},
+        {"inference": {"replicaz": 2}},
+        {"tls": {"enabled": "yes"}},
+        {"lisApi": {"service": {"port": 70000}}},
+        {"postgresql": {"password": "hunter2"}},  # no place for a plain-text password
+    ):
+        with pytest.raises(helm.HelmValuesError):
+            chart.validate_schema(bad)
+
+
+def test_external_database_without_secret_is_a_clear_error() -> None:
+    with pytest.raises(helm.HelmRenderError, match="externalDatabase.existingSecret is required"):
+        render({"postgresql": {"enabled": False}})
