@@ -1,5 +1,8 @@
 """LIS API settings (env prefix ``MARROWSCOPE_LIS_``)."""
 
+import secrets
+
+from pydantic import SecretStr
 from pydantic_settings import BaseSettings
 
 from marrowscope.core.settings import DEFAULT_PORTS, settings_config
@@ -9,9 +12,23 @@ class LisApiSettings(BaseSettings):
     model_config = settings_config("MARROWSCOPE_LIS_")
     host: str = "127.0.0.1"
     port: int = DEFAULT_PORTS["lis_api"]
-    # sha256 hex digests of the accepted API keys (the keys themselves are never stored).
+    # sha256 hex digests of bootstrap API keys (every scope); more clients via /v1/admin/clients.
     api_key_hashes: list[str] = []
+    # Signs OAuth2 access tokens. Unset: random per process (tokens die with a restart and
+    # are not shared between replicas: set it in a cluster).
+    jwt_secret: SecretStr = SecretStr(secrets.token_urlsafe(32))
+    token_ttl_s: int = 900
+    rate_limit_per_s: float = 50.0
+    rate_limit_burst: int = 100
     max_upload_bytes: int = 32 * 1024 * 1024
     max_field_pixels: int = 40_000_000
+    max_files_per_request: int = 20
     segmentation_deadline_s: float = 30.0
     inference_deadline_s: float = 30.0
+    # Report flags
+    blast_high_pct: float = 20.0
+    blast_elevated_pct: float = 10.0
+    target_cells: int = 500
+    minimum_cells: int = 200
+    low_confidence_probability: float = 0.5
+    low_confidence_margin: float = 0.1

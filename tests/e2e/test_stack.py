@@ -368,3 +368,112 @@ def test_campaign_survives_kill_9_of_orchestrator_and_curation(running_stack: di
     assert len(stored) == len(set(stored)) and per_task == 1 and labels_per_cell == 1
     assert open_tasks == 0
     assert sum(r.decided for r in campaign.rounds) == len(stored)
+
+
+def test_lis_specimen_to_signed_report_on_real_fields(running_stack: dict) -> None:
+    """Real TXL-PBC smear fields: specimen -> upload -> analysis (the API is killed with
+    SIGKILL while the job runs and restarted) -> report in JSON, FHIR R4 and HL7 v2.5.1 ->
+    expert corrections and sign-out as new versions."""
+    from fhirclient.models.diagnosticreport import DiagnosticReport
+    from hl7apy.parser import parse_message
+
+    from ..conftest import DATA
+
+    fields = sorted((DATA / "txl-pbc" / "test" / "images").glob("*.jpg"))[:3]
+    if len(fields) < 3:
+        pytest.skip(f"TXL-PBC fields not found under {DATA} (set MARROWSCOPE_DATA_DIR)")
+    paths = running_stack["paths"]
+    with lis(running_stack) as client:
+        specimen = client.post("/v1/specimens", json={"accession_number": "BM26-000123"}).json()
+        sid = specimen["id"]
+        files = [("files", (f.name, f.read_bytes(), "image/jpeg")) for f in fields]
+        uploaded = client.post(f"/v1/specimens/{sid}/images", files=files)
+        assert uploaded.status_code == 201, uploaded.text
+        started = client.post(
+            f"/v1/specimens/{sid}/analyses", headers={"Idempotency-Key": "order-123"}
+        )
+        assert started.status_code == 202
+        job_url = started.headers["location"]
+    state = stack.read_state(paths)
+    assert state is not None
+    os.kill(state["pids"]["lis_api"], signal.SIGKILL)
+    stack.restart_service(paths, "lis_api")
+    deadline = time.monotonic() + 180
+    job: dict = {}
+    with lis(running_stack) as client:
+        while time.monotonic() < deadline:
+            try:
+                job = client.get(job_url).json()
+            except httpx.TransportError:  # the API is still starting
+                job = {}
+            if job.get("state") in ("succeeded", "failed"):
+                break
+            time.sleep(0.5)
+        assert job.get("state") == "succeeded", job
+        retried = client.post(
+            f"/v1/specimens/{sid}/analyses", headers={"Idempotency-Key": "order-123"}
+        )
+        assert retried.json()["id"] == job["id"]
+
+        report = client.get(f"/v1/specimens/{sid}/report").json()
+        body = report["body"]
+        assert report["status"] == "preliminary" and report["version"] == 1
+        assert report["accession_number"] == "BM26-000123"
+        with psycopg.connect(
+            running_stack["dsn"]
+        ) as conn:  # the served version (campaigns swap it)
+            served = conn.execute(
+                "SELECT 1 FROM model_versions WHERE name = %s", (body["model_version"],)
+            )
+            assert served.fetchone() is not None, body["model_version"]
+        assert body["algorithm_versions"] == ["stain-v1"] and body["images_analysed"] == 3
+        counted = sum(r["count"] for r in body["differential"])
+        excluded = sum(e["count"] for e in body["excluded_from_differential"])
+        assert counted == body["cells_counted"] and body["cells_found"] > 0
+        assert (
+            counted + excluded + body["cells_unreadable"]
+            == body["cells_found"]
+            == job["progress"]["cells_found"]
+        )
+        if counted:  # the small bootstrap model may call every real cell an artefact
+            assert round(sum(r["percent"] for r in body["differential"]), 6) == 100.0
+        else:
+            assert {f["code"] for f in body["flags"]} >= {"BELOW_MINIMUM_COUNT"}
+        with psycopg.connect(running_stack["dsn"]) as conn:
+            segmented = conn.execute(
+                """SELECT count(*) FROM cells c JOIN field_images f ON f.id = c.field_image_id
+                   JOIN specimen_images s ON s.object_key = f.object_key WHERE s.specimen_id = %s""",
+                (sid,),
+            ).fetchone()
+        assert segmented is not None and segmented[0] == body["cells_found"]
+
+        fhir = DiagnosticReport(
+            client.get(f"/v1/specimens/{sid}/report", params={"format": "fhir"}).json()
+        )
+        assert fhir.status == "preliminary" and fhir.code.coding[0].code == "47286-0"
+        hl7 = parse_message(client.get(f"/v1/specimens/{sid}/report", params={"format": "hl7"}).text,
+                            find_groups=True)  # fmt: skip
+        order = hl7.oru_r01_patient_result.oru_r01_order_observation
+        assert order.obr.obr_25.to_er7() == "P" and len(order.oru_r01_observation) >= 16
+
+        # The expert corrects one cell and signs out (final), then corrects again (corrected).
+        review = client.get(f"/v1/specimens/{sid}/review").json()
+        # The small bootstrap model is unsure on real smears: there is always something to review.
+        assert len(review["cells"]) == body["cells_low_confidence"] > 0
+        cell = review["cells"][0]
+        image = client.get(cell["image_url"])
+        assert image.status_code == 200 and image.content[:4] == b"\x89PNG"
+        corrections = [{"cell_id": cell["cell_id"], "class_code": "PC"}]
+        final = client.post(f"/v1/specimens/{sid}/review",
+                            json={"reviewer": "dr-hema", "corrections": corrections, "sign_out": True}).json()  # fmt: skip
+        assert final["status"] == "final" and final["version"] == 2
+        assert final["body"]["cells_corrected"] == 1 and final["body"]["reviewed_by"] == "dr-hema"
+        assert final["body"]["cells_low_confidence"] == body["cells_low_confidence"] - 1
+        corrected = client.post(f"/v1/specimens/{sid}/review",
+                                json={"reviewer": "dr-hema", "sign_out": True}).json()  # fmt: skip
+        assert corrected["status"] == "corrected" and corrected["version"] == 3
+        first = client.get(f"/v1/specimens/{sid}/report", params={"version": 1}).json()
+        assert first["status"] == "preliminary" and first["body"] == body  # kept unchanged
+        hl7_final = parse_message(client.get(f"/v1/specimens/{sid}/report", params={"format": "hl7"}).text,
+                                  find_groups=True)  # fmt: skip
+        assert hl7_final.oru_r01_patient_result.oru_r01_order_observation.obr.obr_25.to_er7() == "C"
