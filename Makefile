@@ -28,7 +28,13 @@ up: setup ## start the local stack in the background (stop with `make down`)
 down: setup ## stop the local stack
 	$(BIN)/marrowscope down
 
-test: setup ## unit + integration + e2e tests against real PostgreSQL, S3 and gRPC
+chromium: ## Debian's Chromium for the browser tests (apt-get; root or sudo), if missing
+	@command -v chromium >/dev/null 2>&1 || { \
+	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
+	  echo "installing Debian's chromium for the browser tests..."; \
+	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq chromium >/dev/null; }
+
+test: setup chromium ## unit, integration, e2e and browser tests (real PostgreSQL, S3, gRPC, Chromium)
 	$(BIN)/python -m pytest -q -ra
 
 bench: setup ## benchmarks that print figures (results under bench/results/)
@@ -50,6 +56,6 @@ format: setup ## ruff format + autofix
 	$(BIN)/ruff check --fix services tests bench
 
 clean: ## remove the local stack's state (.marrowscope/) and caches
-	rm -rf .marrowscope .pytest_cache .mypy_cache .ruff_cache
+	rm -rf .marrowscope .pytest_cache .mypy_cache .ruff_cache test-artifacts
 
-.PHONY: help setup demo up down test bench protos lint helm-lint format clean
+.PHONY: help setup chromium demo up down test bench protos lint helm-lint format clean

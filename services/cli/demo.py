@@ -1,4 +1,5 @@
-"""The demo: a short CST+AL campaign on generated cells, answered by a simulated expert."""
+"""The demo: a short CST+AL campaign on generated cells, answered by a simulated expert or,
+with ``--expert ui``, by a person in the curation web UI."""
 
 from __future__ import annotations
 
@@ -33,7 +34,10 @@ def round_table(campaign: orchestrator_pb2.Campaign) -> str:
 async def run_demo(
     clients: ServiceClients, store: ObjectStore, admin_token: str, per_class: int = 40,
     rounds: int = 3, epochs: int = 10, method: str = "CST_AL", seed: int = 0,
+    ui_url: str = "",
 ) -> orchestrator_pb2.Campaign:  # fmt: skip
+    """Run a campaign to its end. With ``ui_url`` a person is the expert (in the web UI);
+    otherwise the simulated expert answers through the curation API."""
     classes = synthetic_classes()
     dataset = f"synthetic-demo-{seed}"
     print(f"generating {per_class * len(classes)} synthetic cells ({len(classes)} classes)...")
@@ -41,7 +45,7 @@ async def run_demo(
         iter_cells(per_class, seed=seed), per_class * len(classes), dataset, store, clients
     )
     admin = (("authorization", f"Bearer {admin_token}"),)
-    expert_name = f"simulated-expert-{int(time.time())}"
+    expert_name = f"{'expert' if ui_url else 'simulated-expert'}-{int(time.time())}"
     created = await clients.curation.CreateUser(
         curation_pb2.CreateUserRequest(name=expert_name, role=curation_pb2.ROLE_EXPERT),
         metadata=admin,
@@ -68,7 +72,12 @@ async def run_demo(
         error_rate=0.02, too_difficult_rate=0.03, seed=seed,
     )  # fmt: skip
     done = asyncio.Event()
-    worker = asyncio.create_task(expert.work_until(done, campaign.id))
+    if ui_url:
+        print(f"\nYou are the expert. Open {ui_url}/ui/ and sign in with this token:\n  {created.token}\n"
+              "Each round waits in 'reviewing' until its CST and AL tasks are decided (Ctrl-C stops).\n")  # fmt: skip
+        worker = asyncio.create_task(done.wait())
+    else:
+        worker = asyncio.create_task(expert.work_until(done, campaign.id))
     last_line = ""
     async for update in clients.orchestrator.WatchCampaign(
         orchestrator_pb2.CampaignIdRequest(campaign_id=campaign.id), timeout=3600
@@ -83,6 +92,8 @@ async def run_demo(
                 last_line = line
     done.set()
     await worker
+    if ui_url:
+        return campaign
     print(f"simulated expert: {expert.stats.decisions} decisions "
           f"({expert.stats.confirmed} confirmed, {expert.stats.corrected} corrected, "
           f"{expert.stats.labelled} labelled, {expert.stats.too_difficult} too difficult)")  # fmt: skip

@@ -5,6 +5,7 @@ marrowscope status [--json]    each service's health
 marrowscope restart SERVICE    (re)start one service, leaving the others alone
 marrowscope down               stop everything
 marrowscope demo               up, a short demo campaign, the per-round table, down
+                               (--expert ui: you are the expert, in the web UI)
 marrowscope train --data DIR   train on an image folder through the training service
 marrowscope evaluate ...       accuracy, per-class recall / precision, confusion matrix
 marrowscope segment IN... --out DIR [--overlay]   cell crops and boxes from field images
@@ -55,6 +56,9 @@ async def _with_clients(state: dict, work):  # type: ignore[no-untyped-def]
 def _print_addresses(state: dict) -> None:
     print("Marrowscope is up:")
     for service, port in state["ports"].items():
+        if service == "curation_http":
+            print(f"  {'curation UI':<13} http://127.0.0.1:{port}/ui/  (sign in with a user token)")
+            continue
         scheme = "http://" if service == "lis_api" else "grpc "
         print(f"  {service:<13} {scheme}127.0.0.1:{port}")
     print(f"  logs          {Path(state['home']) / 'logs'}")
@@ -125,8 +129,11 @@ def cmd_demo(args: argparse.Namespace) -> int:
             store = _store(state)
             name = await ensure_model(clients, store)
             print(f"serving model {name}")
+            ui_url = (
+                f"http://127.0.0.1:{state['ports']['curation_http']}" if args.expert == "ui" else ""
+            )
             return await run_demo(clients, store, secrets["admin_token"], args.per_class,
-                                  args.rounds, args.epochs, args.method, args.seed)  # fmt: skip
+                                  args.rounds, args.epochs, args.method, args.seed, ui_url)  # fmt: skip
 
         campaign = asyncio.run(_with_clients(state, work))
         print()
@@ -259,6 +266,8 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--per-class", type=int, default=40)
     demo.add_argument("--method", default="CST_AL", choices=["ST", "CST", "AL", "CST_AL", "RANDOM"])
     demo.add_argument("--seed", type=int, default=0)
+    demo.add_argument("--expert", default="simulated", choices=["simulated", "ui"],
+                      help="ui: you answer the review tasks in the curation web UI")  # fmt: skip
     demo.set_defaults(func=cmd_demo)
     tr = sub.add_parser("train", help="train on an ImageFolder directory (needs `up --detach`)")
     tr.add_argument("--data", type=Path, required=True, help="DIR/<label>/*.jpg")

@@ -106,11 +106,14 @@ def port_variable(service: str) -> str:
 
 
 def ports(base: int | None) -> dict[str, int]:
-    """Default ports, or consecutive ports from ``base`` (for tests and side-by-side stacks)."""
+    """Default ports, or consecutive ports from ``base`` (for tests and side-by-side stacks):
+    ``len(SERVICES) + 1`` of them."""
+    # curation_http: the curation service's second listener (HTTP API and web UI).
+    names = (*SERVICES, "curation_http")
     if base is None:
         return {s: int(os.environ.get(port_variable(s), DEFAULT_PORTS[s]))
-                for s in SERVICES}  # fmt: skip
-    return {s: base + i for i, s in enumerate(SERVICES)}
+                for s in names}  # fmt: skip
+    return {s: base + i for i, s in enumerate(names)}
 
 
 def service_environment(

@@ -21,6 +21,7 @@ DEFAULT_PORTS = {
     "curation": 50054,
     "orchestrator": 50055,
     "lis_api": 8080,
+    "curation_http": 8081,  # the curation service's HTTP API and web UI
 }
 GRPC_SERVICES = ("segmentation", "inference", "training", "curation", "orchestrator")
 

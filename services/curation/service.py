@@ -220,6 +220,12 @@ class CurationService:
                          AND (%(c)s = '' OR campaign_id::text = %(c)s)
                          AND (%(k)s = '' OR kind = %(k)s)
                          AND (%(p)s = '' OR proposed_class = %(p)s)
+                         AND (%(admin)s OR NOT EXISTS (
+                                 SELECT 1 FROM campaign_assignments a
+                                 WHERE a.campaign_id = review_tasks.campaign_id)
+                              OR EXISTS (SELECT 1 FROM campaign_assignments a
+                                 WHERE a.campaign_id = review_tasks.campaign_id
+                                   AND a.user_name = %(u)s))
                        ORDER BY created_at, id LIMIT %(n)s
                        FOR UPDATE SKIP LOCKED)
                    UPDATE review_tasks t SET state = 'claimed', claimed_by = %(u)s,
@@ -233,6 +239,7 @@ class CurationService:
                     "n": limit,
                     "u": user.name,
                     "l": lease,
+                    "admin": user.role == "admin",
                 },  # fmt: skip
             ).fetchall()
         return [Task.from_row(r) for r in rows]

@@ -13,5 +13,8 @@ class CurationSettings(GrpcServerSettings):
     # hashes are stored; rotate by restarting with new values.
     admin_token: SecretStr = SecretStr("")
     service_token: SecretStr = SecretStr("")
+    # The HTTP API and the experts' web UI (same host as gRPC).
+    http_port: int = DEFAULT_PORTS["curation_http"]
+    secure_cookies: bool = False  # true behind HTTPS (the session cookie is then Secure)
     default_lease_seconds: int = 600
     max_claim: int = 200

@@ -9,7 +9,6 @@ import json
 import os
 import signal
 import time
-import uuid
 
 import grpc
 import httpx
@@ -18,61 +17,14 @@ import pytest
 from PIL import Image
 
 from marrowscope.cli import stack
-from marrowscope.cli.bootstrap import ensure_model
-from marrowscope.cli.datasets import import_synthetic
 from marrowscope.core.clients import ServiceClients
-from marrowscope.core.db import create_database, drop_database
-from marrowscope.core.objectstore import S3ObjectStore
-from marrowscope.core.settings import ObjectStoreSettings, PeerSettings
-from marrowscope.core.synthetic import iter_cells, make_field
+from marrowscope.core.synthetic import make_field
 from marrowscope.curation.simulated_expert import SimulatedExpert
-from marrowscope.v1 import curation_pb2, orchestrator_pb2
+from marrowscope.v1 import orchestrator_pb2
 
-from ..conftest import free_port_block
+from ..stack_helpers import start_campaign
 
 pytestmark = pytest.mark.e2e
-
-
-@pytest.fixture(scope="module")
-def running_stack(pg_admin_dsn: str, s3_endpoint: str, tmp_path_factory: pytest.TempPathFactory):  # type: ignore[no-untyped-def]
-    home = tmp_path_factory.mktemp("stack")
-    db = f"marrowscope_e2e_{uuid.uuid4().hex[:8]}"
-    create_database(pg_admin_dsn, db)
-    dsn = psycopg.conninfo.make_conninfo(pg_admin_dsn, dbname=db)
-    store_env = {
-        "MARROWSCOPE_STORE_BACKEND": "s3", "MARROWSCOPE_STORE_ENDPOINT": s3_endpoint,
-        "MARROWSCOPE_STORE_ACCESS_KEY": "test", "MARROWSCOPE_STORE_SECRET_KEY": "testsecret",
-        "MARROWSCOPE_STORE_BUCKET": f"e2e-{uuid.uuid4().hex[:8]}",
-        "MARROWSCOPE_ORCHESTRATOR_REVIEW_POLL_SECONDS": "0.5",
-        "MARROWSCOPE_TRAINING_TORCH_THREADS": "2",
-    }  # fmt: skip
-    saved = {k: os.environ.get(k) for k in store_env}
-    os.environ.update(store_env)
-    paths = stack.StackPaths(home)
-    base = free_port_block(len(stack.SERVICES))
-    state = stack.up(paths, dsn=dsn, port_base=base)
-    store = S3ObjectStore(ObjectStoreSettings())
-    peers = PeerSettings(
-        **{f"{s}_addr": f"127.0.0.1:{state['ports'][s]}" for s in stack.GRPC_SERVICES}
-    )
-
-    async def bootstrap() -> str:
-        clients = ServiceClients(peers)
-        try:
-            return await ensure_model(clients, store, per_class=10, epochs=3, quiet=True)
-        finally:
-            await clients.close()
-
-    model = asyncio.run(bootstrap())
-    yield {"paths": paths, "state": state, "store": store, "peers": peers, "dsn": dsn,
-           "model": model, "secrets": stack.load_secrets(paths)}  # fmt: skip
-    stack.down(paths)
-    for key, value in saved.items():
-        if value is None:
-            os.environ.pop(key, None)
-        else:
-            os.environ[key] = value
-    drop_database(pg_admin_dsn, db)
 
 
 def lis(ctx: dict) -> httpx.Client:
@@ -171,36 +123,6 @@ def test_killed_service_gives_503_naming_it_and_recovers_on_restart(running_stac
                 break
             time.sleep(0.5)
     assert response.status_code == 200, response.text
-
-
-async def start_campaign(
-    ctx: dict, clients: ServiceClients, dataset: str, expert_name: str, seed: int,
-    parameters: orchestrator_pb2.CampaignParameters, seed_expert: int = 0, **expert_options: float,
-) -> tuple[orchestrator_pb2.Campaign, SimulatedExpert]:  # fmt: skip
-    """Import 8 synthetic cells per class as ``dataset``, create an expert user, create and
-    start a CST+AL campaign on it; returns the campaign and a simulated expert for it."""
-    truth = await import_synthetic(iter_cells(8, seed=seed), 8 * 17, dataset, ctx["store"], clients)
-    admin = (("authorization", f"Bearer {ctx['secrets']['admin_token']}"),)
-    user = await clients.curation.CreateUser(
-        curation_pb2.CreateUserRequest(name=expert_name, role=curation_pb2.ROLE_EXPERT),
-        metadata=admin,
-    )
-    campaign = await clients.orchestrator.CreateCampaign(
-        orchestrator_pb2.CreateCampaignRequest(
-            request_id=dataset,
-            method=orchestrator_pb2.CAMPAIGN_METHOD_CST_AL,
-            dataset=dataset,
-            parameters=parameters,
-        )
-    )
-    await clients.orchestrator.StartCampaign(
-        orchestrator_pb2.CampaignIdRequest(campaign_id=campaign.id)
-    )
-    expert = SimulatedExpert(
-        clients.curation, user.token, {c: code for c, (_, code) in truth.items()},
-        sorted({code for _, code in truth.values()}), seed=seed_expert, **expert_options,  # type: ignore[arg-type]
-    )  # fmt: skip
-    return campaign, expert
 
 
 def test_one_round_campaign_trains_and_creates_review_tasks(running_stack: dict) -> None:

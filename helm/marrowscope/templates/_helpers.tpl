@@ -130,7 +130,8 @@ livenessProbe:
 {{/*
 A Deployment + Service for one component. Arguments (dict):
   root, component (name suffix), key (values key), service (python module under marrowscope),
-  port, http (bool: HTTP probes instead of gRPC), gpu (bool), env (list of extra env entries)
+  port, http (bool: HTTP probes instead of gRPC), gpu (bool), env (list of extra env entries),
+  extraPorts (list of {name, port}: more container and Service ports)
 */}}
 {{- define "marrowscope.deployment" -}}
 {{- $root := .root -}}
@@ -191,6 +192,10 @@ spec:
           ports:
             - name: {{ ternary "http" "grpc" (.http | default false) }}
               containerPort: {{ .port }}
+            {{- range .extraPorts }}
+            - name: {{ .name }}
+              containerPort: {{ .port }}
+            {{- end }}
           envFrom:
             - configMapRef:
                 name: {{ include "marrowscope.fullname" $root }}-config
@@ -266,6 +271,11 @@ spec:
       {{- if not .http }}
       appProtocol: grpc
       {{- end }}
+    {{- range .extraPorts }}
+    - name: {{ .name }}
+      port: {{ .port }}
+      targetPort: {{ .name }}
+    {{- end }}
 {{- end -}}
 
 
