@@ -133,6 +133,7 @@ def service_environment(
     env["MARROWSCOPE_CURATION_ADMIN_TOKEN"] = tokens["admin_token"]
     env["MARROWSCOPE_CURATION_SERVICE_TOKEN"] = tokens["service_token"]
     env["MARROWSCOPE_ORCHESTRATOR_CURATION_TOKEN"] = tokens["service_token"]
+    env["MARROWSCOPE_LIS_CURATION_TOKEN"] = tokens["service_token"]
     env["MARROWSCOPE_LIS_API_KEY_HASHES"] = json.dumps(
         [hashlib.sha256(tokens["lis_api_key"].encode()).hexdigest()]
     )

@@ -46,7 +46,8 @@ from marrowscope.v1 import common_pb2, inference_pb2, segmentation_pb2
 
 from .auth import Authenticator, AuthError, Client, RateLimiter
 from .formats import to_fhir, to_hl7
-from .report import Thresholds, build_differential
+from .report import Thresholds
+from .review import CurationReview, revise_report
 from .settings import LisApiSettings
 from .store import Conflict, LisStore
 from .worker import AnalysisWorker, PeerRejected, PeerUnavailable, WorkerSettings, call_peer
@@ -127,13 +128,21 @@ def create_app(
         low_confidence_probability=settings.low_confidence_probability,
         low_confidence_margin=settings.low_confidence_margin,
     )  # fmt: skip
-    worker = AnalysisWorker(lis, clients, WorkerSettings(
-        settings.segmentation_deadline_s, settings.inference_deadline_s), thresholds)  # fmt: skip
     taxonomy = load_taxonomy("paper17")
+    curation_token = settings.curation_token.get_secret_value()
+    review = (
+        CurationReview(lis, clients, curation_token, taxonomy, thresholds)
+        if curation_token
+        else None
+    )
+    worker = AnalysisWorker(lis, clients, WorkerSettings(
+        settings.segmentation_deadline_s, settings.inference_deadline_s), thresholds, review)  # fmt: skip
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         await asyncio.to_thread(auth.bootstrap, list(settings.api_key_hashes))
+        log.info("low-confidence cells are reviewed %s",
+                 "in the curation service and here" if review else "here only (no curation token)")  # fmt: skip
         task = asyncio.create_task(worker.run()) if run_worker else None
         yield
         worker.stop()
@@ -446,16 +455,8 @@ def create_app(
             raise InvalidArgument("nothing to do: send corrections, sign_out, or both")
         await run(lis.add_corrections, specimen["id"], body.reviewer,
                   [(str(c.cell_id), c.class_code) for c in body.corrections])  # fmt: skip
-        history = await run(lis.reports, specimen["id"])
-        signed = any(r["status"] in ("final", "corrected") for r in history)
-        status = "corrected" if signed else ("final" if body.sign_out else "preliminary")
-        cells = await run(lis.classified_cells, specimen["id"], latest["analysis_job_id"])
-        new_body = build_differential(cells, taxonomy, thresholds)
-        for key in ("model_version", "algorithm_versions", "images_analysed"):
-            new_body[key] = latest["body"].get(key)
-        new_body["reviewed_by"] = body.reviewer
-        new_body["supersedes_version"] = latest["version"]
-        row = await run(lis.add_report, specimen["id"], latest["analysis_job_id"], status, new_body)
+        row = await run(revise_report, lis, specimen["id"], latest, taxonomy, thresholds,
+                        body.reviewer, body.sign_out)  # fmt: skip
         return report_out(row, specimen["accession_number"])
 
     # --- one field, synchronously (the walking skeleton's endpoint, kept for middleware) --

@@ -23,6 +23,10 @@ class LisApiSettings(BaseSettings):
     max_upload_bytes: int = 32 * 1024 * 1024
     max_field_pixels: int = 40_000_000
     max_files_per_request: int = 20
+    # The curation service's 'service' token: low-confidence cells then go to the experts'
+    # queues as review tasks, and their labels come back as report versions. Empty: review
+    # only through this API's /review endpoint.
+    curation_token: SecretStr = SecretStr("")
     segmentation_deadline_s: float = 30.0
     inference_deadline_s: float = 30.0
     # Report flags

@@ -15,6 +15,9 @@ from marrowscope.core.ids import parse_uuid
 from .report import ClassifiedCell
 
 Row = dict[str, Any]
+# The one campaign that holds specimen reviews in the curation service (fixed id: every API
+# replica finds the same one).
+REVIEW_CAMPAIGN = uuid.UUID("6c15e7a0-0000-4000-8000-000000000001")
 
 
 class Conflict(Exception):
@@ -242,7 +245,11 @@ class LisStore:
         ]  # fmt: skip
 
     # --- reports and corrections ----------------------------------------------------------
-    def add_report(self, specimen_id: Any, job_id: Any, status: str, body: dict[str, Any]) -> Row:
+    def add_report(
+        self, specimen_id: Any, job_id: Any, status: str, body: dict[str, Any],
+        review_state: str = "none",
+    ) -> Row:  # fmt: skip
+        """The next report version; the first one also marks the job succeeded."""
         with self.pool.connection() as conn, conn.transaction():
             conn.execute("SELECT 1 FROM specimens WHERE id = %s FOR UPDATE", (specimen_id,))
             version = conn.execute(
@@ -258,9 +265,9 @@ class LisStore:
             assert row is not None
             conn.execute(
                 """UPDATE analysis_jobs SET state = 'succeeded', report_id = %s, lease_until = NULL,
-                       waiting_reason = NULL, updated_at = now()
+                       waiting_reason = NULL, review_state = %s, updated_at = now()
                    WHERE id = %s AND state <> 'succeeded'""",
-                (row["id"], job_id),
+                (row["id"], review_state, job_id),
             )
             return row
 
@@ -271,18 +278,58 @@ class LisStore:
             ).fetchall()
 
     def add_corrections(
-        self, specimen_id: Any, reviewer: str, corrections: list[tuple[str, str]]
-    ) -> None:
+        self, specimen_id: Any, reviewer: str, corrections: list[tuple[str, str]],
+        decision_ids: list[str] | None = None,
+    ) -> int:  # fmt: skip
+        """Append corrections; ones from curation decisions already applied are skipped."""
+        added = 0
         with self.pool.connection() as conn, conn.transaction():
-            for cell_id, class_code in corrections:
-                conn.execute(
-                    """INSERT INTO cell_corrections (id, specimen_id, cell_id, class_code, reviewer)
-                       VALUES (%s, %s, %s, %s, %s)""",
-                    (
-                        uuid.uuid4(),
-                        specimen_id,
-                        parse_uuid(cell_id, "cell id"),
-                        class_code,
-                        reviewer,
-                    ),
-                )
+            for i, (cell_id, class_code) in enumerate(corrections):
+                row = conn.execute(
+                    """INSERT INTO cell_corrections (id, specimen_id, cell_id, class_code, reviewer,
+                           decision_id) VALUES (%s, %s, %s, %s, %s, %s)
+                       ON CONFLICT (decision_id) DO NOTHING RETURNING id""",
+                    (uuid.uuid4(), specimen_id, parse_uuid(cell_id, "cell id"), class_code, reviewer,
+                     decision_ids[i] if decision_ids else None),
+                ).fetchone()  # fmt: skip
+                added += row is not None
+        return added
+
+    # --- review tasks in the curation service ---------------------------------------------
+    def ensure_review_round(self, job_id: Any) -> tuple[str, str]:
+        """The LIS_REVIEW campaign (one per install) and this job's round in it."""
+        with self.pool.connection() as conn, conn.transaction():
+            conn.execute(
+                """INSERT INTO campaigns (id, name, method, dataset, taxonomy, parameters, state)
+                   VALUES (%s, 'LIS specimen review', 'LIS_REVIEW', 'lis', 'paper17', '{}', 'review')
+                   ON CONFLICT (id) DO NOTHING""",
+                (REVIEW_CAMPAIGN,),
+            )
+            conn.execute("SELECT 1 FROM campaigns WHERE id = %s FOR UPDATE", (REVIEW_CAMPAIGN,))
+            conn.execute(
+                """INSERT INTO rounds (id, campaign_id, number, state)
+                   SELECT %s, %s, coalesce(max(number), 0) + 1, 'reviewing' FROM rounds
+                   WHERE campaign_id = %s ON CONFLICT (id) DO NOTHING""",
+                (job_id, REVIEW_CAMPAIGN, REVIEW_CAMPAIGN),
+            )
+        return str(REVIEW_CAMPAIGN), str(job_id)
+
+    def set_review_state(self, job_id: Any, state: str) -> None:
+        with self.pool.connection() as conn:
+            conn.execute(
+                "UPDATE analysis_jobs SET review_state = %s WHERE id = %s", (state, job_id)
+            )
+
+    def jobs_in_review(self) -> list[Row]:
+        with self.pool.connection() as conn:
+            return conn.execute(
+                """SELECT * FROM analysis_jobs WHERE state = 'succeeded'
+                   AND review_state IN ('pending', 'sent') ORDER BY updated_at LIMIT 50"""
+            ).fetchall()
+
+    def latest_report(self, specimen_id: Any) -> Row | None:
+        with self.pool.connection() as conn:
+            return conn.execute(
+                "SELECT * FROM reports WHERE specimen_id = %s ORDER BY version DESC LIMIT 1",
+                (specimen_id,),
+            ).fetchone()

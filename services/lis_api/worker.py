@@ -11,8 +11,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 import grpc
 
@@ -25,6 +26,10 @@ from .store import LisStore
 
 log = logging.getLogger(__name__)
 CLASSIFY_CHUNK = 256
+
+
+class ReviewSync(Protocol):
+    async def sync_once(self) -> None: ...
 
 
 class PeerUnavailable(Exception):
@@ -60,23 +65,28 @@ class WorkerSettings:
     max_backoff_s: float = 60.0
     max_attempts: int = 50
     taxonomy: str = "paper17"
+    review_poll_s: float = 3.0
 
 
 class AnalysisWorker:
     def __init__(self, store: LisStore, clients: ServiceClients, settings: WorkerSettings,
-                 thresholds: Thresholds) -> None:  # fmt: skip
-        self.store, self.clients, self.settings, self.thresholds = (
-            store,
-            clients,
-            settings,
-            thresholds,
-        )
+                 thresholds: Thresholds, review: ReviewSync | None = None) -> None:  # fmt: skip
+        self.store, self.clients, self.settings = store, clients, settings
+        self.thresholds = thresholds
         self.taxonomy = load_taxonomy(settings.taxonomy)
+        self.review = review  # None: low-confidence cells are reviewed through the LIS API only
         self._stop: asyncio.Event | None = None  # made in run(): bound to the server's loop
 
     async def run(self) -> None:
         self._stop = asyncio.Event()
+        next_review = 0.0
         while not self._stop.is_set():
+            if self.review is not None and time.monotonic() >= next_review:
+                next_review = time.monotonic() + self.settings.review_poll_s
+                try:
+                    await self.review.sync_once()
+                except Exception:  # a review pass never stops the analysis of new jobs
+                    log.exception("review synchronisation failed")
             try:
                 job = await asyncio.to_thread(self.store.claim_due_job, self.settings.lease_s)
             except Exception:  # database restart: keep the loop alive
@@ -130,8 +140,11 @@ class AnalysisWorker:
             {r["algorithm_version"] for r in rows if r["algorithm_version"]}
         )
         body["images_analysed"] = len(images)
+        # Low-confidence cells go to the curation service (in the same transaction as the
+        # report, so a crash in between cannot lose the review).
+        review = "pending" if self.review is not None and body["cells_low_confidence"] else "none"
         report = await asyncio.to_thread(
-            self.store.add_report, specimen_id, job_id, "preliminary", body
+            self.store.add_report, specimen_id, job_id, "preliminary", body, review
         )
         log.info("analysis job %s done: report %s v%d, %d cells", job_id, report["id"],
                  report["version"], body["cells_found"])  # fmt: skip

@@ -194,7 +194,10 @@ class CampaignStore:
 
     def all_campaigns(self) -> list[CampaignRecord]:
         with self.pool.connection() as conn:
-            ids = conn.execute("SELECT id FROM campaigns ORDER BY created_at DESC").fetchall()
+            # LIS_REVIEW campaigns hold the LIS API's specimen reviews: not SSL campaigns.
+            ids = conn.execute(
+                "SELECT id FROM campaigns WHERE method <> 'LIS_REVIEW' ORDER BY created_at DESC"
+            ).fetchall()
         return [self.get(str(r["id"])) for r in ids]
 
     def set_state(self, campaign_id: str, state: str, error: str = "") -> None:

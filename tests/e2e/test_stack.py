@@ -378,24 +378,79 @@ def test_lis_specimen_to_signed_report_on_real_fields(running_stack: dict) -> No
         order = hl7.oru_r01_patient_result.oru_r01_order_observation
         assert order.obr.obr_25.to_er7() == "P" and len(order.oru_r01_observation) >= 16
 
-        # The expert corrects one cell and signs out (final), then corrects again (corrected).
         review = client.get(f"/v1/specimens/{sid}/review").json()
         # The small bootstrap model is unsure on real smears: there is always something to review.
-        assert len(review["cells"]) == body["cells_low_confidence"] > 0
-        cell = review["cells"][0]
-        image = client.get(cell["image_url"])
+        assert len(review["cells"]) == body["cells_low_confidence"] > 1
+        image = client.get(review["cells"][0]["image_url"])
         assert image.status_code == 200 and image.content[:4] == b"\x89PNG"
+
+        # The low-confidence cells are review tasks in the curation service; an expert labels
+        # one there and the report gets a new version with that correction.
+        first_task = asyncio.run(label_one_lis_review_task(running_stack, sid))
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            latest = client.get(f"/v1/specimens/{sid}/report").json()
+            if latest["version"] == 2:
+                break
+            time.sleep(0.3)
+        assert latest["version"] == 2 and latest["status"] == "preliminary"
+        assert (
+            latest["body"]["reviewed_by"] == "lis-reviewer"
+            and latest["body"]["cells_corrected"] == 1
+        )
+        assert first_task not in latest["body"]["low_confidence_cell_ids"]
+
+        # Then the hematologist corrects another cell here and signs out (final); a later
+        # sign-out makes a corrected version. Every version stays.
+        cell = next(c for c in review["cells"] if c["cell_id"] != first_task)
         corrections = [{"cell_id": cell["cell_id"], "class_code": "PC"}]
         final = client.post(f"/v1/specimens/{sid}/review",
                             json={"reviewer": "dr-hema", "corrections": corrections, "sign_out": True}).json()  # fmt: skip
-        assert final["status"] == "final" and final["version"] == 2
-        assert final["body"]["cells_corrected"] == 1 and final["body"]["reviewed_by"] == "dr-hema"
-        assert final["body"]["cells_low_confidence"] == body["cells_low_confidence"] - 1
+        assert final["status"] == "final" and final["version"] == 3
+        assert final["body"]["cells_corrected"] == 2 and final["body"]["reviewed_by"] == "dr-hema"
+        assert final["body"]["cells_low_confidence"] == body["cells_low_confidence"] - 2
         corrected = client.post(f"/v1/specimens/{sid}/review",
                                 json={"reviewer": "dr-hema", "sign_out": True}).json()  # fmt: skip
-        assert corrected["status"] == "corrected" and corrected["version"] == 3
+        assert corrected["status"] == "corrected" and corrected["version"] == 4
         first = client.get(f"/v1/specimens/{sid}/report", params={"version": 1}).json()
         assert first["status"] == "preliminary" and first["body"] == body  # kept unchanged
         hl7_final = parse_message(client.get(f"/v1/specimens/{sid}/report", params={"format": "hl7"}).text,
                                   find_groups=True)  # fmt: skip
         assert hl7_final.oru_r01_patient_result.oru_r01_order_observation.obr.obr_25.to_er7() == "C"
+
+
+async def label_one_lis_review_task(ctx: dict, specimen_id: str) -> str:
+    """An expert claims one of the specimen's review tasks in the curation service and labels
+    it PC; returns the cell id."""
+    from marrowscope.lis_api.store import REVIEW_CAMPAIGN
+    from marrowscope.v1 import curation_pb2
+
+    clients = ServiceClients(ctx["peers"])
+    try:
+        admin = (("authorization", f"Bearer {ctx['secrets']['admin_token']}"),)
+        user = await clients.curation.CreateUser(
+            curation_pb2.CreateUserRequest(name="lis-reviewer", role=curation_pb2.ROLE_EXPERT),
+            metadata=admin,
+        )
+        expert = (("authorization", f"Bearer {user.token}"),)
+        with psycopg.connect(ctx["dsn"]) as conn:
+            row = conn.execute(
+                "SELECT id FROM analysis_jobs WHERE specimen_id = %s", (specimen_id,)).fetchone()  # fmt: skip
+        assert row is not None
+        deadline = time.monotonic() + 30
+        tasks: list = []
+        while not tasks and time.monotonic() < deadline:
+            claimed = await clients.curation.ClaimTasks(curation_pb2.ClaimTasksRequest(
+                campaign_id=str(REVIEW_CAMPAIGN), kind=curation_pb2.TASK_KIND_AL, limit=1),
+                metadata=expert)  # fmt: skip
+            tasks = [t for t in claimed.tasks if t.round_id == str(row[0])]
+            if not tasks:
+                await asyncio.sleep(0.5)
+        assert tasks, "the specimen's low-confidence cells never reached the curation service"
+        await clients.curation.SubmitDecisions(curation_pb2.SubmitDecisionsRequest(decisions=[
+            curation_pb2.DecisionInput(client_decision_id=f"lis-{tasks[0].id}", task_id=tasks[0].id,
+                                       action=curation_pb2.DECISION_ACTION_LABEL, class_code="PC")]),
+            metadata=expert)  # fmt: skip
+        return str(tasks[0].cell_id)
+    finally:
+        await clients.close()
