@@ -12,10 +12,8 @@ dependencies defined inside ``create_app`` as objects, not as strings.)
 import asyncio
 import contextlib
 import logging
-import uuid
 from collections import Counter
 from collections.abc import AsyncIterator, Awaitable, Callable
-from datetime import timedelta
 from typing import Annotated, Any, Literal
 
 from fastapi import (
@@ -23,20 +21,17 @@ from fastapi import (
     FastAPI,
     File,
     Form,
-    Header,
     HTTPException,
-    Query,
     Request,
-    Response,
     UploadFile,
 )
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse, PlainTextResponse
+from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field
 
 from marrowscope.core.clients import ServiceClients
 from marrowscope.core.db import DictPool
-from marrowscope.core.errors import InvalidArgument, MarrowscopeError, NotFound
+from marrowscope.core.errors import MarrowscopeError
 from marrowscope.core.images import ImageLimits, decode_image
 from marrowscope.core.logs import new_request_id, request_id_var
 from marrowscope.core.objectstore import ObjectStore, put_content_addressed
@@ -45,73 +40,22 @@ from marrowscope.core.taxonomy import load_taxonomy
 from marrowscope.v1 import common_pb2, inference_pb2, segmentation_pb2
 
 from .auth import Authenticator, AuthError, Client, RateLimiter
-from .formats import to_fhir, to_hl7
+from .deps import LisContext
 from .report import Thresholds
-from .review import CurationReview, revise_report
+from .review import CurationReview
+from .routes_reports import add_report_routes
+from .routes_specimens import add_specimen_routes
 from .settings import LisApiSettings
 from .store import Conflict, LisStore
 from .worker import AnalysisWorker, PeerRejected, PeerUnavailable, WorkerSettings, call_peer
 
 log = logging.getLogger(__name__)
 UNAUTHENTICATED = {"WWW-Authenticate": "Bearer"}
-ACCESSION_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._/-]{0,63}$"
-
-
-class SpecimenIn(BaseModel):
-    accession_number: str = Field(
-        pattern=ACCESSION_PATTERN, description="the LIS's accession number"
-    )
-    specimen_type: Literal["bone-marrow-aspirate", "peripheral-blood"] = "bone-marrow-aspirate"
 
 
 class ClientIn(BaseModel):
     name: str = Field(min_length=1, max_length=100)
     scopes: list[Literal["submit", "read", "review", "admin"]] = Field(min_length=1)
-
-
-class Correction(BaseModel):
-    cell_id: uuid.UUID
-    class_code: str = Field(min_length=1, max_length=16)
-
-
-class ReviewIn(BaseModel):
-    reviewer: str = Field(
-        min_length=1, max_length=100, description="who reviewed (signs the report)"
-    )
-    corrections: list[Correction] = Field(default=[], max_length=5000)
-    sign_out: bool = Field(
-        False, description="make this version final (or corrected if a final exists)"
-    )
-
-
-def specimen_out(row: dict[str, Any]) -> dict[str, Any]:
-    return {"id": str(row["id"]), "accession_number": row["accession_number"],
-            "specimen_type": row["specimen_type"], "created_at": row["created_at"].isoformat()}  # fmt: skip
-
-
-def image_out(row: dict[str, Any]) -> dict[str, Any]:
-    return {"id": str(row["id"]), "state": row["state"], "content_type": row["content_type"],
-            "width": row["width"], "height": row["height"], "size_bytes": row["size_bytes"],
-            "created_at": row["created_at"].isoformat()}  # fmt: skip
-
-
-def job_out(row: dict[str, Any]) -> dict[str, Any]:
-    return {
-        "id": str(row["id"]), "specimen_id": str(row["specimen_id"]), "state": row["state"],
-        "progress": {"images_total": row["images_total"], "images_done": row["images_done"],
-                     "cells_found": row["cells_found"]},
-        "waiting_reason": row["waiting_reason"], "attempts": row["attempts"],
-        "next_attempt_at": row["next_attempt_at"].isoformat() if row["state"] == "waiting" else None,
-        "error": row["error"],
-        "report_url": f"/v1/specimens/{row['specimen_id']}/report" if row["report_id"] else None,
-        "created_at": row["created_at"].isoformat(), "updated_at": row["updated_at"].isoformat(),
-    }  # fmt: skip
-
-
-def report_out(row: dict[str, Any], accession: str) -> dict[str, Any]:
-    return {"id": str(row["id"]), "specimen_id": str(row["specimen_id"]),
-            "accession_number": accession, "version": row["version"], "status": row["status"],
-            "created_at": row["created_at"].isoformat(), "body": row["body"]}  # fmt: skip
 
 
 def create_app(
@@ -223,10 +167,9 @@ def create_app(
 
         return check
 
-    Submit = Annotated[Client, Depends(scope("submit"))]
-    Read = Annotated[Client, Depends(scope("read"))]
-    Review = Annotated[Client, Depends(scope("review"))]
-    Admin = Annotated[Client, Depends(scope("admin"))]
+    scopes = {name: scope(name) for name in ("submit", "read", "review", "admin")}
+    Submit = Annotated[Client, Depends(scopes["submit"])]
+    Admin = Annotated[Client, Depends(scopes["admin"])]
 
     async def run(fn: Callable[..., Any], *args: Any) -> Any:
         return await asyncio.to_thread(fn, *args)
@@ -266,198 +209,10 @@ def create_app(
         new, key = await run(auth.create_client, body.name, sorted(set(body.scopes)))
         return {"id": new.id, "name": new.name, "scopes": sorted(new.scopes), "api_key": key}
 
-    # --- specimens and images -------------------------------------------------------------
-    @app.post("/v1/specimens", status_code=201, tags=["specimens"])
-    async def create_specimen(
-        body: SpecimenIn, client: Submit, response: Response
-    ) -> dict[str, Any]:
-        """Create a specimen for an accession number (the same number again returns it, 200)."""
-        row, created = await run(
-            lis.create_specimen, client.id, body.accession_number, body.specimen_type
-        )
-        if not created:
-            response.status_code = 200
-        response.headers["Location"] = f"/v1/specimens/{row['id']}"
-        return specimen_out(row)
-
-    @app.get("/v1/specimens", tags=["specimens"])
-    async def list_specimens(
-        client: Read, limit: Annotated[int, Query(ge=1, le=500)] = 50,
-        offset: Annotated[int, Query(ge=0, le=1_000_000)] = 0,
-    ) -> dict[str, Any]:  # fmt: skip
-        rows = await run(lis.specimens, client.id, limit, offset)
-        return {"items": [specimen_out(r) for r in rows], "limit": limit, "offset": offset}
-
-    @app.get("/v1/specimens/{specimen_id}", tags=["specimens"])
-    async def get_specimen(specimen_id: uuid.UUID, client: Read) -> dict[str, Any]:
-        row = await run(lis.specimen, client.id, str(specimen_id))
-        images = await run(lis.images, row["id"])
-        reports = await run(lis.reports, row["id"])
-        return {**specimen_out(row), "images": [image_out(i) for i in images],
-                "report_versions": [{"version": r["version"], "status": r["status"]} for r in reports]}  # fmt: skip
-
-    @app.post("/v1/specimens/{specimen_id}/images", status_code=201, tags=["images"])
-    async def upload_images(
-        specimen_id: uuid.UUID, client: Submit,
-        files: Annotated[list[UploadFile], File(description="field images (JPEG, PNG, TIFF, BMP)")],
-    ) -> dict[str, Any]:  # fmt: skip
-        """Upload field images. All are checked (magic bytes, size, pixels) before any is kept."""
-        specimen = await run(lis.specimen, client.id, str(specimen_id))
-        if len(files) > settings.max_files_per_request:
-            raise HTTPException(413, f"at most {settings.max_files_per_request} files per request")
-        checked = []
-        for upload in files:
-            data = await upload.read(settings.max_upload_bytes + 1)
-            try:
-                image = await run(decode_image, data, limits)
-            except MarrowscopeError as exc:
-                raise HTTPException(
-                    exc.http_status, f"{upload.filename or 'file'}: {exc}"
-                ) from None
-            checked.append((data, image))
-        rows = []
-        for data, image in checked:
-            suffix = "." + image.format.lower().replace("jpeg", "jpg")
-            stored = await run(
-                put_content_addressed, store, "fields", data, image.content_type, suffix
-            )
-            meta = {"content_type": image.content_type, "width": image.width,
-                    "height": image.height, "size_bytes": len(data)}  # fmt: skip
-            rows.append(await asyncio.to_thread(lis.add_image, specimen["id"], stored.key, **meta))
-        return {"images": [image_out(r) for r in rows]}
-
-    @app.post("/v1/specimens/{specimen_id}/images/presigned", status_code=201, tags=["images"])
-    async def presign_image(specimen_id: uuid.UUID, client: Submit) -> dict[str, Any]:
-        """A URL to PUT one image straight into the object store; then call .../complete."""
-        specimen = await run(lis.specimen, client.id, str(specimen_id))
-        key = f"uploads/{uuid.uuid4()}"
-        url = await run(store.presign_put, key, timedelta(minutes=15))
-        row = await run(lambda: lis.add_image(specimen["id"], key, state="pending_upload"))
-        return {"image": image_out(row), "upload_url": url, "method": "PUT",
-                "headers": {"Content-Type": "application/octet-stream"}, "expires_in": 900,
-                "complete_url": f"/v1/specimens/{specimen_id}/images/{row['id']}/complete"}  # fmt: skip
-
-    @app.post("/v1/specimens/{specimen_id}/images/{image_id}/complete", tags=["images"])
-    async def complete_image(
-        specimen_id: uuid.UUID, image_id: uuid.UUID, client: Submit
-    ) -> dict[str, Any]:
-        """Check a presigned upload; a bad file is deleted and refused (422/413/415)."""
-        specimen = await run(lis.specimen, client.id, str(specimen_id))
-        row = await run(lis.image, specimen["id"], str(image_id))
-        if row["state"] == "stored":
-            return image_out(row)
-        try:
-            data = await run(lambda: store.get(row["object_key"], verify=False))
-        except NotFound:
-            raise HTTPException(409, "nothing was uploaded to the presigned URL yet") from None
-        if len(data) > settings.max_upload_bytes:
-            await run(store.delete, row["object_key"])
-            raise HTTPException(413, f"the upload exceeds {settings.max_upload_bytes} bytes")
-        try:
-            image = await run(decode_image, data, limits)
-        except MarrowscopeError:
-            await run(store.delete, row["object_key"])
-            raise
-        done = await run(lambda: lis.complete_image(row["id"], content_type=image.content_type,
-                         width=image.width, height=image.height, size_bytes=len(data)))  # fmt: skip
-        return image_out(done)
-
-    # --- analysis jobs --------------------------------------------------------------------
-    @app.post("/v1/specimens/{specimen_id}/analyses", status_code=202, tags=["analyses"])
-    async def start_analysis(
-        specimen_id: uuid.UUID, client: Submit, response: Response,
-        idempotency_key: Annotated[str | None, Header(max_length=200)] = None,
-    ) -> dict[str, Any]:  # fmt: skip
-        """Segment and classify every stored image, then write a preliminary report."""
-        specimen = await run(lis.specimen, client.id, str(specimen_id))
-        row, _ = await run(lis.create_job, client.id, specimen["id"], idempotency_key)
-        response.headers["Location"] = f"/v1/analyses/{row['id']}"
-        return job_out(row)
-
-    @app.get("/v1/analyses/{job_id}", tags=["analyses"])
-    async def get_analysis(job_id: uuid.UUID, client: Read) -> dict[str, Any]:
-        return job_out(await run(lis.job, client.id, str(job_id)))
-
-    # --- reports --------------------------------------------------------------------------
-    async def report_row(
-        client: Client, specimen_id: uuid.UUID, version: int | None
-    ) -> tuple[dict[str, Any], dict[str, Any]]:
-        specimen = await run(lis.specimen, client.id, str(specimen_id))
-        reports = await run(lis.reports, specimen["id"])
-        if not reports:
-            raise NotFound("no report yet: start an analysis and wait for it to succeed")
-        if version is None:
-            return specimen, reports[-1]
-        for row in reports:
-            if row["version"] == version:
-                return specimen, row
-        raise NotFound(f"report version {version} not found (latest is {reports[-1]['version']})")
-
-    @app.get("/v1/specimens/{specimen_id}/report", tags=["reports"],
-             responses={200: {"content": {"application/fhir+json": {}, "x-application/hl7-v2+er7": {}}}})  # fmt: skip
-    async def get_report(
-        specimen_id: uuid.UUID, client: Read,
-        format: Annotated[Literal["json", "fhir", "hl7"], Query()] = "json",
-        version: Annotated[int | None, Query(ge=1, le=100_000)] = None,
-    ) -> Response:  # fmt: skip
-        """The differential (latest version unless asked): JSON, FHIR R4 or HL7 v2.5.1 ORU^R01."""
-        specimen, row = await report_row(client, specimen_id, version)
-        report = report_out(row, specimen["accession_number"])
-        if format == "fhir":
-            return JSONResponse(await run(to_fhir, report), media_type="application/fhir+json")
-        if format == "hl7":
-            return PlainTextResponse(
-                await run(to_hl7, report), media_type="x-application/hl7-v2+er7"
-            )
-        return JSONResponse(report)
-
-    @app.get("/v1/specimens/{specimen_id}/reports", tags=["reports"])
-    async def list_reports(specimen_id: uuid.UUID, client: Read) -> dict[str, Any]:
-        specimen = await run(lis.specimen, client.id, str(specimen_id))
-        rows = await run(lis.reports, specimen["id"])
-        return {"versions": [{"version": r["version"], "status": r["status"],
-                              "created_at": r["created_at"].isoformat()} for r in rows]}  # fmt: skip
-
-    @app.get("/v1/specimens/{specimen_id}/review", tags=["review"])
-    async def review_queue(specimen_id: uuid.UUID, client: Review) -> dict[str, Any]:
-        """The latest report's low-confidence cells, with the model's top guesses."""
-        specimen, row = await report_row(client, specimen_id, None)
-        wanted = set(row["body"]["low_confidence_cell_ids"])
-        cells = await run(lis.job_cells, row["analysis_job_id"])
-        return {"report_version": row["version"], "cells": [
-            {"cell_id": str(c["cell_id"]), "predicted_class": c["class_code"],
-             "probability": c["probability"], "margin": c["margin"], "top_classes": c["top_classes"],
-             "image_url": f"/v1/specimens/{specimen_id}/cells/{c['cell_id']}/image"}
-            for c in cells if str(c["cell_id"]) in wanted]}  # fmt: skip
-
-    @app.get("/v1/specimens/{specimen_id}/cells/{cell_id}/image", tags=["review"],
-             responses={200: {"content": {"image/png": {}}}})  # fmt: skip
-    async def cell_image(specimen_id: uuid.UUID, cell_id: uuid.UUID, client: Review) -> Response:
-        specimen, row = await report_row(client, specimen_id, None)
-        cells = await run(lis.job_cells, row["analysis_job_id"])
-        match = next((c for c in cells if c["cell_id"] == cell_id), None)
-        if match is None:
-            raise NotFound(f"cell {cell_id} is not part of this specimen's analysis")
-        return Response(await run(store.get, match["object_key"]), media_type="image/png")
-
-    @app.post("/v1/specimens/{specimen_id}/review", status_code=201, tags=["review"])
-    async def submit_review(
-        specimen_id: uuid.UUID, body: ReviewIn, client: Review
-    ) -> dict[str, Any]:
-        """Apply expert corrections and/or sign out: always a new report version."""
-        specimen, latest = await report_row(client, specimen_id, None)
-        known = {str(c["cell_id"]) for c in await run(lis.job_cells, latest["analysis_job_id"])}
-        for c in body.corrections:
-            taxonomy.check(c.class_code)
-            if str(c.cell_id) not in known:
-                raise InvalidArgument(f"cell {c.cell_id} is not part of this specimen's analysis")
-        if not body.corrections and not body.sign_out:
-            raise InvalidArgument("nothing to do: send corrections, sign_out, or both")
-        await run(lis.add_corrections, specimen["id"], body.reviewer,
-                  [(str(c.cell_id), c.class_code) for c in body.corrections])  # fmt: skip
-        row = await run(revise_report, lis, specimen["id"], latest, taxonomy, thresholds,
-                        body.reviewer, body.sign_out)  # fmt: skip
-        return report_out(row, specimen["accession_number"])
+    ctx = LisContext(settings, lis, store, clients, limits, thresholds, taxonomy,
+                     scopes["submit"], scopes["read"], scopes["review"], scopes["admin"], run)  # fmt: skip
+    add_specimen_routes(app, ctx)
+    add_report_routes(app, ctx)
 
     # --- one field, synchronously (the walking skeleton's endpoint, kept for middleware) --
     @app.post("/v1/classify", tags=["classify"])
