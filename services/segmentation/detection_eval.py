@@ -17,14 +17,24 @@ def iou(a: Box, b: Box) -> float:
     return inter / union if union > 0 else 0.0
 
 
+DUPLICATE_IOU = 0.95
+
+
 def read_yolo_boxes(label_file: Path, width: int, height: int, class_id: int = 0) -> list[Box]:
-    """Boxes of ``class_id`` (TXL-PBC: 0 = WBC) in pixels."""
+    """Boxes of ``class_id`` (TXL-PBC: 0 = WBC) in pixels, without duplicated annotations.
+
+    A label file can list the same box several times (one TXL-PBC test field has one cell
+    annotated six times); a box with IoU >= 0.95 to an earlier one is the same cell, and
+    counting it again would score every detector as missing cells that are not there.
+    """
     boxes: list[Box] = []
     for line in label_file.read_text().splitlines() if label_file.exists() else []:
         parts = line.split()
         if len(parts) == 5 and int(float(parts[0])) == class_id:
             cx, cy, w, h = (float(v) for v in parts[1:])
-            boxes.append(((cx - w / 2) * width, (cy - h / 2) * height, w * width, h * height))
+            box = ((cx - w / 2) * width, (cy - h / 2) * height, w * width, h * height)
+            if all(iou(box, kept) < DUPLICATE_IOU for kept in boxes):
+                boxes.append(box)
     return boxes
 
 

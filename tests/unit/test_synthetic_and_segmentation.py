@@ -60,3 +60,16 @@ def test_crop_removes_background_and_rle_round_trips() -> None:
     crop = crop_cell(field.rgb, region)
     assert crop.shape == (282, 282, 3) and crop[0, 0].max() == 0
     assert np.array_equal(rle_to_mask(mask_to_rle(region.mask), region.mask.shape), region.mask)
+
+
+def test_detection_scoring_ignores_duplicated_annotations(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    from marrowscope.segmentation.detection_eval import DetectionScore, read_yolo_boxes
+
+    labels = tmp_path / "field.txt"
+    # One cell annotated three times (as in a TXL-PBC test field), a second cell, a red cell.
+    labels.write_text("0 0.25 0.25 0.2 0.2\n" * 3 + "0 0.7 0.7 0.2 0.2\n1 0.5 0.5 0.1 0.1\n")
+    truth = read_yolo_boxes(labels, 100, 100)
+    assert truth == [(15.0, 15.0, 20.0, 20.0), (60.0, 60.0, 20.0, 20.0)]
+    score = DetectionScore()
+    score.add(truth, [(16.0, 15.0, 20.0, 20.0), (0.0, 80.0, 10.0, 10.0)])
+    assert (score.true_positives, score.false_positives, score.false_negatives) == (1, 1, 1)
