@@ -9,7 +9,14 @@ import sys
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
-BENCHMARKS = ["intake.py", "classifier.py", "segmentation.py", "lis_api_load.py", "curation_workbench.py"]
+BENCHMARKS = [
+    "intake.py",
+    "classifier.py",
+    "segmentation.py",
+    "lis_api_load.py",
+    "curation_workbench.py",
+    "workbench_round.py",
+]
 
 
 def main() -> int:
