@@ -19,14 +19,14 @@ from typing import Annotated, Any, Literal
 import grpc
 import matplotlib
 from fastapi import Depends, FastAPI, HTTPException, Query, Request, Response
-from fastapi.exceptions import RequestValidationError
-from fastapi.responses import FileResponse, JSONResponse, RedirectResponse
+from fastapi.responses import FileResponse, RedirectResponse
 from google.protobuf.json_format import MessageToDict
 from PIL import Image
 from pydantic import BaseModel, Field
 
 from marrowscope.core.clients import ServiceClients
 from marrowscope.core.errors import MarrowscopeError
+from marrowscope.core.http_errors import add_error_handlers
 from marrowscope.core.objectstore import ObjectStore
 from marrowscope.core.taxonomy import load_taxonomy
 from marrowscope.v1 import orchestrator_pb2
@@ -142,21 +142,7 @@ def create_web_app(
 ) -> FastAPI:  # fmt: skip
     app = FastAPI(title="Marrowscope curation API", version="1",
                   description="Review tasks for hematology experts (CST confirm/correct, AL label).")  # fmt: skip
-
-    @app.exception_handler(MarrowscopeError)
-    async def domain_error(request: Request, exc: MarrowscopeError) -> JSONResponse:
-        return JSONResponse({"detail": str(exc)}, status_code=exc.http_status)
-
-    @app.exception_handler(RequestValidationError)
-    async def bad_request(request: Request, exc: RequestValidationError) -> JSONResponse:
-        errors = [{"loc": list(e.get("loc", ())), "msg": e.get("msg", "")} for e in exc.errors()]
-        return JSONResponse({"detail": errors}, status_code=422)
-
-    @app.exception_handler(Exception)
-    async def internal(request: Request, exc: Exception) -> JSONResponse:
-        log.error("unhandled %s on %s %s", type(exc).__name__, request.method, request.url.path,
-                  exc_info=exc)  # fmt: skip
-        return JSONResponse({"detail": "internal error"}, status_code=500)
+    add_error_handlers(app, log)
 
     async def run(fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
         return await asyncio.to_thread(fn, *args, **kwargs)

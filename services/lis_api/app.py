@@ -25,13 +25,12 @@ from fastapi import (
     Request,
     UploadFile,
 )
-from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field
 
 from marrowscope.core.clients import ServiceClients
 from marrowscope.core.db import DictPool
-from marrowscope.core.errors import MarrowscopeError
+from marrowscope.core.http_errors import add_error_handlers
 from marrowscope.core.images import ImageLimits, decode_image
 from marrowscope.core.logs import new_request_id, request_id_var
 from marrowscope.core.objectstore import ObjectStore, put_content_addressed
@@ -102,6 +101,8 @@ def create_app(
         ),
     )  # fmt: skip
 
+    add_error_handlers(app, log)
+
     @app.middleware("http")
     async def request_id(request: Request, call_next):  # type: ignore[no-untyped-def]
         token = request_id_var.set(request.headers.get("x-request-id", "")[:64] or new_request_id())
@@ -111,10 +112,6 @@ def create_app(
             return response
         finally:
             request_id_var.reset(token)
-
-    @app.exception_handler(MarrowscopeError)
-    async def domain_error(request: Request, exc: MarrowscopeError) -> JSONResponse:
-        return JSONResponse({"detail": str(exc)}, status_code=exc.http_status)
 
     @app.exception_handler(Conflict)
     async def conflict(request: Request, exc: Conflict) -> JSONResponse:
@@ -128,18 +125,6 @@ def create_app(
     @app.exception_handler(PeerRejected)
     async def peer_rejected(request: Request, exc: PeerRejected) -> JSONResponse:
         return JSONResponse({"detail": str(exc)}, status_code=422)
-
-    @app.exception_handler(RequestValidationError)
-    async def bad_request(request: Request, exc: RequestValidationError) -> JSONResponse:
-        errors = [{"loc": list(e.get("loc", ())), "msg": e.get("msg", "")} for e in exc.errors()]
-        return JSONResponse({"detail": errors}, status_code=422)
-
-    @app.exception_handler(Exception)
-    async def internal(request: Request, exc: Exception) -> JSONResponse:
-        log.error("unhandled %s on %s %s", type(exc).__name__, request.method, request.url.path,
-                  exc_info=exc)  # fmt: skip
-        return JSONResponse({"detail": "internal error", "request_id": request_id_var.get()},
-                            status_code=500)  # fmt: skip
 
     def client_for(request: Request) -> Client:
         header = request.headers.get("authorization", "")
