@@ -153,6 +153,13 @@ def test_an_expert_works_a_round_from_the_browser(running_stack: dict, reviewing
     expect(tiles.nth(0)).to_have_attribute("data-state", "correct")
     expect(tiles.nth(0).locator(".saved")).to_have_text("saved")
     expect(tiles.nth(1)).to_have_attribute("data-state", "too_difficult")
+    # Second thoughts on the first cell (already saved): a new answer undoes the old one.
+    changed = "EO" if other != "EO" and proposed != "EO" else "BA"
+    page.keyboard.press("ArrowLeft")
+    page.keyboard.press("ArrowLeft")
+    page.keyboard.press(page.locator(f".palette button[data-code='{changed}'] kbd").inner_text())
+    expect(tiles.nth(0).locator(".badge")).to_have_text(f"→ {changed}")
+    expect(tiles.nth(0).locator(".saved")).to_have_text("saved")
     page.screenshot(path=str(SHOTS / "02-cst-corrected.png"), full_page=True)
     started = time.monotonic()
     page.keyboard.press("Enter")  # one action confirms every remaining cell
@@ -189,14 +196,16 @@ def test_an_expert_works_a_round_from_the_browser(running_stack: dict, reviewing
     page.screenshot(path=str(SHOTS / "05-after-reload.png"), full_page=True)
 
     # Exactly the decisions made in the browser, each once, with the user and time audited.
-    stored = decisions(running_stack["dsn"], "ui-expert")
+    every = decisions(running_stack["dsn"], "ui-expert")
+    assert [(d[1], d[2], d[6]) for d in every if d[6]] == [("correct", other, True)]  # taken back
+    stored = [d for d in every if not d[6]]
     cst = [d for d in stored if d[3] == "CST"]
     al = [d for d in stored if d[3] == "AL"]
     assert len(cst) == page_size and len({d[0] for d in stored}) == len(stored)
     assert sorted(d[1] for d in cst) == sorted(
         ["correct", "too_difficult"] + ["confirm"] * (page_size - 2)
     )
-    assert [d for d in cst if d[1] == "correct"][0][2] == other
+    assert [d for d in cst if d[1] == "correct"][0][2] == changed
     assert [(d[1], d[2]) for d in al] == [
         ("label", top_guess),
         ("too_difficult", None),
@@ -205,9 +214,10 @@ def test_an_expert_works_a_round_from_the_browser(running_stack: dict, reviewing
     assert len({d[5] for d in stored}) == len(stored)  # never two decisions for one task
     with psycopg.connect(running_stack["dsn"]) as conn:
         audit = conn.execute(
-            """SELECT count(*), min(at) > now() - interval '10 minutes' FROM audit_events
-               WHERE actor = 'ui-expert' AND action = 'decide'""").fetchone()  # fmt: skip
-    assert audit == (len(stored), True)
+            """SELECT count(*) FILTER (WHERE action = 'decide'), count(*) FILTER (WHERE action = 'undo'),
+                      min(at) > now() - interval '10 minutes' FROM audit_events
+               WHERE actor = 'ui-expert'""").fetchone()  # fmt: skip
+    assert audit == (len(every), 1, True)
     print(
         f"\nCST page of {page_size} cells: 1 correction, 1 rejection, then Enter confirmed "
         f"{page_size - 2} in {confirm_seconds:.2f} s (until every tile showed 'saved')"

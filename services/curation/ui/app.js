@@ -131,10 +131,17 @@ function decideMany(tasks, action) {
   return items;
 }
 
-/** Undo the newest decision: drop it if it never left, else ask the service to undo it. */
-async function undoLast() {
-  const item = session.history.pop();
-  if (!item) { say("Nothing to undo"); return null; }
+/** Wait until no outbox request is in flight (its answer decides whether an item was stored). */
+async function syncIdle() {
+  while (sync.busy) await new Promise((resolve) => setTimeout(resolve, 50));
+}
+
+/** Take a decision back: drop it if it never reached the service, else ask the service to
+ *  undo it. Waits for a request in flight first, so an item is never both dropped and stored. */
+async function takeBack(item) {
+  await syncIdle();
+  const at = session.history.findIndex((h) => h.client_decision_id === item.client_decision_id);
+  if (at >= 0) session.history.splice(at, 1);
   if (outbox.load().some((i) => i.client_decision_id === item.client_decision_id)) {
     outbox.remove([item.client_decision_id]);
   } else {
@@ -142,13 +149,21 @@ async function undoLast() {
       await api(`/api/v1/decisions/${encodeURIComponent(item.client_decision_id)}/undo`,
                 { method: "POST", body: { reason: "undo in workbench" } });
     } catch (error) {
-      session.history.push(item);
+      if (at >= 0) session.history.push(item);
       say(`Undo failed: ${error.message}`);
-      return null;
+      return false;
     }
   }
-  say("Undone");
   refreshPace();
+  return true;
+}
+
+/** Undo the newest decision of this session. */
+async function undoLast() {
+  const item = session.history[session.history.length - 1];
+  if (!item) { say("Nothing to undo"); return null; }
+  if (!(await takeBack(item))) return null;
+  say("Undone");
   return item;
 }
 
@@ -324,15 +339,8 @@ async function cstPage(campaignId) {
   }
 
   async function apply(entry, action, classCode) {
-    if (entry.decision) {
-      // A new answer for a decided cell: take the old one back first.
-      const index = session.history.findIndex((h) => h.client_decision_id === entry.decision.client_decision_id);
-      if (index >= 0) {
-        const [old] = session.history.splice(index, 1);
-        session.history.push(old);
-        if (!(await undoLast())) return;
-      }
-    }
+    // A new answer for a decided cell (also one decided before a reload): the old one first.
+    if (entry.decision && !(await takeBack(entry.decision))) return;
     entry.decision = decide(entry.task, action, classCode);
     entry.saved = false;
     paint(entry);
