@@ -12,7 +12,6 @@ import io
 import json
 import os
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -21,10 +20,10 @@ from pathlib import Path
 
 import httpx
 import numpy as np
-import psycopg
+from local_services import running_service, throwaway_database  # bench/ helper
 from PIL import Image
 
-from marrowscope.core.db import create_database, drop_database, open_pool
+from marrowscope.core.db import open_pool
 from marrowscope.core.objectstore import open_store
 from marrowscope.core.settings import DatabaseSettings, ObjectStoreSettings
 from marrowscope.curation.service import CurationService, NewTask, User
@@ -50,12 +49,20 @@ def ms(values: list[float], q: float) -> float:
 
 
 def main() -> int:
-    admin_dsn = os.environ.get(
-        "MARROWSCOPE_TEST_PG_ADMIN_DSN", "postgresql://postgres@127.0.0.1:5432/postgres"
-    )
-    name = f"marrowscope_bench_{uuid.uuid4().hex[:8]}"
-    create_database(admin_dsn, name)
-    dsn = psycopg.conninfo.make_conninfo(admin_dsn, dbname=name)
+    with throwaway_database() as dsn:
+        work, campaign = seed(dsn)
+        port, grpc_port = 18181, 18154
+        env = {**os.environ, "MARROWSCOPE_DB_DSN": dsn, "MARROWSCOPE_STORE_ROOT": str(work / "store"),
+               "MARROWSCOPE_CURATION_PORT": str(grpc_port), "MARROWSCOPE_CURATION_HTTP_PORT": str(port),
+               "MARROWSCOPE_CURATION_ADMIN_TOKEN": TOKEN}  # fmt: skip
+        url = f"http://127.0.0.1:{port}"
+        with running_service("marrowscope.curation", env, url + "/healthz", work / "curation.log"):
+            measure(url, campaign)
+    return 0
+
+
+def seed(dsn: str) -> tuple[Path, uuid.UUID]:
+    """5,000 open CST tasks over 50 distinct crops; returns the store folder and campaign."""
     work = Path(tempfile.mkdtemp(prefix="curation-bench-"))
     store = open_store(ObjectStoreSettings(root=work / "store"))
     pool = open_pool(DatabaseSettings(dsn=dsn))
@@ -80,66 +87,51 @@ def main() -> int:
     )
     pool.close()
 
-    port, grpc_port = 18181, 18154
-    env = {**os.environ, "MARROWSCOPE_DB_DSN": dsn, "MARROWSCOPE_STORE_ROOT": str(work / "store"),
-           "MARROWSCOPE_CURATION_PORT": str(grpc_port), "MARROWSCOPE_CURATION_HTTP_PORT": str(port),
-           "MARROWSCOPE_CURATION_ADMIN_TOKEN": TOKEN}  # fmt: skip
-    server = subprocess.Popen([sys.executable, "-m", "marrowscope.curation"], env=env,
-                              stdout=(work / "curation.log").open("wb"), stderr=subprocess.STDOUT)  # fmt: skip
+    return work, campaign
+
+
+def measure(url: str, campaign: uuid.UUID) -> None:
     timings: dict[str, list[float]] = {
         k: [] for k in ("queues", "progress", "claim_page", "thumbnails_page", "confirm_page")
     }
-    try:
-        url = f"http://127.0.0.1:{port}"
-        for _ in range(100):
-            try:
-                httpx.get(url + "/healthz", timeout=1)
+    with httpx.Client(
+        base_url=url, headers={"Authorization": f"Bearer {TOKEN}"}, timeout=30
+    ) as http:
+        decided = 0
+        while decided < TASKS:
+            for key, call in (("queues", lambda: http.get("/api/v1/campaigns")),
+                              ("progress", lambda: http.get(f"/api/v1/campaigns/{campaign}/progress"))):  # fmt: skip
+                started = time.perf_counter()
+                call().raise_for_status()
+                timings[key].append(time.perf_counter() - started)
+            started = time.perf_counter()
+            page = http.post(
+                f"/api/v1/campaigns/{campaign}/claims", json={"kind": "CST", "limit": PAGE}
+            ).json()
+            timings["claim_page"].append(time.perf_counter() - started)
+            if not page["tasks"]:
                 break
-            except httpx.TransportError:
-                time.sleep(0.2)
-        with httpx.Client(
-            base_url=url, headers={"Authorization": f"Bearer {TOKEN}"}, timeout=30
-        ) as http:
-            decided = 0
-            while decided < TASKS:
-                for key, call in (("queues", lambda: http.get("/api/v1/campaigns")),
-                                  ("progress", lambda: http.get(f"/api/v1/campaigns/{campaign}/progress"))):  # fmt: skip
-                    started = time.perf_counter()
-                    call().raise_for_status()
-                    timings[key].append(time.perf_counter() - started)
-                started = time.perf_counter()
-                page = http.post(
-                    f"/api/v1/campaigns/{campaign}/claims", json={"kind": "CST", "limit": PAGE}
-                ).json()
-                timings["claim_page"].append(time.perf_counter() - started)
-                if not page["tasks"]:
-                    break
-                started = time.perf_counter()
-                for task in page["tasks"]:
-                    http.get(task["image_url"], params={"size": 128}).raise_for_status()
-                timings["thumbnails_page"].append(time.perf_counter() - started)
-                started = time.perf_counter()
-                reply = http.post("/api/v1/decisions", json={"decisions": [
-                    {"client_decision_id": str(uuid.uuid4()), "task_id": t["id"], "action": "confirm"}
-                    for t in page["tasks"]]}).json()  # fmt: skip
-                timings["confirm_page"].append(time.perf_counter() - started)
-                assert all(r["ok"] for r in reply["results"])
-                decided += len(page["tasks"])
-        results = {"open_tasks_at_start": TASKS, "page": PAGE, "pages": len(timings["confirm_page"]),
-                   **{k: {"p50_ms": ms(v, 50), "p99_ms": ms(v, 99), "mean_ms": round(statistics.mean(v) * 1000, 1)}
-                      for k, v in timings.items()}}  # fmt: skip
-        for key in timings:
-            print(
-                f"{key:>16}: p50 {results[key]['p50_ms']:7.1f} ms  p99 {results[key]['p99_ms']:7.1f} ms"
-            )
-        print(f"worked through {decided} tasks in {results['pages']} pages of {PAGE}")
-        RESULTS.mkdir(parents=True, exist_ok=True)
-        (RESULTS / "curation_workbench.json").write_text(json.dumps(results, indent=2))
-    finally:
-        server.terminate()
-        server.wait(10)
-        drop_database(admin_dsn, name)
-    return 0
+            started = time.perf_counter()
+            for task in page["tasks"]:
+                http.get(task["image_url"], params={"size": 128}).raise_for_status()
+            timings["thumbnails_page"].append(time.perf_counter() - started)
+            started = time.perf_counter()
+            reply = http.post("/api/v1/decisions", json={"decisions": [
+                {"client_decision_id": str(uuid.uuid4()), "task_id": t["id"], "action": "confirm"}
+                for t in page["tasks"]]}).json()  # fmt: skip
+            timings["confirm_page"].append(time.perf_counter() - started)
+            assert all(r["ok"] for r in reply["results"])
+            decided += len(page["tasks"])
+    results = {"open_tasks_at_start": TASKS, "page": PAGE, "pages": len(timings["confirm_page"]),
+               **{k: {"p50_ms": ms(v, 50), "p99_ms": ms(v, 99), "mean_ms": round(statistics.mean(v) * 1000, 1)}
+                  for k, v in timings.items()}}  # fmt: skip
+    for key in timings:
+        print(
+            f"{key:>16}: p50 {results[key]['p50_ms']:7.1f} ms  p99 {results[key]['p99_ms']:7.1f} ms"
+        )
+    print(f"worked through {decided} tasks in {results['pages']} pages of {PAGE}")
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    (RESULTS / "curation_workbench.json").write_text(json.dumps(results, indent=2))
 
 
 if __name__ == "__main__":

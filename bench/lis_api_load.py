@@ -15,7 +15,6 @@ import hashlib
 import io
 import json
 import os
-import subprocess
 import sys
 import tempfile
 import time
@@ -24,10 +23,10 @@ from pathlib import Path
 
 import httpx
 import numpy as np
-import psycopg
+from local_services import running_service, throwaway_database  # bench/ helper
 from PIL import Image
 
-from marrowscope.core.db import create_database, drop_database, open_pool
+from marrowscope.core.db import open_pool
 from marrowscope.core.settings import DatabaseSettings
 from marrowscope.core.synthetic import make_field
 from marrowscope.core.taxonomy import load_taxonomy
@@ -85,69 +84,56 @@ async def hammer(url: str, requests: int, concurrency: int, send) -> dict[str, f
 
 
 def main() -> int:
-    admin = os.environ.get(
-        "MARROWSCOPE_TEST_PG_ADMIN_DSN", "postgresql://postgres@127.0.0.1:5432/postgres"
-    )
-    name = f"marrowscope_bench_{uuid.uuid4().hex[:8]}"
-    create_database(admin, name)
-    dsn = psycopg.conninfo.make_conninfo(admin, dbname=name)
     workdir = Path(tempfile.mkdtemp(prefix="lis-bench-"))
     port = 18080
-    env = {**os.environ, "MARROWSCOPE_DB_DSN": dsn, "MARROWSCOPE_STORE_ROOT": str(workdir / "store"),
-           "MARROWSCOPE_LIS_PORT": str(port), "MARROWSCOPE_LIS_RATE_LIMIT_PER_S": "1000000",
-           "MARROWSCOPE_LIS_RATE_LIMIT_BURST": "1000000", "MARROWSCOPE_LIS_MAX_FILES_PER_REQUEST": "20",
-           "MARROWSCOPE_LIS_API_KEY_HASHES": json.dumps([hashlib.sha256(KEY.encode()).hexdigest()])}  # fmt: skip
-    server = subprocess.Popen([sys.executable, "-m", "marrowscope.lis_api"], env=env,
-                              stdout=(workdir / "lis.log").open("wb"), stderr=subprocess.STDOUT)  # fmt: skip
     url = f"http://127.0.0.1:{port}"
-    try:
-        for _ in range(100):
-            try:
-                httpx.get(url + "/healthz", timeout=1)
-                break
-            except httpx.TransportError:
-                time.sleep(0.2)
-        field, source = field_704()
-        headers = {"Authorization": f"Bearer {KEY}"}
-        sid = httpx.post(
-            url + "/v1/specimens", json={"accession_number": "BENCH-1"}, headers=headers
-        ).json()["id"]
-        httpx.post(f"{url}/v1/specimens/{sid}/images", files=[("files", ("f.jpg", field, "image/jpeg"))],
-                   headers=headers).raise_for_status()  # fmt: skip
-        # A real 500-cell differential as the report (the analysis itself is not under test).
-        pool = open_pool(DatabaseSettings(dsn=dsn, apply_migrations=False))
-        store = LisStore(pool)
-        client_id = f"bootstrap-{hashlib.sha256(KEY.encode()).hexdigest()[:12]}"
-        job, _ = store.create_job(client_id, sid, None)
-        rng = np.random.default_rng(0)
-        codes = load_taxonomy("paper17").codes
-        cells = [ClassifiedCell(str(uuid.uuid4()), str(rng.choice(codes)), float(rng.uniform(0.3, 1)),
-                                float(rng.uniform(0, 1))) for _ in range(500)]  # fmt: skip
-        body = build_differential(cells, load_taxonomy("paper17"), Thresholds())
-        body.update(model_version="bench", algorithm_versions=["stain-v1"], images_analysed=1)
-        store.add_report(sid, job["id"], "preliminary", body)
-        pool.close()
-
-        results = {"field_source": source, "field_bytes": len(field)}
-        print(f"field: {source}, 704x704 JPEG, {len(field)} bytes")
-        for label, requests, concurrency, send in [
-            ("get_report_json", 2000, 16, lambda c: c.get(f"/v1/specimens/{sid}/report")),
-            ("get_report_fhir", 1000, 16, lambda c: c.get(f"/v1/specimens/{sid}/report", params={"format": "fhir"})),
-            ("post_upload_704", 300, 8, lambda c: c.post(
-                f"/v1/specimens/{sid}/images", files=[("files", ("f.jpg", field, "image/jpeg"))])),
-        ]:  # fmt: skip
-            figures = asyncio.run(hammer(url, requests, concurrency, send))
-            results[label] = figures
-            print(f"{label:>16}: {figures['requests_per_s']:7.1f} req/s  p50 {figures['p50_ms']:6.1f} ms  "
-                  f"p99 {figures['p99_ms']:6.1f} ms  ({figures['requests']} requests, "
-                  f"{figures['concurrency']} concurrent, {figures['failures']} failed)")  # fmt: skip
-        RESULTS.mkdir(parents=True, exist_ok=True)
-        (RESULTS / "lis_api_load.json").write_text(json.dumps(results, indent=2))
-    finally:
-        server.terminate()
-        server.wait(10)
-        drop_database(admin, name)
+    with throwaway_database() as dsn:
+        env = {**os.environ, "MARROWSCOPE_DB_DSN": dsn, "MARROWSCOPE_STORE_ROOT": str(workdir / "store"),
+               "MARROWSCOPE_LIS_PORT": str(port), "MARROWSCOPE_LIS_RATE_LIMIT_PER_S": "1000000",
+               "MARROWSCOPE_LIS_RATE_LIMIT_BURST": "1000000", "MARROWSCOPE_LIS_MAX_FILES_PER_REQUEST": "20",
+               "MARROWSCOPE_LIS_API_KEY_HASHES": json.dumps([hashlib.sha256(KEY.encode()).hexdigest()])}  # fmt: skip
+        with running_service("marrowscope.lis_api", env, url + "/healthz", workdir / "lis.log"):
+            measure(url, dsn)
     return 0
+
+
+def measure(url: str, dsn: str) -> None:
+    field, source = field_704()
+    headers = {"Authorization": f"Bearer {KEY}"}
+    sid = httpx.post(
+        url + "/v1/specimens", json={"accession_number": "BENCH-1"}, headers=headers
+    ).json()["id"]
+    httpx.post(f"{url}/v1/specimens/{sid}/images", files=[("files", ("f.jpg", field, "image/jpeg"))],
+               headers=headers).raise_for_status()  # fmt: skip
+    # A real 500-cell differential as the report (the analysis itself is not under test).
+    pool = open_pool(DatabaseSettings(dsn=dsn, apply_migrations=False))
+    store = LisStore(pool)
+    client_id = f"bootstrap-{hashlib.sha256(KEY.encode()).hexdigest()[:12]}"
+    job, _ = store.create_job(client_id, sid, None)
+    rng = np.random.default_rng(0)
+    codes = load_taxonomy("paper17").codes
+    cells = [ClassifiedCell(str(uuid.uuid4()), str(rng.choice(codes)), float(rng.uniform(0.3, 1)),
+                            float(rng.uniform(0, 1))) for _ in range(500)]  # fmt: skip
+    body = build_differential(cells, load_taxonomy("paper17"), Thresholds())
+    body.update(model_version="bench", algorithm_versions=["stain-v2"], images_analysed=1)
+    store.add_report(sid, job["id"], "preliminary", body)
+    pool.close()
+
+    results = {"field_source": source, "field_bytes": len(field)}
+    print(f"field: {source}, 704x704 JPEG, {len(field)} bytes")
+    for label, requests, concurrency, send in [
+        ("get_report_json", 2000, 16, lambda c: c.get(f"/v1/specimens/{sid}/report")),
+        ("get_report_fhir", 1000, 16, lambda c: c.get(f"/v1/specimens/{sid}/report", params={"format": "fhir"})),
+        ("post_upload_704", 300, 8, lambda c: c.post(
+            f"/v1/specimens/{sid}/images", files=[("files", ("f.jpg", field, "image/jpeg"))])),
+    ]:  # fmt: skip
+        figures = asyncio.run(hammer(url, requests, concurrency, send))
+        results[label] = figures
+        print(f"{label:>16}: {figures['requests_per_s']:7.1f} req/s  p50 {figures['p50_ms']:6.1f} ms  "
+              f"p99 {figures['p99_ms']:6.1f} ms  ({figures['requests']} requests, "
+              f"{figures['concurrency']} concurrent, {figures['failures']} failed)")  # fmt: skip
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    (RESULTS / "lis_api_load.json").write_text(json.dumps(results, indent=2))
 
 
 if __name__ == "__main__":

@@ -11,27 +11,8 @@ import asyncio
 import sys
 import urllib.request
 
-import grpc
-from grpc_health.v1 import health_pb2, health_pb2_grpc
-
+from .rpc import check_health
 from .settings import DEFAULT_PORTS, GRPC_SERVICES, PeerSettings
-
-
-async def grpc_serving(address: str, tls_ca: bytes | None, server_name: str) -> bool:
-    options = [("grpc.ssl_target_name_override", server_name)] if server_name else []
-    channel = (
-        grpc.aio.secure_channel(address, grpc.ssl_channel_credentials(tls_ca), options)
-        if tls_ca is not None
-        else grpc.aio.insecure_channel(address)
-    )
-    async with channel:
-        try:
-            reply = await health_pb2_grpc.HealthStub(channel).Check(
-                health_pb2.HealthCheckRequest(), timeout=3
-            )
-        except grpc.aio.AioRpcError:
-            return False
-    return bool(reply.status == health_pb2.HealthCheckResponse.SERVING)
 
 
 def http_ok(url: str) -> bool:
@@ -53,7 +34,9 @@ def main(argv: list[str] | None = None) -> int:
         ok = http_ok(f"http://127.0.0.1:{port}/healthz")
     else:
         tls_ca = PeerSettings().tls_ca()
-        ok = asyncio.run(grpc_serving(f"127.0.0.1:{port}", tls_ca, args.tls_server_name))
+        state = asyncio.run(check_health(f"127.0.0.1:{port}", timeout_s=3, tls_ca=tls_ca,
+                                         tls_server_name=args.tls_server_name))  # fmt: skip
+        ok = state == "SERVING"
     print("serving" if ok else "not serving")
     return 0 if ok else 1
 

@@ -271,11 +271,14 @@ def open_channel(
 
 
 async def check_health(
-    address: str, service: str = "", timeout_s: float = 2.0, tls_ca: bytes | None = None
-) -> str:
-    """grpc.health.v1 Check: the status name, or 'UNREACHABLE' when nothing answers."""
+    address: str, service: str = "", timeout_s: float = 2.0, tls_ca: bytes | None = None,
+    tls_server_name: str = "",
+) -> str:  # fmt: skip
+    """grpc.health.v1 Check: the status name, or 'UNREACHABLE' when nothing answers.
+    ``tls_server_name``: the name in the server certificate when ``address`` is not it."""
+    options = [("grpc.ssl_target_name_override", tls_server_name)] if tls_server_name else []
     channel = (
-        grpc.aio.secure_channel(address, grpc.ssl_channel_credentials(tls_ca))
+        grpc.aio.secure_channel(address, grpc.ssl_channel_credentials(tls_ca), options)
         if tls_ca is not None
         else grpc.aio.insecure_channel(address)
     )

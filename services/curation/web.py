@@ -230,17 +230,20 @@ def create_web_app(
         campaign = await run(workbench.check_visible, user, campaign_id)
         proposed = body.proposed_class
         if body.kind == "CST" and not proposed:
-            rows = await run(curation.progress, user, campaign_id)
-            open_by_class: dict[str, int] = {}
-            for r in rows:
-                if r.kind == "CST":
-                    open_by_class[r.class_code] = open_by_class.get(r.class_code, 0) + r.open
+            # The page a reload left off first; else the class with the most open tasks.
             held_any = await run(workbench.held, user, campaign_id, "CST")
             if held_any:
                 proposed = held_any[0].proposed_class
-            elif open_by_class and max(open_by_class.values()) > 0:
-                proposed = max(open_by_class, key=lambda c: open_by_class[c])
-        tasks = await run(workbench.held, user, campaign_id, body.kind, proposed)
+            else:
+                open_by_class: dict[str, int] = {}
+                for r in await run(curation.progress, user, campaign_id):
+                    if r.kind == "CST":
+                        open_by_class[r.class_code] = open_by_class.get(r.class_code, 0) + r.open
+                if open_by_class and max(open_by_class.values()) > 0:
+                    proposed = max(open_by_class, key=lambda c: open_by_class[c])
+            tasks = [t for t in held_any if t.proposed_class == proposed]
+        else:
+            tasks = await run(workbench.held, user, campaign_id, body.kind, proposed)
         if len(tasks) < body.limit:
             tasks += await run(curation.claim, user, campaign_id, body.kind, proposed,
                                body.limit - len(tasks))  # fmt: skip
@@ -251,25 +254,22 @@ def create_web_app(
     async def release(body: ReleaseIn, user: CurrentUser) -> dict[str, int]:
         return {"released": await run(curation.release, user, body.task_ids)}
 
+    async def image_response(key: str, size: int) -> Response:
+        data = await run(thumbnail, await run(store.get, key), size)
+        return Response(data, media_type="image/png",
+                        headers={"Cache-Control": "private, max-age=86400"})  # fmt: skip
+
     @app.get("/api/v1/tasks/{task_id}/image", tags=["images"],
              responses={200: {"content": {"image/png": {}}}})  # fmt: skip
     async def task_image(task_id: str, user: CurrentUser,
                          size: Annotated[int, Query(ge=32, le=512)] = 160) -> Response:  # fmt: skip
-        key = await run(workbench.task_image_key, user, task_id)
-        data = await run(thumbnail, await run(store.get, key), size)
-        return Response(
-            data, media_type="image/png", headers={"Cache-Control": "private, max-age=86400"}
-        )
+        return await image_response(await run(workbench.task_image_key, user, task_id), size)
 
     @app.get("/api/v1/cells/{cell_id}/image", tags=["images"],
              responses={200: {"content": {"image/png": {}}}})  # fmt: skip
     async def cell_image(cell_id: str, user: CurrentUser,
                          size: Annotated[int, Query(ge=32, le=512)] = 96) -> Response:  # fmt: skip
-        key = await run(workbench.cell_image_key, user, cell_id)
-        data = await run(thumbnail, await run(store.get, key), size)
-        return Response(
-            data, media_type="image/png", headers={"Cache-Control": "private, max-age=86400"}
-        )
+        return await image_response(await run(workbench.cell_image_key, user, cell_id), size)
 
     @app.get("/api/v1/campaigns/{campaign_id}/references", tags=["images"])
     async def references(campaign_id: str, user: CurrentUser,

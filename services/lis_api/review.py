@@ -18,7 +18,7 @@ from marrowscope.core.taxonomy import Taxonomy
 from marrowscope.v1 import curation_pb2
 
 from .report import Thresholds, build_differential
-from .store import LisStore
+from .store import REVIEW_CAMPAIGN, LisStore
 from .worker import PeerUnavailable, call_peer
 
 log = logging.getLogger(__name__)
@@ -63,7 +63,7 @@ class CurationReview:
                 return
 
     async def _send(self, job: dict[str, Any]) -> None:
-        latest = await asyncio.to_thread(self.lis.latest_report, job["specimen_id"])
+        latest = await asyncio.to_thread(self.lis.report, job["specimen_id"])
         wanted = set(latest["body"]["low_confidence_cell_ids"]) if latest else set()
         if not wanted:
             await asyncio.to_thread(self.lis.set_review_state, job["id"], "done")
@@ -86,7 +86,8 @@ class CurationReview:
         log.info("analysis job %s: %d low-confidence cells sent for review", job["id"], len(tasks))
 
     async def _collect(self, job: dict[str, Any]) -> None:
-        campaign, round_id = await asyncio.to_thread(self.lis.ensure_review_round, job["id"])
+        # The round exists since _send; its ids follow from the job (no write on every pass).
+        campaign, round_id = str(REVIEW_CAMPAIGN), str(job["id"])
         reply = await call_peer("curation", self.clients.curation.ListDecisions(
             curation_pb2.ListDecisionsRequest(campaign_id=campaign, round_id=round_id),
             metadata=self.metadata, timeout=self.deadline_s))  # fmt: skip
@@ -98,7 +99,7 @@ class CurationReview:
                 [(decision.cell_id, decision.class_code)], [decision.id],
             )  # fmt: skip
         if added:
-            latest = await asyncio.to_thread(self.lis.latest_report, job["specimen_id"])
+            latest = await asyncio.to_thread(self.lis.report, job["specimen_id"])
             assert latest is not None  # the job wrote version 1
             reviewers = ", ".join(sorted({d.user for d in labelled}))
             row = await asyncio.to_thread(revise_report, self.lis, job["specimen_id"], latest,

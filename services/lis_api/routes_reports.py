@@ -84,15 +84,13 @@ def add_report_routes(app: FastAPI, ctx: LisContext) -> None:
         client: Client, specimen_id: uuid.UUID, version: int | None
     ) -> tuple[dict[str, Any], dict[str, Any]]:
         specimen = await run(lis.specimen, client.id, str(specimen_id))
-        reports = await run(lis.reports, specimen["id"])
-        if not reports:
+        row = await run(lis.report, specimen["id"], version)
+        if row is not None:
+            return specimen, row
+        latest = await run(lis.report, specimen["id"]) if version is not None else None
+        if latest is None:
             raise NotFound("no report yet: start an analysis and wait for it to succeed")
-        if version is None:
-            return specimen, reports[-1]
-        for row in reports:
-            if row["version"] == version:
-                return specimen, row
-        raise NotFound(f"report version {version} not found (latest is {reports[-1]['version']})")
+        raise NotFound(f"report version {version} not found (latest is {latest['version']})")
 
     @app.get("/v1/specimens/{specimen_id}/report", tags=["reports"],
              responses={200: {"content": {"application/fhir+json": {}, "x-application/hl7-v2+er7": {}}}})  # fmt: skip
@@ -141,8 +139,7 @@ def add_report_routes(app: FastAPI, ctx: LisContext) -> None:
         specimen_id: uuid.UUID, cell_id: uuid.UUID, client: Annotated[Client, Depends(review)]
     ) -> Response:
         specimen, row = await report_row(client, specimen_id, None)
-        cells = await run(lis.job_cells, row["analysis_job_id"])
-        match = next((c for c in cells if c["cell_id"] == cell_id), None)
+        match = await run(lis.job_cell, row["analysis_job_id"], cell_id)
         if match is None:
             raise NotFound(f"cell {cell_id} is not part of this specimen's analysis")
         return Response(await run(store.get, match["object_key"]), media_type="image/png")

@@ -113,18 +113,18 @@ class LisStore:
     def create_job(
         self, client_id: str, specimen_id: str, idempotency_key: str | None
     ) -> tuple[Row, bool]:
-        images = self.images(specimen_id, stored_only=True)
+        """The job (created or, for a retried Idempotency-Key, the existing one) and whether
+        it is new."""
         with self.pool.connection() as conn:
-            if idempotency_key:
-                row = conn.execute(
-                    "SELECT * FROM analysis_jobs WHERE client_id = %s AND idempotency_key = %s",
-                    (client_id, idempotency_key),
-                ).fetchone()
-                if row is not None:
-                    if row["specimen_id"] != uuid.UUID(str(specimen_id)):
-                        raise Conflict("this Idempotency-Key was used for another specimen")
-                    return row, False
-            if not images:
+            existing = _job_by_key(conn, client_id, specimen_id, idempotency_key)
+            if existing is not None:
+                return existing, False
+            images = conn.execute(
+                """SELECT count(*) AS n FROM specimen_images
+                   WHERE specimen_id = %s AND state = 'stored'""",
+                (specimen_id,),
+            ).fetchone()
+            if not images or not images["n"]:
                 raise InvalidArgument(
                     "the specimen has no stored images: upload field images first"
                 )
@@ -132,13 +132,10 @@ class LisStore:
                 """INSERT INTO analysis_jobs (id, specimen_id, client_id, idempotency_key, images_total)
                    VALUES (%s, %s, %s, %s, %s)
                    ON CONFLICT (client_id, idempotency_key) DO NOTHING RETURNING *""",
-                (uuid.uuid4(), specimen_id, client_id, idempotency_key, len(images)),
+                (uuid.uuid4(), specimen_id, client_id, idempotency_key, images["n"]),
             ).fetchone()
             if row is None:  # a concurrent retry with the same key won the insert
-                row = conn.execute(
-                    "SELECT * FROM analysis_jobs WHERE client_id = %s AND idempotency_key = %s",
-                    (client_id, idempotency_key),
-                ).fetchone()
+                row = _job_by_key(conn, client_id, specimen_id, idempotency_key)
                 assert row is not None
                 return row, False
             return row, True
@@ -224,6 +221,12 @@ class LisStore:
                 "SELECT * FROM analysis_cells WHERE job_id = %s ORDER BY image_id, cell_id",
                 (job_id,),
             ).fetchall()
+
+    def job_cell(self, job_id: Any, cell_id: Any) -> Row | None:
+        with self.pool.connection() as conn:
+            return conn.execute(
+                "SELECT * FROM analysis_cells WHERE job_id = %s AND cell_id = %s", (job_id, cell_id)
+            ).fetchone()
 
     def classified_cells(self, specimen_id: Any, job_id: Any) -> list[ClassifiedCell]:
         """The job's cells with the newest expert correction of each applied."""
@@ -327,9 +330,24 @@ class LisStore:
                    AND review_state IN ('pending', 'sent') ORDER BY updated_at LIMIT 50"""
             ).fetchall()
 
-    def latest_report(self, specimen_id: Any) -> Row | None:
+    def report(self, specimen_id: Any, version: int | None = None) -> Row | None:
+        """One report version (the latest when ``version`` is None), or None."""
         with self.pool.connection() as conn:
             return conn.execute(
-                "SELECT * FROM reports WHERE specimen_id = %s ORDER BY version DESC LIMIT 1",
-                (specimen_id,),
+                """SELECT * FROM reports WHERE specimen_id = %s AND (%s::int IS NULL OR version = %s)
+                   ORDER BY version DESC LIMIT 1""",
+                (specimen_id, version, version),
             ).fetchone()
+
+
+def _job_by_key(conn: Any, client_id: str, specimen_id: str, key: str | None) -> Row | None:
+    """The job a retried request with this Idempotency-Key already created, if any."""
+    if not key:
+        return None
+    row: Row | None = conn.execute(
+        "SELECT * FROM analysis_jobs WHERE client_id = %s AND idempotency_key = %s",
+        (client_id, key),
+    ).fetchone()
+    if row is not None and row["specimen_id"] != uuid.UUID(str(specimen_id)):
+        raise Conflict("this Idempotency-Key was used for another specimen")
+    return row
