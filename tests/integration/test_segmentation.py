@@ -104,7 +104,7 @@ def test_service_segments_idempotently_crops_centre_cells_and_refuses_bad_input(
                 again = await stub.Segment(
                     segmentation_pb2.SegmentRequest(field_image_key=field_key)
                 )
-                assert first.algorithm_version == "stain-v2" and len(first.cells) >= 1
+                assert first.algorithm_version == "stain-v3" and len(first.cells) >= 1
                 assert [c.cell_id for c in first.cells] == [c.cell_id for c in again.cells]
                 assert all(c.mask_rle and c.crop.key for c in first.cells)
 
@@ -147,7 +147,7 @@ def test_service_segments_idempotently_crops_centre_cells_and_refuses_bad_input(
                     result = await stub.Segment(
                         segmentation_pb2.SegmentRequest(field_image_key=key)
                     )
-                    assert result.algorithm_version == "stain-v2"
+                    assert result.algorithm_version == "stain-v3"
                 again = await stub.Segment(
                     segmentation_pb2.SegmentRequest(field_image_key=field_key)
                 )

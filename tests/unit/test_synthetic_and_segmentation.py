@@ -73,3 +73,41 @@ def test_detection_scoring_ignores_duplicated_annotations(tmp_path) -> None:  # 
     score = DetectionScore()
     score.add(truth, [(16.0, 15.0, 20.0, 20.0), (0.0, 80.0, 10.0, 10.0)])
     assert (score.true_positives, score.false_positives, score.false_negatives) == (1, 1, 1)
+
+
+def _smear(size: int = 400) -> np.ndarray:
+    """A pale, slightly bluish, noisy background to paint violet nuclei on."""
+    noise = np.random.default_rng(0).normal(0, 3, (size, size, 3))
+    return np.clip(np.array([222, 214, 226]) + noise, 0, 255).astype(np.uint8)
+
+
+def _paint_disk(rgb: np.ndarray, cy: float, cx: float, radius: float) -> None:
+    yy, xx = np.mgrid[: rgb.shape[0], : rgb.shape[1]]
+    rgb[np.hypot(yy - cy, xx - cx) <= radius] = (90, 40, 140)  # violet nuclear stain
+
+
+def test_lobes_of_one_nucleus_are_one_cell_at_any_magnification() -> None:
+    """Two lobes 28 px apart: more than the closing bridges (2 x 10 px on a 400 px field),
+    less than 0.4 x the lobes' size (sqrt of 6,360 px); stain-v2 returned two cells here."""
+    rgb = _smear()
+    _paint_disk(rgb, 200, 140, 45)
+    _paint_disk(rgb, 200, 258, 45)
+    cells = StainSegmenter().segment(rgb).cells
+    assert len(cells) == 1
+    x, y, w, h = cells[0].box
+    assert x <= 95 and x + w >= 303  # the box spans both lobes
+    # Without the joining, the same picture is two cells: the test can tell them apart.
+    assert len(StainSegmenter(lobe_gap=0).segment(rgb).cells) == 2
+
+
+def test_nucleus_cut_off_by_the_image_edge_is_found_whole() -> None:
+    """A large nucleus in the middle and a smaller one that the bottom edge cuts off: the
+    closing must not erode it at the edge, and its visible part may be under the usual floor."""
+    rgb = _smear()
+    _paint_disk(rgb, 150, 200, 60)  # area ~11,300 px: the floor is 0.2 x that
+    _paint_disk(rgb, 410, 100, 40)  # only a 30 px high cap (area ~1,700 px) is in the image
+    cells = StainSegmenter().segment(rgb).cells
+    assert len(cells) == 2
+    edge = max(cells, key=lambda c: c.box[1])
+    x, y, w, h = edge.box
+    assert y + h == 400 and y <= 372 and "touches_border" in edge.flags
