@@ -115,7 +115,7 @@ def measure(url: str, dsn: str) -> None:
     cells = [ClassifiedCell(str(uuid.uuid4()), str(rng.choice(codes)), float(rng.uniform(0.3, 1)),
                             float(rng.uniform(0, 1))) for _ in range(500)]  # fmt: skip
     body = build_differential(cells, load_taxonomy("paper17"), Thresholds())
-    body.update(model_version="bench", algorithm_versions=["stain-v2"], images_analysed=1)
+    body.update(model_version="bench", algorithm_versions=["stain-v3"], images_analysed=1)
     store.add_report(sid, job["id"], "preliminary", body)
     pool.close()
 
