@@ -50,3 +50,25 @@ def test_augmentation_fills_with_black_and_keeps_shape() -> None:
     out = augment_batch(x, black, torch.Generator().manual_seed(0))
     assert out.shape == x.shape
     assert float(out.min()) < -1.0  # corners rotated in from outside are black
+
+
+def test_batchnorm_statistics_are_recomputed_exactly_from_unaugmented_images() -> None:
+    from marrowscope.training.trainer import recompute_batchnorm
+
+    torch.manual_seed(0)
+    model = build_model("se_cnn", 3, width=4)
+    first_conv, first_norm = model.features[0], model.features[1]
+    x = torch.randn(64, 3, 32, 32) * 2 + 1
+    first_norm.running_mean.fill_(7.0)  # stale statistics, as after augmented batches
+    weights = {k: v.clone() for k, v in model.named_parameters()}
+    recompute_batchnorm(model, x, batch=16)
+    with torch.no_grad():
+        activations = first_conv(x)  # what the first BatchNorm sees
+    expected_mean = activations.mean(dim=(0, 2, 3))
+    assert torch.allclose(first_norm.running_mean, expected_mean, atol=1e-5)
+    expected_var = activations.var(dim=(0, 2, 3), unbiased=True)
+    assert torch.allclose(first_norm.running_var, expected_var, rtol=0.05)
+    assert first_norm.momentum == 0.1  # the training momentum comes back
+    for name, value in model.state_dict().items():  # the weights were not touched
+        if name in weights:
+            assert torch.equal(value, weights[name]), name
