@@ -132,9 +132,8 @@ class StainSegmenter:
         roots = sorted({root(i) for i in range(len(areas))})
         if len(roots) == len(areas):
             return labels, areas
-        new_label = np.zeros(len(areas) + 1, np.int32)
-        for i in range(len(areas)):
-            new_label[i + 1] = roots.index(root(i)) + 1
+        number = {r: k + 1 for k, r in enumerate(roots)}
+        new_label = np.array([0] + [number[root(i)] for i in range(len(areas))], np.int32)
         joined = new_label[labels]
         return joined, np.asarray(
             ndimage.sum(joined > 0, joined, range(1, len(roots) + 1)), dtype=np.float64
