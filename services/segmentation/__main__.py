@@ -5,21 +5,20 @@ from marrowscope.core.logs import configure_logging
 from marrowscope.core.runtime import open_resources, serve
 from marrowscope.v1 import segmentation_pb2_grpc
 
+from .catalogue import algorithms_from_settings
 from .service import SegmentationService
 from .servicer import SERVICE_NAME, SegmentationServicer
 from .settings import SegmentationSettings
-from .stain import StainSegmenter
 
 
 def main() -> None:
     configure_logging("segmentation")
     settings = SegmentationSettings()
     resources = open_resources()
-    algorithm = StainSegmenter(min_nucleus_area=settings.min_nucleus_area)
     service = SegmentationService(
         resources.pool,
         resources.store,
-        algorithms={algorithm.version: algorithm},
+        algorithms=algorithms_from_settings(settings, resources.store),
         limits=ImageLimits(max_pixels=settings.max_field_pixels),
     )
     servicer = SegmentationServicer(service)
