@@ -8,7 +8,8 @@ marrowscope demo               up, a short demo campaign, the per-round table, d
                                (--expert ui: you are the expert, in the web UI)
 marrowscope train --data DIR   train on an image folder through the training service
 marrowscope evaluate ...       accuracy, per-class recall / precision, confusion matrix
-marrowscope segment IN... --out DIR [--overlay]   cell crops and boxes from field images
+marrowscope segment IN... --out DIR [--overlay] [--model FILE]   cell crops and boxes
+marrowscope train-segmenter --data DIR --out FILE  field U-Net from YOLO boxes, as ONNX
 marrowscope experiment --data DIR --out DIR      every SSL method, Table 1, plots, HTML report
 """
 
@@ -226,12 +227,18 @@ def cmd_experiment(args: argparse.Namespace) -> int:
 def cmd_segment(args: argparse.Namespace) -> int:
     from .segment import segment_files
 
-    summary = segment_files(args.inputs, args.out, args.overlay)
+    summary = segment_files(args.inputs, args.out, args.overlay, args.model)
     print(f"{len(summary['cells'])} cells from {summary['images']} images "
           f"({summary['algorithm']}) -> {args.out}")  # fmt: skip
     for path, error in summary["errors"].items():
         print(f"skipped {path}: {error}")
     return 0 if len(summary["errors"]) < summary["images"] else 1
+
+
+def cmd_train_segmenter(args: argparse.Namespace) -> int:
+    from .segmenter_training import train_segmenter_cli
+
+    return train_segmenter_cli(args)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -320,7 +327,19 @@ def build_parser() -> argparse.ArgumentParser:
     sg.add_argument("inputs", nargs="+", type=Path, help="image files or folders")
     sg.add_argument("--out", type=Path, required=True)
     sg.add_argument("--overlay", action="store_true", help="also draw boxes and contours")
+    sg.add_argument("--model", type=Path, help="an exported field U-Net instead of stain-v3")
     sg.set_defaults(func=cmd_segment)
+    ts = sub.add_parser("train-segmenter",
+                        help="train the field U-Net on YOLO-annotated fields, export ONNX")  # fmt: skip
+    ts.add_argument("--data", type=Path, required=True, help="DIR/images/*.jpg + DIR/labels/*.txt")
+    ts.add_argument("--validation", type=Path,
+                    help="held-out fields (same layout); default: a seeded fifth of --data")  # fmt: skip
+    ts.add_argument("--out", type=Path, required=True, help="the .onnx file to write")
+    ts.add_argument("--epochs", type=int, default=40)
+    ts.add_argument("--image-size", type=int, default=128, help="side the field is resized to")
+    ts.add_argument("--width", type=int, default=8, help="channels at full resolution")
+    ts.add_argument("--seed", type=int, default=0)
+    ts.set_defaults(func=cmd_train_segmenter)
     return parser
 
 

@@ -1,7 +1,7 @@
 """``marrowscope segment INPUT... --out DIR [--overlay]``: field images to cell crops, locally.
 
-Runs the default segmentation algorithm in this process (no stack needed) so a person can check
-what the service would produce: one 282x282 crop per nucleated cell, ``cells.json`` and
+Runs the default segmentation algorithm (or, with ``--model``, an exported field U-Net) in this
+process (no stack needed) so a person can check what the service would produce: one 282x282 crop per nucleated cell, ``cells.json`` and
 ``cells.csv`` with boxes, areas and flags, and with ``--overlay`` the field with boxes and
 contours drawn.
 """
@@ -20,7 +20,13 @@ from tqdm import tqdm
 from marrowscope.core.datasets import IMAGE_SUFFIXES
 from marrowscope.core.errors import MarrowscopeError
 from marrowscope.core.images import decode_image, encode_png
-from marrowscope.segmentation.algorithm import CellRegion, crop_cell, mask_to_rle
+from marrowscope.segmentation.algorithm import (
+    CellRegion,
+    SegmentationAlgorithm,
+    crop_cell,
+    mask_to_rle,
+)
+from marrowscope.segmentation.catalogue import load_unet
 from marrowscope.segmentation.stain import StainSegmenter
 
 
@@ -54,9 +60,9 @@ def draw_overlay(rgb: np.ndarray, cells: list[CellRegion]) -> Image.Image:
     return overlay
 
 
-def segment_files(inputs: list[Path], out: Path, overlay: bool) -> dict:
+def segment_files(inputs: list[Path], out: Path, overlay: bool, model: Path | None = None) -> dict:
     """Segment every input image; returns a summary (also written as ``cells.json``)."""
-    segmenter = StainSegmenter()
+    segmenter: SegmentationAlgorithm = load_unet(model) if model else StainSegmenter()
     files = expand_inputs(inputs)
     if not files:
         raise MarrowscopeError("no images found in the inputs (jpg, png, tif, bmp)")
