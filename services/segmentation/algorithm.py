@@ -1,7 +1,8 @@
 """What every segmentation algorithm produces, and the paper's crop of one cell.
 
-The default algorithm lives in :mod:`.stain`; a learned model (e.g. a U-Net through ONNX
-Runtime) can replace it behind :class:`SegmentationAlgorithm`.
+The default algorithm lives in :mod:`.stain` (no trained weights); the learned field U-Net
+through ONNX Runtime in :mod:`.learned`. Both are :class:`SegmentationAlgorithm`; which ones a
+service offers comes from its settings (:mod:`.catalogue`).
 """
 
 from __future__ import annotations

@@ -130,7 +130,6 @@ class UNetSegmenter:
             )
         )
         owner = np.where(body, owner_full, 0)
-        sat = saturation(rgb)
         cells = []
         for k, where in enumerate(ndimage.find_objects(owner), start=1):
             if where is None:
@@ -142,10 +141,13 @@ class UNetSegmenter:
                 flags.append("touches_border")
             if mask.sum() > self.max_cell_fraction * height * width:
                 flags.append("too_large")
-            ring = ndimage.binary_dilation(mask, iterations=2) & ~mask
-            if np.any((owner[where][ring] > 0) & (owner[where][ring] != k)):
+            # Touching another cell: a neighbour's pixel within 2 px (window grown by as much).
+            y0, x0 = max(0, rows.start - 2), max(0, cols.start - 2)
+            around = owner[y0 : rows.stop + 2, x0 : cols.stop + 2]
+            near = ndimage.binary_dilation(around == k, iterations=2)
+            if np.any(near & (around > 0) & (around != k)):
                 flags.append("overlaps_cell")
-            if float(np.percentile(sat[where][mask], 95)) < 60:
+            if float(np.percentile(saturation(rgb[where])[mask], 95)) < 60:
                 flags.append("low_contrast")
             box = (cols.start, rows.start, cols.stop - cols.start, rows.stop - rows.start)
             cells.append(CellRegion(box, mask, flags))

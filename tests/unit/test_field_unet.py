@@ -85,6 +85,21 @@ def test_instances_split_touching_cells_at_their_cores() -> None:
     assert owner[50, 40] not in (0, owner[16, 10], owner[16, 40])
 
 
+def test_touching_cells_are_flagged_and_each_keeps_its_own_pixels() -> None:
+    """Through the whole post-processing, with the model's maps replaced by hand-made ones."""
+    _, data = _tiny_model()
+    segmenter = UNetSegmenter(data)
+    maps = np.zeros((len(CHANNELS), 32, 32), np.float32)
+    maps[:2] = render_targets([[(2.0, 2.0, 12.0, 12.0), (11.0, 2.0, 12.0, 12.0),
+                                (8.0, 18.0, 10.0, 10.0)], [], []], 32)[:2]  # fmt: skip
+    segmenter.probabilities = lambda rgb: maps  # type: ignore[method-assign]
+    cells = segmenter.segment(np.full((64, 64, 3), 200, np.uint8)).cells
+    assert len(cells) == 3
+    flagged = sorted("overlaps_cell" in c.flags for c in cells)
+    assert flagged == [False, True, True]
+    assert all(c.mask.shape == (c.box[3], c.box[2]) for c in cells)
+
+
 def test_bad_models_are_refused_with_a_hint(tmp_path: Path) -> None:
     with pytest.raises(FailedPrecondition, match="not a loadable ONNX"):
         UNetSegmenter(b"not a model")
