@@ -13,6 +13,7 @@ BENCHMARKS = [
     "intake.py",
     "classifier.py",
     "segmentation.py",
+    "segmentation_unet.py",  # trains two field U-Nets: about 10 minutes on 2 cores
     "lis_api_load.py",
     "curation_workbench.py",
     "workbench_round.py",

@@ -21,7 +21,7 @@ from PIL import Image
 from tqdm import tqdm
 
 from marrowscope.core.images import decode_image
-from marrowscope.segmentation.algorithm import crop_cell
+from marrowscope.segmentation.algorithm import SegmentationAlgorithm, crop_cell
 from marrowscope.segmentation.detection_eval import DetectionScore, read_yolo_boxes
 from marrowscope.segmentation.stain import StainSegmenter
 
@@ -30,7 +30,7 @@ DATA = ROOT.parent / "shared" / "data"
 RESULTS = ROOT / "bench" / "results"
 
 
-def detection(split: str, segmenter: StainSegmenter) -> dict:
+def detection(split: str, segmenter: SegmentationAlgorithm) -> dict:
     images = sorted((DATA / "txl-pbc" / split / "images").glob("*.jpg"))
     overall = DetectionScore()
     by_size: dict[str, DetectionScore] = defaultdict(DetectionScore)
@@ -68,7 +68,7 @@ def detection(split: str, segmenter: StainSegmenter) -> dict:
     }  # fmt: skip
 
 
-def throughput_704(segmenter: StainSegmenter, limit: int = 60) -> dict:
+def throughput_704(segmenter: SegmentationAlgorithm, limit: int = 60) -> dict:
     paths = sorted((DATA / "txl-pbc" / "test" / "images").glob("*.jpg"))[:limit]
     fields = [np.asarray(Image.open(p).convert("RGB").resize((704, 704))) for p in paths]
     started = time.perf_counter()
@@ -78,7 +78,7 @@ def throughput_704(segmenter: StainSegmenter, limit: int = 60) -> dict:
             "cells_per_s": round(found / seconds, 2)}  # fmt: skip
 
 
-def center_crops(segmenter: StainSegmenter, limit: int = 400) -> dict:
+def center_crops(segmenter: SegmentationAlgorithm, limit: int = 400) -> dict:
     paths = sorted((DATA / "pbc").glob("*/*.jpg"))[:: max(1, 8492 // limit)][:limit]
     images = [decode_image(p.read_bytes()).rgb for p in paths]
     started = time.perf_counter()

@@ -1,0 +1,93 @@
+"""The learned field U-Net against stain-v3 on the same TXL-PBC fields, two-fold.
+
+    python bench/segmentation_unet.py [--steps 1200] [--image-size 128] [--width 8] [--seed 0]
+
+TXL-PBC has two annotated splits. Fold 1 trains on val (a seeded fifth held out to pick the
+checkpoint) and scores test; fold 2 trains on test and scores val. So every figure is on fields
+the scored model never saw, and stain-v3 (no weights) is scored on the same fields. Both folds
+train for about the same number of optimiser steps: test has half as many fields as val, so
+fold 2 runs twice the epochs (with equal epochs its model was still improving at the end). Also:
+fields/s at 704x704 and centre-cell crops/s on PBC for the fold-1 model, one thread.
+Writes bench/results/segmentation_unet.json and the two models as bench/results/*.onnx.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from dataclasses import asdict, replace
+
+import numpy as np
+from segmentation import DATA, RESULTS, center_crops, detection, throughput_704
+from tqdm import tqdm
+
+from marrowscope.segmentation.learned import UNetSegmenter
+from marrowscope.segmentation.stain import StainSegmenter
+from marrowscope.training.field_unet import UNetTraining, load_yolo_fields, train_field_unet
+
+
+def train(split: str, params: UNetTraining, steps: int) -> tuple[bytes, dict]:
+    fields = load_yolo_fields(DATA / "txl-pbc" / split)
+    order = np.random.default_rng(params.seed).permutation(len(fields))
+    held = set(order[: len(fields) // 5].tolist())
+    training = [f for i, f in enumerate(fields) if i not in held]
+    validation = [f for i, f in enumerate(fields) if i in held]
+    batches = -(-len(training) // params.batch_size)
+    params = replace(params, epochs=-(-steps // batches))
+    with tqdm(total=params.epochs, desc=f"U-Net on {split}", unit="epoch") as bar:
+        result = train_field_unet(training, validation, params,
+                                  lambda point: (bar.set_postfix(point), bar.update(1)))  # fmt: skip
+    return result.onnx_bytes, {"trained_on": split, "train_fields": len(training),
+                               "epochs": params.epochs,
+                               "checkpoint_fields": len(validation),
+                               "best_epoch": result.best_epoch,
+                               "minutes": round(result.seconds / 60, 1),
+                               "train_images_per_s": round(result.images_per_s, 1)}  # fmt: skip
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--steps", type=int, default=1200, help="optimiser steps per fold")
+    parser.add_argument("--image-size", type=int, default=128)
+    parser.add_argument("--width", type=int, default=8)
+    parser.add_argument("--seed", type=int, default=0)
+    args = parser.parse_args()
+    if not (DATA / "txl-pbc").is_dir():
+        print(f"no TXL-PBC data under {DATA}; nothing measured")
+        return 1
+    params = UNetTraining(input_size=args.image_size, width=args.width, seed=args.seed)
+    stain = StainSegmenter()
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    results: dict = {"parameters": {**asdict(params), "steps": args.steps}, "folds": {}}
+    fold_one: UNetSegmenter | None = None
+    for trained_on, scored in (("val", "test"), ("test", "val")):
+        model, training = train(trained_on, params, args.steps)
+        (RESULTS / f"field_unet_{trained_on}.onnx").write_bytes(model)
+        unet = UNetSegmenter(model)
+        fold_one = fold_one or unet
+        results["folds"][scored] = {"training": training, "algorithm": unet.version,
+                                    "unet": detection(scored, unet),
+                                    stain.version: detection(scored, stain)}  # fmt: skip
+    assert fold_one is not None
+    results["unet_fields_704"] = throughput_704(fold_one)
+    results["unet_pbc_center_cell"] = center_crops(fold_one)
+    for scored, fold in results["folds"].items():
+        print(f"scored on {scored} (U-Net trained on {fold['training']['trained_on']}, best "
+              f"epoch {fold['training']['best_epoch']} of {fold['training']['epochs']}, "
+              f"{fold['training']['minutes']} min):")  # fmt: skip
+        for name in ("unet", stain.version):
+            r = fold[name]
+            print(f"  {name:>9}: WBC recall {r['wbc_recall_iou50']:.3f} precision "
+                  f"{r['wbc_precision_iou50']:.3f} mean IoU {r['mean_iou_matched']:.3f} "
+                  f"({r['true_wbc']} WBCs, {r['fields']} fields, {r['fields_per_s']} fields/s)")  # fmt: skip
+    print(f"U-Net at 704x704: {results['unet_fields_704']['fields_per_s']} fields/s; "
+          f"PBC centre-cell crops: {results['unet_pbc_center_cell']['crops_per_s']}/s "
+          f"({results['unet_pbc_center_cell']['no_cell_found']} without a cell)")  # fmt: skip
+    (RESULTS / "segmentation_unet.json").write_text(json.dumps(results, indent=2))
+    print(f"wrote {RESULTS / 'segmentation_unet.json'}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
