@@ -15,15 +15,13 @@ import pytest
 from PIL import Image
 
 from marrowscope.core.objectstore import FilesystemObjectStore, put_content_addressed
-from marrowscope.core.rpc import GrpcService, open_channel
-from marrowscope.core.settings import GrpcServerSettings
 from marrowscope.segmentation.detection_eval import DetectionScore, read_yolo_boxes
 from marrowscope.segmentation.service import SegmentationService
-from marrowscope.segmentation.servicer import SERVICE_NAME, SegmentationServicer
 from marrowscope.segmentation.stain import StainSegmenter
-from marrowscope.v1 import segmentation_pb2, segmentation_pb2_grpc
+from marrowscope.v1 import segmentation_pb2
 
 from ..conftest import DATA
+from .segmentation_server import segmentation_stub
 
 pytestmark = pytest.mark.integration
 TXL_VAL = DATA / "txl-pbc" / "val" / "images"
@@ -89,70 +87,46 @@ def test_service_segments_idempotently_crops_centre_cells_and_refuses_bad_input(
     ).key
 
     async def scenario() -> None:
-        server = GrpcService(
-            GrpcServerSettings(port=0, grace_seconds=0.5), [SERVICE_NAME],
-            lambda s: segmentation_pb2_grpc.add_SegmentationServiceServicer_to_server(
-                SegmentationServicer(service), s),
-        )  # fmt: skip
-        await server.start()
-        try:
-            async with open_channel(server.address, SERVICE_NAME) as channel:
-                stub = segmentation_pb2_grpc.SegmentationServiceStub(channel)
-                first = await stub.Segment(
-                    segmentation_pb2.SegmentRequest(field_image_key=field_key)
-                )
-                again = await stub.Segment(
-                    segmentation_pb2.SegmentRequest(field_image_key=field_key)
-                )
-                assert first.algorithm_version == "stain-v3" and len(first.cells) >= 1
-                assert [c.cell_id for c in first.cells] == [c.cell_id for c in again.cells]
-                assert all(c.mask_rle and c.crop.key for c in first.cells)
+        async with segmentation_stub(service) as stub:
+            first = await stub.Segment(segmentation_pb2.SegmentRequest(field_image_key=field_key))
+            again = await stub.Segment(segmentation_pb2.SegmentRequest(field_image_key=field_key))
+            assert first.algorithm_version == "stain-v3" and len(first.cells) >= 1
+            assert [c.cell_id for c in first.cells] == [c.cell_id for c in again.cells]
+            assert all(c.mask_rle and c.crop.key for c in first.cells)
 
-                centre = await stub.CropCenterCell(
-                    segmentation_pb2.CropCenterCellRequest(image_key=cell_key)
+            centre = await stub.CropCenterCell(
+                segmentation_pb2.CropCenterCellRequest(image_key=cell_key)
+            )
+            crop = np.asarray(Image.open(io.BytesIO(store.get(centre.crop.key))))
+            assert crop.shape == (282, 282, 3)
+            assert crop[0, 0].max() == 0 and crop[141, 141].max() > 0  # black outside, cell inside
+            imported = await stub.ImportCells(
+                segmentation_pb2.ImportCellsRequest(
+                    dataset="pbc-centre",
+                    taxonomy="pbc11",
+                    crop_center_cell=True,
+                    cells=[segmentation_pb2.ImportCell(object_key=cell_key, reference_label="LY")],
                 )
-                crop = np.asarray(Image.open(io.BytesIO(store.get(centre.crop.key))))
-                assert crop.shape == (282, 282, 3)
-                assert (
-                    crop[0, 0].max() == 0 and crop[141, 141].max() > 0
-                )  # black outside, cell inside
-                imported = await stub.ImportCells(
-                    segmentation_pb2.ImportCellsRequest(
-                        dataset="pbc-centre",
-                        taxonomy="pbc11",
-                        crop_center_cell=True,
-                        cells=[
-                            segmentation_pb2.ImportCell(object_key=cell_key, reference_label="LY")
-                        ],
-                    )
-                )
-                assert imported.cells[0].object_key == centre.crop.key
+            )
+            assert imported.cells[0].object_key == centre.crop.key
 
-                for name, key in bad_keys.items():
-                    with pytest.raises(grpc.aio.AioRpcError) as error:
-                        await stub.Segment(segmentation_pb2.SegmentRequest(field_image_key=key))
-                    assert error.value.code() == grpc.StatusCode.INVALID_ARGUMENT, name
-                    assert error.value.details(), name
-                    if name == "huge":
-                        assert "pixels" in error.value.details()  # refused by size, unread
+            for name, key in bad_keys.items():
                 with pytest.raises(grpc.aio.AioRpcError) as error:
-                    await stub.Segment(
-                        segmentation_pb2.SegmentRequest(field_image_key="fields/none")
-                    )
-                assert error.value.code() in (
-                    grpc.StatusCode.NOT_FOUND,
-                    grpc.StatusCode.INVALID_ARGUMENT,
-                )
-                for key in (tiff_key, grey_key):  # odd but valid images: a result, maybe empty
-                    result = await stub.Segment(
-                        segmentation_pb2.SegmentRequest(field_image_key=key)
-                    )
-                    assert result.algorithm_version == "stain-v3"
-                again = await stub.Segment(
-                    segmentation_pb2.SegmentRequest(field_image_key=field_key)
-                )
-                assert len(again.cells) == len(first.cells)  # still serving after all of that
-        finally:
-            await server.stop()
+                    await stub.Segment(segmentation_pb2.SegmentRequest(field_image_key=key))
+                assert error.value.code() == grpc.StatusCode.INVALID_ARGUMENT, name
+                assert error.value.details(), name
+                if name == "huge":
+                    assert "pixels" in error.value.details()  # refused by size, unread
+            with pytest.raises(grpc.aio.AioRpcError) as error:
+                await stub.Segment(segmentation_pb2.SegmentRequest(field_image_key="fields/none"))
+            assert error.value.code() in (
+                grpc.StatusCode.NOT_FOUND,
+                grpc.StatusCode.INVALID_ARGUMENT,
+            )
+            for key in (tiff_key, grey_key):  # odd but valid images: a result, maybe empty
+                result = await stub.Segment(segmentation_pb2.SegmentRequest(field_image_key=key))
+                assert result.algorithm_version == "stain-v3"
+            again = await stub.Segment(segmentation_pb2.SegmentRequest(field_image_key=field_key))
+            assert len(again.cells) == len(first.cells)  # still serving after all of that
 
     asyncio.run(scenario())

@@ -16,17 +16,15 @@ from PIL import Image
 
 from marrowscope.cli.main import main as cli_main
 from marrowscope.core.objectstore import FilesystemObjectStore, put_content_addressed
-from marrowscope.core.rpc import GrpcService, open_channel
-from marrowscope.core.settings import GrpcServerSettings
 from marrowscope.segmentation.detection_eval import DetectionScore, read_yolo_boxes
 from marrowscope.segmentation.learned import UNetSegmenter
 from marrowscope.segmentation.service import SegmentationService
-from marrowscope.segmentation.servicer import SERVICE_NAME, SegmentationServicer
 from marrowscope.segmentation.stain import StainSegmenter
 from marrowscope.training.field_unet import UNetTraining, load_yolo_fields, train_field_unet
-from marrowscope.v1 import segmentation_pb2, segmentation_pb2_grpc
+from marrowscope.v1 import segmentation_pb2
 
 from ..conftest import DATA
+from .segmentation_server import segmentation_stub
 
 pytestmark = pytest.mark.integration
 TXL_VAL = DATA / "txl-pbc" / "val"
@@ -74,37 +72,23 @@ def test_service_serves_the_unet_beside_stain_idempotently(
     grey_key = put_content_addressed(store, "fields", grey.getvalue(), "image/png", ".png").key
 
     async def scenario() -> None:
-        server = GrpcService(
-            GrpcServerSettings(port=0, grace_seconds=0.5), [SERVICE_NAME],
-            lambda s: segmentation_pb2_grpc.add_SegmentationServiceServicer_to_server(
-                SegmentationServicer(service), s),
-        )  # fmt: skip
-        await server.start()
-        try:
-            async with open_channel(server.address, SERVICE_NAME) as channel:
-                stub = segmentation_pb2_grpc.SegmentationServiceStub(channel)
-                request = segmentation_pb2.SegmentRequest(
-                    field_image_key=field_key, algorithm=unet.version
-                )
-                first, again = await stub.Segment(request), await stub.Segment(request)
-                assert first.algorithm_version == unet.version and first.cells
-                assert [c.cell_id for c in first.cells] == [c.cell_id for c in again.cells]
-                crop = np.asarray(Image.open(io.BytesIO(store.get(first.cells[0].crop.key))))
-                assert crop.shape == (282, 282, 3) and crop[0, 0].max() == 0
-                # The default (stain-v3) stores its own cells for the same field.
-                default = await stub.Segment(
-                    segmentation_pb2.SegmentRequest(field_image_key=field_key)
-                )
-                assert default.algorithm_version == "stain-v3"
-                assert not {c.cell_id for c in default.cells} & {c.cell_id for c in first.cells}
-                grey_result = await stub.Segment(
-                    segmentation_pb2.SegmentRequest(
-                        field_image_key=grey_key, algorithm=unet.version
-                    )
-                )
-                assert grey_result.algorithm_version == unet.version  # a result, maybe empty
-        finally:
-            await server.stop()
+        async with segmentation_stub(service) as stub:
+            request = segmentation_pb2.SegmentRequest(
+                field_image_key=field_key, algorithm=unet.version
+            )
+            first, again = await stub.Segment(request), await stub.Segment(request)
+            assert first.algorithm_version == unet.version and first.cells
+            assert [c.cell_id for c in first.cells] == [c.cell_id for c in again.cells]
+            crop = np.asarray(Image.open(io.BytesIO(store.get(first.cells[0].crop.key))))
+            assert crop.shape == (282, 282, 3) and crop[0, 0].max() == 0
+            # The default (stain-v3) stores its own cells for the same field.
+            default = await stub.Segment(segmentation_pb2.SegmentRequest(field_image_key=field_key))
+            assert default.algorithm_version == "stain-v3"
+            assert not {c.cell_id for c in default.cells} & {c.cell_id for c in first.cells}
+            grey_result = await stub.Segment(
+                segmentation_pb2.SegmentRequest(field_image_key=grey_key, algorithm=unet.version)
+            )
+            assert grey_result.algorithm_version == unet.version  # a result, maybe empty
 
     asyncio.run(scenario())
 
