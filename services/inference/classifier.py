@@ -23,6 +23,7 @@ from marrowscope.core.model_registry import (
     list_model_versions,
 )
 from marrowscope.core.objectstore import ObjectStore
+from marrowscope.core.onnx_providers import choose_providers
 from marrowscope.core.preprocess import InputSpecData, decode_for_model
 
 from .batching import MicroBatcher, RunFn
@@ -69,12 +70,6 @@ def summarise(
 
 def failed(cell_id: str, object_key: str, error: str) -> CellPrediction:
     return CellPrediction(cell_id, object_key, np.zeros(0, np.float32), error=error)
-
-
-def choose_providers(prefer_cuda: bool) -> list[str]:
-    available = ort.get_available_providers()
-    wanted = ["CUDAExecutionProvider"] if prefer_cuda else []
-    return [p for p in wanted if p in available] + ["CPUExecutionProvider"]
 
 
 class Classifier:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 
 from marrowscope.core.errors import FailedPrecondition, NotFound
@@ -12,8 +13,10 @@ from .learned import UNetSegmenter
 from .settings import SegmentationSettings
 from .stain import StainSegmenter
 
+log = logging.getLogger(__name__)
 
-def load_unet(path: str | Path, threads: int = 1) -> UNetSegmenter:
+
+def load_unet(path: str | Path, threads: int = 1, prefer_cuda: bool = False) -> UNetSegmenter:
     """An exported field U-Net from a file, with an error that says what to do."""
     try:
         data = Path(path).read_bytes()
@@ -22,7 +25,7 @@ def load_unet(path: str | Path, threads: int = 1) -> UNetSegmenter:
             f"cannot read the segmentation model {path}: {error.strerror}; train one with "
             "`marrowscope train-segmenter` or unset MARROWSCOPE_SEGMENTATION_UNET_MODEL"
         ) from error
-    return UNetSegmenter(data, threads=threads)
+    return UNetSegmenter(data, threads=threads, prefer_cuda=prefer_cuda)
 
 
 def algorithms_from_settings(
@@ -33,7 +36,7 @@ def algorithms_from_settings(
     if settings.unet_model and settings.unet_model_key:
         raise FailedPrecondition("set unet_model (a file) or unet_model_key (the store), not both")
     if settings.unet_model:
-        unet = load_unet(settings.unet_model, settings.onnx_threads)
+        unet = load_unet(settings.unet_model, settings.onnx_threads, settings.prefer_cuda)
     elif settings.unet_model_key and store is not None:
         try:
             data = store.get(settings.unet_model_key)
@@ -43,11 +46,12 @@ def algorithms_from_settings(
                 "upload the file `marrowscope train-segmenter` wrote, or unset "
                 "MARROWSCOPE_SEGMENTATION_UNET_MODEL_KEY"
             ) from error
-        unet = UNetSegmenter(data, threads=settings.onnx_threads)
+        unet = UNetSegmenter(data, threads=settings.onnx_threads, prefer_cuda=settings.prefer_cuda)
     else:
         if settings.default_algorithm == "unet":
             raise FailedPrecondition("default_algorithm is unet but no U-Net model is set")
         return {stain.version: stain}
+    log.info("segmentation U-Net %s on %s", unet.version, unet.provider)
     ordered: list[SegmentationAlgorithm] = (
         [unet, stain] if settings.default_algorithm == "unet" else [stain, unet]
     )

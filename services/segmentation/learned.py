@@ -21,6 +21,7 @@ from PIL import Image
 from scipy import ndimage
 
 from marrowscope.core.errors import FailedPrecondition
+from marrowscope.core.onnx_providers import choose_providers
 
 from .algorithm import CellRegion, Segmentation
 from .stain import saturation
@@ -35,6 +36,7 @@ class UNetSegmenter:
         self,
         onnx_bytes: bytes,
         threads: int = 1,
+        prefer_cuda: bool = False,
         threshold: float = 0.5,
         min_core_fraction: float = 0.0015,  # of the model's input area: smaller is noise
         min_body_fraction: float = 0.01,  # a body without a core needs this much of the input
@@ -45,7 +47,7 @@ class UNetSegmenter:
         options.inter_op_num_threads = 1
         try:
             self._session = ort.InferenceSession(
-                onnx_bytes, options, providers=["CPUExecutionProvider"]
+                onnx_bytes, options, providers=choose_providers(prefer_cuda)
             )
         except Exception as error:  # noqa: BLE001 - ORT raises its own hierarchy
             raise FailedPrecondition(f"not a loadable ONNX segmentation model: {error}") from error
@@ -57,6 +59,7 @@ class UNetSegmenter:
                 "it with `marrowscope train-segmenter`"
             )
         self._channels = {name: i for i, name in enumerate(channels)}
+        self.provider = self._session.get_providers()[0]
         self.input_size = int(meta["marrowscope.input_size"])
         self.threshold = threshold
         self.min_core_fraction = min_core_fraction

@@ -20,3 +20,4 @@ class SegmentationSettings(GrpcServerSettings):
     unet_model_key: str = ""
     default_algorithm: Literal["stain", "unet"] = "stain"
     onnx_threads: int = 1
+    prefer_cuda: bool = True  # the U-Net on the GPU where the CUDA provider loads

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import numpy as np
 import onnx
+import onnxruntime as ort
 import pytest
 import torch
 
@@ -67,6 +68,14 @@ def test_export_checks_parity_and_records_what_the_service_needs() -> None:
     assert meta["marrowscope.input_size"] == "32"
     segmenter = UNetSegmenter(data)
     assert segmenter.version.startswith("unet-") and segmenter.input_size == 32
+    # Preferring CUDA where ONNX Runtime has no CUDA provider (this CPU build) runs on CPU.
+    on_gpu_if_any = UNetSegmenter(data, prefer_cuda=True)
+    expected = (
+        "CUDAExecutionProvider"
+        if "CUDAExecutionProvider" in ort.get_available_providers()
+        else "CPUExecutionProvider"
+    )
+    assert on_gpu_if_any.provider == expected and segmenter.provider == "CPUExecutionProvider"
     probs = segmenter.probabilities(np.zeros((50, 70, 3), np.uint8))
     assert probs.shape == (len(CHANNELS), 32, 32) and 0 <= probs.min() <= probs.max() <= 1
 
