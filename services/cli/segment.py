@@ -1,9 +1,9 @@
 """``marrowscope segment INPUT... --out DIR [--overlay]``: field images to cell crops, locally.
 
 Runs the default segmentation algorithm (or, with ``--model``, an exported field U-Net) in this
-process (no stack needed) so a person can check what the service would produce: one 282x282 crop per nucleated cell, ``cells.json`` and
-``cells.csv`` with boxes, areas and flags, and with ``--overlay`` the field with boxes and
-contours drawn.
+process (no stack needed) so a person can check what the service would produce: one 282x282
+crop per nucleated cell, ``cells.json`` and ``cells.csv`` with boxes, areas and flags, and with
+``--overlay`` the field with boxes and contours drawn.
 """
 
 from __future__ import annotations

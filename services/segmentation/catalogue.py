@@ -37,7 +37,9 @@ def algorithms_from_settings(
         raise FailedPrecondition("set unet_model (a file) or unet_model_key (the store), not both")
     if settings.unet_model:
         unet = load_unet(settings.unet_model, settings.onnx_threads, settings.prefer_cuda)
-    elif settings.unet_model_key and store is not None:
+    elif settings.unet_model_key:
+        if store is None:
+            raise FailedPrecondition("unet_model_key names an object, but no object store is set")
         try:
             data = store.get(settings.unet_model_key)
         except NotFound as error:

@@ -140,5 +140,7 @@ def test_the_service_offers_the_unet_beside_stain_when_configured(tmp_path: Path
         SegmentationSettings(unet_model_key="models/segmentation/unet.onnx"), store
     )
     assert list(from_store) == list(both)
+    with pytest.raises(FailedPrecondition, match="no object store"):
+        algorithms_from_settings(SegmentationSettings(unet_model_key="models/none.onnx"))
     with pytest.raises(FailedPrecondition, match="not in the object store"):
         algorithms_from_settings(SegmentationSettings(unet_model_key="models/none.onnx"), store)
