@@ -18,21 +18,22 @@ import json
 import sys
 from dataclasses import asdict, replace
 
-import numpy as np
 from segmentation import DATA, RESULTS, center_crops, detection, throughput_704
 from tqdm import tqdm
 
 from marrowscope.segmentation.learned import UNetSegmenter
 from marrowscope.segmentation.stain import StainSegmenter
-from marrowscope.training.field_unet import UNetTraining, load_yolo_fields, train_field_unet
+from marrowscope.training.field_unet import (
+    UNetTraining,
+    load_yolo_fields,
+    split_fields,
+    train_field_unet,
+)
 
 
 def train(split: str, params: UNetTraining, steps: int) -> tuple[bytes, dict]:
     fields = load_yolo_fields(DATA / "txl-pbc" / split)
-    order = np.random.default_rng(params.seed).permutation(len(fields))
-    held = set(order[: len(fields) // 5].tolist())
-    training = [f for i, f in enumerate(fields) if i not in held]
-    validation = [f for i, f in enumerate(fields) if i in held]
+    training, validation = split_fields(fields, params.seed)
     batches = -(-len(training) // params.batch_size)
     params = replace(params, epochs=-(-steps // batches))
     with tqdm(total=params.epochs, desc=f"U-Net on {split}", unit="epoch") as bar:

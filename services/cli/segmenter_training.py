@@ -10,11 +10,15 @@ import argparse
 import json
 from dataclasses import asdict
 
-import numpy as np
 from tqdm import tqdm
 
 from marrowscope.core.errors import MarrowscopeError
-from marrowscope.training.field_unet import UNetTraining, load_yolo_fields, train_field_unet
+from marrowscope.training.field_unet import (
+    UNetTraining,
+    load_yolo_fields,
+    split_fields,
+    train_field_unet,
+)
 
 
 def train_segmenter_cli(args: argparse.Namespace) -> int:
@@ -26,10 +30,7 @@ def train_segmenter_cli(args: argparse.Namespace) -> int:
             raise MarrowscopeError(
                 "need at least 5 fields to hold a fifth out; or pass --validation"
             )
-        order = np.random.default_rng(args.seed).permutation(len(fields))
-        held = set(order[: len(fields) // 5].tolist())
-        train = [f for i, f in enumerate(fields) if i not in held]
-        validation = [f for i, f in enumerate(fields) if i in held]
+        train, validation = split_fields(fields, args.seed)
     params = UNetTraining(input_size=args.image_size, width=args.width, epochs=args.epochs,
                           seed=args.seed)  # fmt: skip
     with tqdm(total=args.epochs, desc="training field U-Net", unit="epoch") as bar:

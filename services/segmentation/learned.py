@@ -29,6 +29,15 @@ from .stain import saturation
 POSTPROCESS_VERSION = "p1"
 
 
+def model_input(
+    rgb: np.ndarray, side: int, box: tuple[float, float, float, float] | None = None
+) -> np.ndarray:
+    """What the U-Net sees: the field (or its region ``box`` = x0, y0, x1, y1) squeezed to
+    ``side`` x ``side`` RGB, aspect not kept. Training crops go through this too, so both
+    resample alike."""
+    return np.asarray(Image.fromarray(rgb).resize((side, side), Image.Resampling.BILINEAR, box=box))
+
+
 class UNetSegmenter:
     """:class:`~.algorithm.SegmentationAlgorithm` over an exported field U-Net."""
 
@@ -74,8 +83,7 @@ class UNetSegmenter:
 
     def probabilities(self, rgb: np.ndarray) -> np.ndarray:
         """(channels, side, side) probabilities for the whole field at the model's side."""
-        side = self.input_size
-        small = np.asarray(Image.fromarray(rgb).resize((side, side), Image.Resampling.BILINEAR))
+        small = model_input(rgb, self.input_size)
         batch = (small.astype(np.float32) / 255.0).transpose(2, 0, 1)[None]
         return self._session.run(None, {"rgb": np.ascontiguousarray(batch)})[0][0]
 

@@ -28,13 +28,15 @@ from torch import nn
 
 from marrowscope.core.errors import FailedPrecondition
 from marrowscope.segmentation.detection_eval import Box, read_yolo_boxes
+from marrowscope.segmentation.learned import model_input
+
+from .trainer import PARITY_TOLERANCE
 
 log = logging.getLogger(__name__)
 
 # Output channels, in this order (the ONNX model's metadata lists them too).
 CHANNELS = ("wbc_cell", "wbc_core", "rbc_core", "platelet_core")
 CORE_SCALE = 0.5  # core ellipse axes / cell ellipse axes
-PARITY_TOLERANCE = 1e-4
 # The images are normalised inside the exported model, so its input is plain RGB / 255.
 MEAN = (0.5, 0.5, 0.5)
 STD = (0.25, 0.25, 0.25)
@@ -72,6 +74,16 @@ def load_yolo_fields(folder: Path, max_side: int = 320) -> list[AnnotatedField]:
     if not fields:
         raise FailedPrecondition(f"no images under {folder / 'images'}: expected YOLO layout")
     return fields
+
+
+def split_fields(
+    fields: Sequence[AnnotatedField], seed: int
+) -> tuple[list[AnnotatedField], list[AnnotatedField]]:
+    """(training, validation): a seeded fifth held out to pick the checkpoint."""
+    order = np.random.default_rng(seed).permutation(len(fields))
+    held = set(order[: len(fields) // 5].tolist())
+    return ([f for i, f in enumerate(fields) if i not in held],
+            [f for i, f in enumerate(fields) if i in held])  # fmt: skip
 
 
 def _block(cin: int, cout: int) -> nn.Sequential:
@@ -145,9 +157,7 @@ def training_sample(
     if rng is not None:
         cw, ch = width * rng.uniform(0.7, 1.0), height * rng.uniform(0.7, 1.0)
         x0, y0 = rng.uniform(0, width - cw), rng.uniform(0, height - ch)
-    crop = Image.fromarray(field.rgb).resize(
-        (size, size), Image.Resampling.BILINEAR, box=(x0, y0, x0 + cw, y0 + ch)
-    )
+    image = model_input(field.rgb, size, box=(x0, y0, x0 + cw, y0 + ch))
     sx, sy = size / cw, size / ch
 
     def moved(group: list[Box]) -> list[Box]:
@@ -161,7 +171,6 @@ def training_sample(
                 out.append(((x - x0) * sx, (y - y0) * sy, w * sx, h * sy))
         return out
 
-    image = np.asarray(crop)
     target = render_targets([moved(field.wbc), moved(field.rbc), moved(field.platelets)], size)
     if rng is not None:
         turns = int(rng.integers(4))
