@@ -68,7 +68,8 @@ def sniff_format(data: bytes) -> str:
     )
 
 
-def _to_rgb(image: Image.Image, background: tuple[int, int, int]) -> np.ndarray:
+def _rgb_image(image: Image.Image, background: tuple[int, int, int]) -> Image.Image:
+    """``image`` as an 8-bit RGB image (``image`` itself when it already is one)."""
     mode = image.mode
     if mode in ("I;16", "I;16B", "I;16L", "I;16N", "I", "F"):
         # High bit depth grey: scale the used range to 8 bits instead of clipping at 255.
@@ -76,13 +77,24 @@ def _to_rgb(image: Image.Image, background: tuple[int, int, int]) -> np.ndarray:
         high = float(values.max()) if values.size else 0.0
         scale = 255.0 / (65535.0 if mode.startswith("I;16") or high > 255 else max(high, 1.0))
         grey = np.clip(values * scale, 0, 255).astype(np.uint8)
-        return np.repeat(grey[:, :, None], 3, axis=2)
+        return Image.fromarray(np.repeat(grey[:, :, None], 3, axis=2))
     if mode in ("RGBA", "LA", "PA") or (mode == "P" and "transparency" in image.info):
         rgba = image.convert("RGBA")
         canvas = Image.new("RGBA", rgba.size, (*background, 255))
         canvas.alpha_composite(rgba)
-        return np.asarray(canvas.convert("RGB"))
-    return np.asarray(image.convert("RGB"))
+        return canvas.convert("RGB")
+    return image if mode == "RGB" else image.convert("RGB")
+
+
+@dataclass(frozen=True)
+class DecodedPilImage:
+    """What :func:`decode_pil_image` returns: the RGB image still as a Pillow image, so that
+    the model's preprocessing resizes it without a round trip through NumPy."""
+
+    image: Image.Image  # mode RGB
+    format: str
+    original_mode: str
+    source_size: tuple[int, int]
 
 
 def decode_image(
@@ -92,7 +104,22 @@ def decode_image(
     background: tuple[int, int, int] = (255, 255, 255),
     reduce_to: int = 0,
 ) -> DecodedImage:
-    """Decode ``data`` into an 8-bit RGB array.
+    """Decode ``data`` into an 8-bit RGB array (see :func:`decode_pil_image`)."""
+    decoded = decode_pil_image(data, limits, background=background, reduce_to=reduce_to)
+    return DecodedImage(
+        rgb=np.asarray(decoded.image), format=decoded.format,
+        original_mode=decoded.original_mode, source_size=decoded.source_size,
+    )  # fmt: skip
+
+
+def decode_pil_image(
+    data: bytes,
+    limits: ImageLimits | None = None,
+    *,
+    background: tuple[int, int, int] = (255, 255, 255),
+    reduce_to: int = 0,
+) -> DecodedPilImage:
+    """Decode ``data`` into an 8-bit RGB Pillow image.
 
     ``reduce_to`` lets a JPEG decode at 1/2, 1/4 or 1/8 scale (in the DCT, much faster) as long
     as its longer side stays at least ``reduce_to`` pixels; other formats decode in full.
@@ -135,10 +162,7 @@ def decode_image(
                 f"{fmt} image is truncated (the upload is incomplete); send the whole file"
             ) from None
         raise InvalidImage(f"{fmt} image cannot be decoded: {message}") from None
-    return DecodedImage(
-        rgb=_to_rgb(image, background), format=fmt, original_mode=image.mode,
-        source_size=(width, height),
-    )  # fmt: skip
+    return DecodedPilImage(_rgb_image(image, background), fmt, image.mode, (width, height))
 
 
 def encode_png(rgb: np.ndarray) -> bytes:

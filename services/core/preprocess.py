@@ -12,7 +12,7 @@ from functools import lru_cache
 import numpy as np
 from PIL import Image
 
-from .images import ImageLimits, decode_image
+from .images import ImageLimits, decode_pil_image
 
 CANVAS = 282  # the paper's crop size
 
@@ -63,30 +63,35 @@ def placement(width: int, height: int, size: int, canvas: int = CANVAS) -> tuple
 def preprocess(
     rgb: np.ndarray, spec: InputSpecData, source_size: tuple[int, int] | None = None
 ) -> np.ndarray:
-    """HxWx3 uint8 -> 3xSxS float32, normalised as ``spec`` says.
+    """HxWx3 uint8 -> 3xSxS float32, normalised as ``spec`` says (see :func:`preprocess_image`)."""
+    return preprocess_image(Image.fromarray(rgb), spec, source_size)
+
+
+def preprocess_image(
+    image: Image.Image, spec: InputSpecData, source_size: tuple[int, int] | None = None
+) -> np.ndarray:
+    """RGB Pillow image -> 3xSxS float32, normalised as ``spec`` says.
 
     One resize straight to the model's size (the same geometry as :func:`to_canvas` followed by
     a resize of the canvas, at a fraction of the cost). ``source_size`` is the stored image's
-    (width, height) when ``rgb`` was decoded reduced; the placement follows the stored size.
+    (width, height) when ``image`` was decoded reduced; the placement follows the stored size.
     """
-    height, width = rgb.shape[:2]
-    source_w, source_h = source_size or (width, height)
-    target_w, target_h = placement(source_w, source_h, spec.size)
-    image = Image.fromarray(rgb)
-    if (target_w, target_h) != (width, height):
-        image = image.resize((target_w, target_h), Image.Resampling.BILINEAR)
-    square = np.zeros((spec.size, spec.size, 3), dtype=np.uint8)
-    top, left = (spec.size - target_h) // 2, (spec.size - target_w) // 2
-    square[top : top + target_h, left : left + target_w] = np.asarray(image)
-    return normalise(square, spec)
+    source_w, source_h = source_size or image.size
+    target = placement(source_w, source_h, spec.size)
+    if target != image.size:
+        image = image.resize(target, Image.Resampling.BILINEAR)
+    square = Image.new("RGB", (spec.size, spec.size))  # black
+    square.paste(image, ((spec.size - target[0]) // 2, (spec.size - target[1]) // 2))
+    return normalise(np.asarray(square), spec)
 
 
 def normalise(square: np.ndarray, spec: InputSpecData) -> np.ndarray:
     """SxSx3 uint8 -> 3xSxS float32 via one lookup table per channel."""
     table = _lookup(spec.mean, spec.std)
-    return np.ascontiguousarray(
-        np.stack([table[c][square[:, :, c]] for c in range(3)])  # already channel-first
-    )
+    out = np.empty((3, *square.shape[:2]), dtype=np.float32)  # already channel-first
+    for channel in range(3):
+        np.take(table[channel], square[:, :, channel], out=out[channel])
+    return out
 
 
 @lru_cache(maxsize=8)
@@ -101,8 +106,8 @@ def decode_for_model(
     data: bytes, spec: InputSpecData, limits: ImageLimits | None = None
 ) -> np.ndarray:
     """Stored image bytes -> model input: the one path for training jobs and inference."""
-    decoded = decode_image(data, limits, reduce_to=spec.size)
-    return preprocess(decoded.rgb, spec, decoded.source_size)
+    decoded = decode_pil_image(data, limits, reduce_to=spec.size)
+    return preprocess_image(decoded.image, spec, decoded.source_size)
 
 
 def preprocess_batch(images: list[np.ndarray], spec: InputSpecData) -> np.ndarray:

@@ -5,9 +5,11 @@ import io
 import numpy as np
 from PIL import Image
 
+from marrowscope.core.images import decode_image
 from marrowscope.core.preprocess import (
     InputSpecData,
     decode_for_model,
+    normalise,
     placement,
     preprocess,
     to_canvas,
@@ -55,3 +57,39 @@ def test_reduced_jpeg_decode_keeps_the_geometry_of_the_stored_size() -> None:
         or np.mean((fast == black) != (full == black)) < 0.01
     )
     assert np.abs(fast - full).mean() < 0.1
+
+
+def _encoded(image: Image.Image, fmt: str) -> bytes:
+    buffer = io.BytesIO()
+    image.save(buffer, format=fmt)
+    return buffer.getvalue()
+
+
+def test_serving_path_equals_the_array_path_for_every_kind_of_image() -> None:
+    """decode_for_model stays in Pillow from decode to resize (no NumPy round trip); its input
+    must be bit for bit what the array path gives, for every mode we accept."""
+    rng = np.random.default_rng(3)
+    rgb = rng.integers(0, 256, (363, 360, 3), dtype=np.uint8)
+    images = [
+        _encoded(Image.fromarray(rgb), "JPEG"),  # decoded at half scale for 96 px
+        _encoded(Image.fromarray(rng.integers(0, 256, (50, 70, 4), dtype=np.uint8)), "PNG"),
+        _encoded(Image.fromarray(rng.integers(0, 60000, (120, 130), dtype=np.uint16)), "PNG"),
+        _encoded(Image.fromarray(rgb[:100, :90]).convert("P"), "PNG"),
+        _encoded(Image.fromarray(rgb[:40, :300]).convert("L"), "BMP"),
+    ]
+    spec = InputSpecData(size=96, mean=(0.485, 0.456, 0.406), std=(0.229, 0.224, 0.225))
+    for data in images:
+        decoded = decode_image(data, reduce_to=spec.size)
+        expected = preprocess(decoded.rgb, spec, decoded.source_size)
+        got = decode_for_model(data, spec)
+        assert got.dtype == np.float32 and got.shape == (3, 96, 96)
+        assert np.array_equal(got, expected)
+
+
+def test_normalise_is_the_per_channel_formula() -> None:
+    spec = InputSpecData(size=4, mean=(0.485, 0.456, 0.406), std=(0.229, 0.224, 0.225))
+    levels = np.arange(256, dtype=np.uint8).reshape(16, 16, 1).repeat(3, axis=2)
+    got = normalise(levels, spec)
+    for c in range(3):
+        scaled = levels[:, :, c].astype(np.float32) / np.float32(255.0)
+        assert np.array_equal(got[c], (scaled - np.float32(spec.mean[c])) / np.float32(spec.std[c]))
