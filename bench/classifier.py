@@ -6,7 +6,9 @@ service over gRPC, training images/s, and where the served time goes.
 The served figure is end to end: the inference service runs as its own process (as deployed),
 reads the real PBC JPEGs from a filesystem object store, decodes and preprocesses them and
 answers over loopback gRPC; the client streams requests of 64 cells (batch 64) or sends one
-cell per call (batch 1). Writes bench/results/classifier.json.
+cell per call (batch 1). The three are measured in alternating rounds, so that the ratios the
+targets name compare figures taken at the same machine speed. Writes
+bench/results/classifier.json.
 """
 
 from __future__ import annotations
@@ -23,16 +25,17 @@ import time
 import uuid
 from pathlib import Path
 
+import grpc
 import numpy as np
 import onnxruntime as ort
 import psycopg
 import torch
 
 from marrowscope.core.db import create_database, drop_database, open_pool
-from marrowscope.core.images import decode_image
+from marrowscope.core.images import decode_pil_image
 from marrowscope.core.model_registry import NewModelVersion, register_model_version
 from marrowscope.core.objectstore import FilesystemObjectStore, put_content_addressed
-from marrowscope.core.preprocess import InputSpecData, preprocess
+from marrowscope.core.preprocess import InputSpecData, preprocess_image
 from marrowscope.core.rpc import check_health, open_channel
 from marrowscope.core.settings import DatabaseSettings
 from marrowscope.core.taxonomy import load_taxonomy
@@ -62,41 +65,106 @@ def rate(fn, batch: int, seconds: float = SECONDS) -> float:  # type: ignore[no-
 ROUNDS = 5
 
 
-def in_process(model: torch.nn.Module, onnx: bytes, size: int) -> dict:
-    """PyTorch eager and ONNX Runtime on the same ready tensors, measured in alternation
-    (``ROUNDS`` rounds of ``SECONDS / 2`` each), so that a machine whose speed drifts during
-    the run affects both alike; the medians are reported, and the ratio per round."""
+class ServedClient:
+    """The benchmark's gRPC client of the inference service. It owns its event loop, so that
+    its measurements can alternate with the in-process ones in plain synchronous code."""
+
+    def __init__(self, address: str, keys: list[str]) -> None:
+        self.loop = asyncio.new_event_loop()
+        self.channel = self.loop.run_until_complete(self._open(address))
+        self.stub = inference_pb2_grpc.InferenceServiceStub(self.channel)
+        self.refs = [common_pb2.CellRef(cell_id=str(i), object_key=k) for i, k in enumerate(keys)]
+
+    @staticmethod
+    async def _open(address: str) -> grpc.aio.Channel:
+        return open_channel(address, "marrowscope.v1.InferenceService")
+
+    def load(self, version: str) -> None:
+        request = inference_pb2.LoadModelRequest(model_version=version)
+        self.loop.run_until_complete(self.stub.LoadModel(request, timeout=60))
+
+    def stream_rate(self) -> float:
+        """Images/s of one ClassifyStream over all cells, in requests of 64 (batch 64)."""
+
+        async def stream() -> int:
+            requests = [inference_pb2.ClassifyRequest(cells=self.refs[i : i + 64])
+                        for i in range(0, len(self.refs), 64)]  # fmt: skip
+            done = 0
+            async for response in self.stub.ClassifyStream(iter(requests), timeout=600):
+                done += sum(1 for p in response.predictions if not p.error)
+            return done
+
+        started = time.perf_counter()
+        done = self.loop.run_until_complete(stream())
+        return done / (time.perf_counter() - started)
+
+    def unary_rate(self, seconds: float) -> float:
+        """Images/s of unary Classify calls of one cell each (batch 1)."""
+
+        async def calls() -> int:
+            started, n = time.perf_counter(), 0
+            while time.perf_counter() - started < seconds:
+                request = inference_pb2.ClassifyRequest(cells=[self.refs[n % len(self.refs)]])
+                await self.stub.Classify(request)
+                n += 1
+            return n
+
+        started = time.perf_counter()
+        n = self.loop.run_until_complete(calls())
+        return n / (time.perf_counter() - started)
+
+    def close(self) -> None:
+        self.loop.run_until_complete(self.channel.close())
+        self.loop.close()
+
+
+def ratio_figures(out: dict, name: str, over: list[float], under: list[float]) -> None:
+    """The ratio of the medians, and its range over the rounds (each round's own ratio)."""
+    per_round = [a / b for a, b in zip(over, under, strict=True)]
+    out[name] = float(np.median(over) / np.median(under))
+    out[f"{name}_min"], out[f"{name}_max"] = min(per_round), max(per_round)
+
+
+def measure(model: torch.nn.Module, onnx: bytes, size: int, client: ServedClient) -> dict:
+    """PyTorch eager, ONNX Runtime on the same ready tensors, and the service over gRPC,
+    measured in alternation (``ROUNDS`` rounds), so that a machine whose speed drifts during
+    the run affects all three alike; the medians are reported, and the ratios per round."""
     session = ort.InferenceSession(onnx, providers=["CPUExecutionProvider"])
+    client.stream_rate()  # warm-up: page cache, the service's first session runs
     out: dict = {}
     for batch in (1, 64):
         x = np.random.default_rng(0).random((batch, 3, size, size), dtype=np.float32)
         xt = torch.from_numpy(x).contiguous(memory_format=torch.channels_last)
-        torch_rates, ort_rates = [], []
+        rates: dict[str, list[float]] = {"torch_eager": [], "onnxruntime": [], "served_grpc": []}
         with torch.inference_mode():
             for _ in range(ROUNDS):
-                torch_rates.append(rate(lambda xt=xt: model(xt), batch, SECONDS / 2))
-                ort_rates.append(
+                rates["torch_eager"].append(rate(lambda xt=xt: model(xt), batch, SECONDS / 2))
+                rates["onnxruntime"].append(
                     rate(lambda x=x: session.run(None, {"image": x}), batch, SECONDS / 2)
                 )
-        out[f"torch_eager_b{batch}"] = float(np.median(torch_rates))
-        out[f"onnxruntime_b{batch}"] = float(np.median(ort_rates))
-        ratios = [o / t for o, t in zip(ort_rates, torch_rates, strict=True)]
-        out[f"onnxruntime_over_torch_b{batch}_min"] = min(ratios)
-        out[f"onnxruntime_over_torch_b{batch}_max"] = max(ratios)
+                rates["served_grpc"].append(
+                    client.stream_rate() if batch == 64 else client.unary_rate(SECONDS / 2)
+                )
+        for name, values in rates.items():
+            out[f"{name}_b{batch}"] = float(np.median(values))
+        ratio_figures(out, f"onnxruntime_over_torch_b{batch}", rates["onnxruntime"],
+                      rates["torch_eager"])  # fmt: skip
+        ratio_figures(out, f"served_over_onnxruntime_b{batch}", rates["served_grpc"],
+                      rates["onnxruntime"])  # fmt: skip
     return out
 
 
 def stage_costs(blobs: list[bytes], spec: InputSpecData, store: FilesystemObjectStore,
                 keys: list[str]) -> dict:  # fmt: skip
-    """Single-thread cost per image of each serving stage, in milliseconds."""
+    """Single-thread cost per image of each serving stage (as in decode_for_model), in ms."""
     t0 = time.perf_counter()
     for key in keys:
         store.get(key)
     t1 = time.perf_counter()
-    decoded = [decode_image(b, reduce_to=spec.size) for b in blobs]
+    decoded = [decode_pil_image(b, reduce_to=spec.size) for b in blobs]
     t2 = time.perf_counter()
     for d in decoded:
-        preprocess(d.rgb, spec, d.source_size)
+        preprocess_image(d.image, spec, d.source_size)
     t3 = time.perf_counter()
     n = len(blobs)
     return {"fetch_ms": 1000 * (t1 - t0) / n, "decode_ms": 1000 * (t2 - t1) / n,
@@ -109,32 +177,6 @@ def start_service(dsn: str, store_root: Path, port: int) -> subprocess.Popen:
                MARROWSCOPE_INFERENCE_PREFER_CUDA="false")  # fmt: skip
     return subprocess.Popen([sys.executable, "-m", "marrowscope.inference"], env=env,
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
-
-
-async def served(address: str, keys: list[str], version: str) -> dict:
-    async with open_channel(address, "marrowscope.v1.InferenceService") as channel:
-        stub = inference_pb2_grpc.InferenceServiceStub(channel)
-        await stub.LoadModel(inference_pb2.LoadModelRequest(model_version=version), timeout=60)
-        refs = [common_pb2.CellRef(cell_id=str(i), object_key=k) for i, k in enumerate(keys)]
-
-        async def stream() -> int:
-            requests = [inference_pb2.ClassifyRequest(cells=refs[i : i + 64])
-                        for i in range(0, len(refs), 64)]  # fmt: skip
-            done = 0
-            async for response in stub.ClassifyStream(iter(requests), timeout=600):
-                done += sum(1 for p in response.predictions if not p.error)
-            return done
-
-        await stream()  # warm-up: page cache, first session runs
-        started = time.perf_counter()
-        done = await stream()
-        batch64 = done / (time.perf_counter() - started)
-        started, n = time.perf_counter(), 0
-        while time.perf_counter() - started < SECONDS:
-            await stub.Classify(inference_pb2.ClassifyRequest(cells=[refs[n % len(refs)]]))
-            n += 1
-        batch1 = n / (time.perf_counter() - started)
-        return {"served_grpc_b64": batch64, "served_grpc_b1": batch1}
 
 
 def main() -> int:
@@ -175,23 +217,22 @@ def main() -> int:
                         onnx, weights.getvalue(), taxonomy.name, taxonomy.codes, "se_cnn", spec,
                         "bench"))  # fmt: skip
                 flops = count_flops(model, size)
-                figures = in_process(model.to(memory_format=torch.channels_last), onnx, size)  # type: ignore[call-overload]
-                figures.update(stage_costs(blobs[:300], spec, store, keys[:300]))
                 for _ in range(100):
                     if asyncio.run(check_health(f"127.0.0.1:{port}")) == "SERVING":
                         break
                     time.sleep(0.2)
-                figures.update(asyncio.run(served(f"127.0.0.1:{port}", keys, version)))
+                client = ServedClient(f"127.0.0.1:{port}", keys)
+                try:
+                    client.load(version)
+                    model = model.to(memory_format=torch.channels_last)  # type: ignore[call-overload]
+                    figures = measure(model, onnx, size, client)
+                finally:
+                    client.close()
+                figures.update(stage_costs(blobs[:300], spec, store, keys[:300]))
                 figures["gflop_per_image"] = flops / 1e9
                 figures["onnxruntime_gflops_b64"] = figures["onnxruntime_b64"] * flops / 1e9
                 figures["torch_gflops_b64"] = figures["torch_eager_b64"] * flops / 1e9
                 figures["model_ms_b64"] = 1000 / figures["onnxruntime_b64"]
-                figures["served_over_onnxruntime_b64"] = (
-                    figures["served_grpc_b64"] / figures["onnxruntime_b64"]
-                )
-                figures["onnxruntime_over_torch_b64"] = (
-                    figures["onnxruntime_b64"] / figures["torch_eager_b64"]
-                )
                 results["sizes"][str(size)] = {k: round(v, 4) for k, v in figures.items()}
         finally:
             service.terminate()
@@ -223,10 +264,10 @@ def print_table(results: dict) -> None:
             print(f"  {label:<32}{f[key + '_b1']:>8.0f}{f[key + '_b64']:>11.0f} img/s")
         print(f"  achieved GFLOP/s at batch 64: ONNX Runtime {f['onnxruntime_gflops_b64']:.0f}, "
               f"PyTorch {f['torch_gflops_b64']:.0f}")  # fmt: skip
-        print(f"  served / ONNX Runtime {f['served_over_onnxruntime_b64']:.2f}x (target >= 0.6); "
-              f"ONNX Runtime / PyTorch {f['onnxruntime_over_torch_b64']:.2f}x (target >= 2; "
-              f"{f['onnxruntime_over_torch_b64_min']:.2f}-{f['onnxruntime_over_torch_b64_max']:.2f}x "
-              f"over {ROUNDS} alternating rounds)")  # fmt: skip
+        for label, key, target in (("served / ONNX Runtime", "served_over_onnxruntime_b64", 0.6),
+                                   ("ONNX Runtime / PyTorch", "onnxruntime_over_torch_b64", 2)):  # fmt: skip
+            print(f"  {label} {f[key]:.2f}x at batch 64 (target >= {target}; "
+                  f"{f[key + '_min']:.2f}-{f[key + '_max']:.2f}x over {ROUNDS} alternating rounds)")  # fmt: skip
         print(f"  per image, one thread: fetch {f['fetch_ms']:.2f} ms, decode {f['decode_ms']:.2f} ms, "
               f"preprocess {f['preprocess_ms']:.2f} ms, model (b64) {f['model_ms_b64']:.2f} ms")  # fmt: skip
     print(f"\ntraining at 96 px: {results['training_images_per_s_96px']:.0f} images/s")
