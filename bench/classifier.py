@@ -39,7 +39,7 @@ from marrowscope.core.preprocess import InputSpecData, preprocess_image
 from marrowscope.core.rpc import check_health, open_channel
 from marrowscope.core.settings import DatabaseSettings
 from marrowscope.core.taxonomy import load_taxonomy
-from marrowscope.training.model import build_model, count_flops
+from marrowscope.training.model import PixelInput, WithSoftmax, build_model, count_flops
 from marrowscope.training.trainer import HyperParameters, export_onnx, train
 from marrowscope.v1 import common_pb2, inference_pb2, inference_pb2_grpc
 
@@ -126,14 +126,15 @@ def ratio_figures(out: dict, name: str, over: list[float], under: list[float]) -
 
 
 def measure(model: torch.nn.Module, onnx: bytes, size: int, client: ServedClient) -> dict:
-    """PyTorch eager, ONNX Runtime on the same ready tensors, and the service over gRPC,
+    """PyTorch eager (``model``: the exported computation, pixels in, probabilities out),
+    ONNX Runtime on the same ready uint8 tensors, and the service over gRPC,
     measured in alternation (``ROUNDS`` rounds), so that a machine whose speed drifts during
     the run affects all three alike; the medians are reported, and the ratios per round."""
     session = ort.InferenceSession(onnx, providers=["CPUExecutionProvider"])
     client.stream_rate()  # warm-up: page cache, the service's first session runs
     out: dict = {}
     for batch in (1, 64):
-        x = np.random.default_rng(0).random((batch, 3, size, size), dtype=np.float32)
+        x = np.random.default_rng(0).integers(0, 256, (batch, 3, size, size), dtype=np.uint8)
         xt = torch.from_numpy(x).contiguous(memory_format=torch.channels_last)
         rates: dict[str, list[float]] = {"torch_eager": [], "onnxruntime": [], "served_grpc": []}
         with torch.inference_mode():
@@ -224,8 +225,10 @@ def main() -> int:
                 client = ServedClient(f"127.0.0.1:{port}", keys)
                 try:
                     client.load(version)
-                    model = model.to(memory_format=torch.channels_last)  # type: ignore[call-overload]
-                    figures = measure(model, onnx, size, client)
+                    eager = torch.nn.Sequential(PixelInput(spec.mean, spec.std),
+                                                WithSoftmax(model)).eval()  # fmt: skip
+                    eager = eager.to(memory_format=torch.channels_last)  # type: ignore[call-overload]
+                    figures = measure(eager, onnx, size, client)
                 finally:
                     client.close()
                 figures.update(stage_costs(blobs[:300], spec, store, keys[:300]))
@@ -241,7 +244,7 @@ def main() -> int:
             drop_database(ADMIN_DSN, db)
     # Training speed at CPU scale (augmentation included), on ready tensors.
     spec = InputSpecData(size=96)
-    x = np.random.default_rng(0).random((512, 3, 96, 96), dtype=np.float32)
+    x = np.random.default_rng(0).integers(0, 256, (512, 3, 96, 96), dtype=np.uint8)
     y = np.random.default_rng(0).integers(0, len(taxonomy.codes), 512)
     started = time.perf_counter()
     train(x, y, x[:32], y[:32], len(taxonomy.codes), spec,

@@ -14,8 +14,8 @@ from pathlib import Path
 
 import numpy as np
 
-from marrowscope.core.images import decode_image
-from marrowscope.core.preprocess import InputSpecData, preprocess
+from marrowscope.core.images import decode_pil_image
+from marrowscope.core.preprocess import InputSpecData, preprocess_image
 from marrowscope.core.synthetic import make_cell, make_field, synthetic_classes
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -35,8 +35,9 @@ def bench_intake(limit: int = 800) -> dict:
         return {"skipped": f"no PBC images under {DATA / 'pbc'}"}
     blobs = [f.read_bytes() for f in files]
     spec = InputSpecData(size=96)
-    decoded, decode_s = timed(lambda b: decode_image(b, reduce_to=spec.size), blobs)
-    _, prep_s = timed(lambda d: preprocess(d.rgb, spec, d.source_size), decoded)
+    # The serving path's two stages (decode_for_model): reduced decode, then resize to pixels.
+    decoded, decode_s = timed(lambda b: decode_pil_image(b, reduce_to=spec.size), blobs)
+    _, prep_s = timed(lambda d: preprocess_image(d.image, spec, d.source_size), decoded)
     return {
         "images": len(blobs),
         "decode_per_s": round(len(blobs) / decode_s, 1),

@@ -47,8 +47,12 @@ def model_version(record: ModelVersionRecord) -> common_pb2.ModelVersion:
         taxonomy=record.taxonomy,
         class_codes=record.class_codes,
         input=common_pb2.InputSpec(
-            size=spec.size, mean=list(spec.mean), std=list(spec.std), layout=spec.layout
-        ),
+            size=spec.size,
+            mean=list(spec.mean),
+            std=list(spec.std),
+            layout=spec.layout,
+            dtype=spec.dtype,
+        ),  # fmt: skip
         artifact=common_pb2.ObjectRef(
             key=record.artifact_key,
             sha256=record.artifact_sha256,

@@ -1,7 +1,11 @@
 """The one preprocessing path used by training, ONNX export checks and inference.
 
 A cell image becomes the paper's crop (centred on a 282x282 black square, scaled down only when
-larger), is resized to the model's input size and normalised per channel.
+larger) and is resized to the model's input size. Models take these pixels as uint8 and
+normalise them per channel inside their graph (``training.model.PixelInput``), so training and
+serving share one normalisation and the served batches are a quarter of the float size. Models
+registered before that (input spec dtype ``float32``) are still served: for them the pixels are
+normalised here.
 """
 
 from __future__ import annotations
@@ -23,6 +27,13 @@ class InputSpecData:
     mean: tuple[float, float, float] = (0.5, 0.5, 0.5)
     std: tuple[float, float, float] = (0.25, 0.25, 0.25)
     layout: str = field(default="NCHW")
+    # "uint8": the model takes pixels and normalises them itself (every model trained now);
+    # "float32": the model takes pixels normalised with ``mean`` / ``std`` (earlier models).
+    dtype: str = "uint8"
+
+    def __post_init__(self) -> None:
+        if self.dtype not in INPUT_DTYPES:
+            raise ValueError(f"input dtype {self.dtype!r} is not one of {sorted(INPUT_DTYPES)}")
 
     def to_json(self) -> dict:
         return asdict(self)
@@ -34,7 +45,12 @@ class InputSpecData:
             mean=tuple(data["mean"]),  # type: ignore[arg-type]
             std=tuple(data["std"]),  # type: ignore[arg-type]
             layout=data.get("layout", "NCHW"),
+            dtype=data.get("dtype", "float32"),  # specs registered before dtype existed
         )
+
+
+# The input dtype of a spec, and the type ONNX Runtime reports for a model's input.
+INPUT_DTYPES = {"uint8": "tensor(uint8)", "float32": "tensor(float)"}
 
 
 def to_canvas(rgb: np.ndarray, canvas: int = CANVAS) -> np.ndarray:
@@ -63,14 +79,15 @@ def placement(width: int, height: int, size: int, canvas: int = CANVAS) -> tuple
 def preprocess(
     rgb: np.ndarray, spec: InputSpecData, source_size: tuple[int, int] | None = None
 ) -> np.ndarray:
-    """HxWx3 uint8 -> 3xSxS float32, normalised as ``spec`` says (see :func:`preprocess_image`)."""
+    """HxWx3 uint8 -> the model's input for one image (see :func:`preprocess_image`)."""
     return preprocess_image(Image.fromarray(rgb), spec, source_size)
 
 
 def preprocess_image(
     image: Image.Image, spec: InputSpecData, source_size: tuple[int, int] | None = None
 ) -> np.ndarray:
-    """RGB Pillow image -> 3xSxS float32, normalised as ``spec`` says.
+    """RGB Pillow image -> 3xSxS model input: uint8 pixels, or float32 normalised as ``spec``
+    says for models that take normalised input.
 
     One resize straight to the model's size (the same geometry as :func:`to_canvas` followed by
     a resize of the canvas, at a fraction of the cost). ``source_size`` is the stored image's
@@ -82,11 +99,15 @@ def preprocess_image(
         image = image.resize(target, Image.Resampling.BILINEAR)
     square = Image.new("RGB", (spec.size, spec.size))  # black
     square.paste(image, ((spec.size - target[0]) // 2, (spec.size - target[1]) // 2))
-    return normalise(np.asarray(square), spec)
+    pixels = np.asarray(square)
+    if spec.dtype == "float32":
+        return normalise(pixels, spec)
+    return np.ascontiguousarray(pixels.transpose(2, 0, 1))
 
 
 def normalise(square: np.ndarray, spec: InputSpecData) -> np.ndarray:
-    """SxSx3 uint8 -> 3xSxS float32 via one lookup table per channel."""
+    """SxSx3 uint8 -> 3xSxS float32 via one lookup table per channel (the input of models
+    registered with dtype float32)."""
     table = _lookup(spec.mean, spec.std)
     out = np.empty((3, *square.shape[:2]), dtype=np.float32)  # already channel-first
     for channel in range(3):
@@ -108,9 +129,3 @@ def decode_for_model(
     """Stored image bytes -> model input: the one path for training jobs and inference."""
     decoded = decode_pil_image(data, limits, reduce_to=spec.size)
     return preprocess_image(decoded.image, spec, decoded.source_size)
-
-
-def preprocess_batch(images: list[np.ndarray], spec: InputSpecData) -> np.ndarray:
-    if not images:
-        return np.zeros((0, 3, spec.size, spec.size), np.float32)
-    return np.stack([preprocess(img, spec) for img in images])

@@ -24,7 +24,7 @@ from marrowscope.core.model_registry import (
 )
 from marrowscope.core.objectstore import ObjectStore
 from marrowscope.core.onnx_providers import choose_providers
-from marrowscope.core.preprocess import InputSpecData, decode_for_model
+from marrowscope.core.preprocess import INPUT_DTYPES, InputSpecData, decode_for_model
 
 from .batching import MicroBatcher, RunFn
 from .settings import InferenceSettings
@@ -114,6 +114,13 @@ class Classifier:
         session = ort.InferenceSession(
             artifact, sess_options=options, providers=choose_providers(self.settings.prefer_cuda)
         )
+        expected = INPUT_DTYPES[record.input_spec.dtype]
+        if session.get_inputs()[0].type != expected:
+            raise FailedPrecondition(
+                f"model {record.name} takes {session.get_inputs()[0].type} but its registered "
+                f"input spec says {expected}; the registry entry does not match its artifact, "
+                "so the previous model stays in service"
+            )
         loaded = LoadedModel(record, session, session.get_providers()[0])
         with self._swap_lock:
             self._current = loaded

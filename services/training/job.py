@@ -47,7 +47,7 @@ def load_arrays(
 
     with ThreadPoolExecutor(max_workers=4) as pool:
         images = list(pool.map(one, cells))
-    x = np.stack(images) if images else np.zeros((0, 3, spec.size, spec.size), np.float32)
+    x = np.stack(images) if images else np.zeros((0, 3, spec.size, spec.size), np.uint8)
     y = np.array([codes.index(c[2]) for c in cells], dtype=np.int64)
     return x, y
 

@@ -49,6 +49,28 @@ class SECNN(nn.Module):
         return self.head(self.features(x))
 
 
+class PixelInput(nn.Module):
+    """Pixels (uint8 or float, 0-255) -> the network's input, normalised per channel.
+
+    The one normalisation: training applies it to every batch, and the export puts it at the
+    head of the ONNX graph, so the served model takes the preprocessed pixels as uint8.
+    """
+
+    scale: torch.Tensor
+    shift: torch.Tensor
+
+    def __init__(self, mean: tuple[float, ...], std: tuple[float, ...]) -> None:
+        super().__init__()
+        mean_t = torch.tensor(mean, dtype=torch.float64).view(1, -1, 1, 1)
+        std_t = torch.tensor(std, dtype=torch.float64).view(1, -1, 1, 1)
+        # (x / 255 - mean) / std as one multiply-add; not in the state dict (the spec holds it).
+        self.register_buffer("scale", (1 / (255 * std_t)).float(), persistent=False)
+        self.register_buffer("shift", (-mean_t / std_t).float(), persistent=False)
+
+    def forward(self, pixels: torch.Tensor) -> torch.Tensor:
+        return pixels.float() * self.scale + self.shift
+
+
 class WithSoftmax(nn.Module):
     """What we export: probabilities, so every consumer gets the same numbers."""
 

@@ -22,7 +22,7 @@ from marrowscope.core.errors import FailedPrecondition
 from marrowscope.core.preprocess import InputSpecData
 
 from .augment import augment_batch
-from .model import WithSoftmax, build_model
+from .model import PixelInput, WithSoftmax, build_model
 
 log = logging.getLogger(__name__)
 PARITY_TOLERANCE = 1e-4
@@ -84,13 +84,13 @@ class Cancelled(Exception):
 
 
 def _evaluate(
-    model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, batch: int
+    model: torch.nn.Module, to_input: PixelInput, x: torch.Tensor, y: torch.Tensor, batch: int
 ) -> tuple[float, float]:
     model.eval()
     loss, correct = 0.0, 0
     with torch.inference_mode():
         for start in range(0, len(x), batch):
-            xb = x[start : start + batch].contiguous(memory_format=torch.channels_last)
+            xb = to_input(x[start : start + batch]).contiguous(memory_format=torch.channels_last)
             logits = model(xb)
             yb = y[start : start + batch]
             loss += float(F.cross_entropy(logits, yb, reduction="sum"))
@@ -99,9 +99,15 @@ def _evaluate(
     return loss / n, correct / n
 
 
-def recompute_batchnorm(model: torch.nn.Module, x: torch.Tensor, batch: int = 128) -> None:
+def recompute_batchnorm(
+    model: torch.nn.Module,
+    x: torch.Tensor,
+    batch: int = 128,
+    to_input: torch.nn.Module | None = None,
+) -> None:
     """Set every BatchNorm's running mean and variance to the exact statistics of ``x``
-    (equal-weight average over batches), leaving the weights as they are."""
+    (equal-weight average over batches, each through ``to_input`` when given), leaving the
+    weights as they are."""
     norms = [m for m in model.modules() if isinstance(m, torch.nn.modules.batchnorm._BatchNorm)]
     if not norms or len(x) < 2:
         return
@@ -114,6 +120,7 @@ def recompute_batchnorm(model: torch.nn.Module, x: torch.Tensor, batch: int = 12
         for start in range(0, len(x), batch):
             xb = x[start : start + batch]
             if len(xb) >= 2:
+                xb = to_input(xb) if to_input is not None else xb
                 model(xb.contiguous(memory_format=torch.channels_last))
     for m, momentum in zip(norms, momenta, strict=True):
         m.momentum = momentum
@@ -131,7 +138,14 @@ def train(
     on_epoch: Callable[[EpochResult], None] | None = None,
     should_stop: Callable[[], bool] | None = None,
 ) -> TrainedModel:
-    """Train on preprocessed arrays (N x 3 x S x S float32, labels int64)."""
+    """Train on preprocessed pixels (N x 3 x S x S uint8, as ``decode_for_model`` gives them
+    for ``spec``; labels int64). Each batch is normalised by the model's own ``PixelInput``,
+    so the arrays stay a quarter of their float size."""
+    if spec.dtype != "uint8" or x_train.dtype != np.uint8 or x_val.dtype != np.uint8:
+        raise ValueError(
+            "training takes uint8 pixels and an input spec of dtype uint8 "
+            f"(got spec {spec.dtype}, arrays {x_train.dtype} / {x_val.dtype})"
+        )
     if hyper.threads:
         torch.set_num_threads(hyper.threads)
     torch.manual_seed(hyper.seed)
@@ -153,7 +167,8 @@ def train(
     )
     xt, yt = torch.from_numpy(x_train), torch.from_numpy(y_train)
     xv, yv = torch.from_numpy(x_val), torch.from_numpy(y_val)
-    black = torch.tensor([-m / s for m, s in zip(spec.mean, spec.std, strict=True)])
+    to_input = PixelInput(spec.mean, spec.std)
+    black = to_input(torch.zeros(1, 3, 1, 1)).flatten()  # black after normalising
 
     curve: list[EpochResult] = []
     best_acc, best_epoch, best_state, stale = -1.0, 0, copy.deepcopy(model.state_dict()), 0
@@ -168,7 +183,7 @@ def train(
             index = order[start : start + hyper.batch_size]
             if len(index) < 2:
                 continue  # BatchNorm needs two samples
-            xb, yb = xt[index], yt[index]
+            xb, yb = to_input(xt[index]), yt[index]
             if hyper.augment:
                 xb = augment_batch(xb, black, generator)
             xb = xb.contiguous(memory_format=torch.channels_last)
@@ -183,8 +198,8 @@ def train(
             schedule.step()
         if hyper.precise_bn_images:
             sample = torch.randperm(len(xt), generator=generator)[: hyper.precise_bn_images]
-            recompute_batchnorm(model, xt[sample])
-        val_loss, val_acc = _evaluate(model, xv, yv, 128) if len(xv) else (0.0, 0.0)
+            recompute_batchnorm(model, xt[sample], to_input=to_input)
+        val_loss, val_acc = _evaluate(model, to_input, xv, yv, 128) if len(xv) else (0.0, 0.0)
         result = EpochResult(
             epoch, total_loss / max(len(xt), 1), correct / max(len(xt), 1), val_loss, val_acc,
             time.perf_counter() - started,
@@ -206,7 +221,7 @@ def train(
     state_buffer = io.BytesIO()
     torch.save(model.state_dict(), state_buffer)
     onnx_bytes = export_onnx(model, spec)
-    check_parity(model, onnx_bytes, xv[:64] if len(xv) else xt[:64])
+    check_parity(model, onnx_bytes, xv[:64] if len(xv) else xt[:64], spec)
     return TrainedModel(
         onnx_bytes, state_buffer.getvalue(), curve, best_epoch,
         {"validation_accuracy": best_acc, "best_epoch": float(best_epoch)},
@@ -214,11 +229,14 @@ def train(
 
 
 def export_onnx(model: torch.nn.Module, spec: InputSpecData) -> bytes:
-    """One self-contained ONNX file (opset 17) with a dynamic batch dimension."""
+    """One self-contained ONNX file (opset 17) with a dynamic batch dimension: uint8 pixels in
+    (normalised in the graph), probabilities out."""
+    if spec.dtype != "uint8":
+        raise ValueError("models are exported with uint8 input; the spec says " + spec.dtype)
     buffer = io.BytesIO()
-    dummy = torch.zeros(1, 3, spec.size, spec.size)
+    dummy = torch.zeros(1, 3, spec.size, spec.size, dtype=torch.uint8)
     torch.onnx.export(
-        WithSoftmax(model).eval(),
+        torch.nn.Sequential(PixelInput(spec.mean, spec.std), WithSoftmax(model)).eval(),
         (dummy,),
         buffer,  # type: ignore[arg-type]  # a file object works; the stubs say path only
         input_names=["image"],
@@ -230,11 +248,15 @@ def export_onnx(model: torch.nn.Module, spec: InputSpecData) -> bytes:
     return buffer.getvalue()
 
 
-def check_parity(model: torch.nn.Module, onnx_bytes: bytes, batch: torch.Tensor) -> float:
-    """Refuse a model whose ONNX output differs from PyTorch (max abs diff, argmax)."""
+def check_parity(
+    model: torch.nn.Module, onnx_bytes: bytes, batch: torch.Tensor, spec: InputSpecData
+) -> float:
+    """Refuse a model whose ONNX output differs from PyTorch (max abs diff, argmax) on
+    ``batch`` (uint8 pixels)."""
     session = ort.InferenceSession(onnx_bytes, providers=["CPUExecutionProvider"])
     with torch.inference_mode():
-        expected = torch.softmax(model.eval()(batch), dim=1).numpy()
+        normalised = PixelInput(spec.mean, spec.std)(batch)
+        expected = torch.softmax(model.eval()(normalised), dim=1).numpy()
     got = session.run(None, {"image": batch.numpy()})[0]
     diff = float(np.abs(expected - got).max()) if len(batch) else 0.0
     if diff > PARITY_TOLERANCE or not np.array_equal(expected.argmax(1), got.argmax(1)):

@@ -11,17 +11,18 @@ import onnxruntime as ort
 import pytest
 import torch
 
+from marrowscope.core.errors import FailedPrecondition
 from marrowscope.core.images import encode_png
 from marrowscope.core.model_registry import NewModelVersion, register_model_version
 from marrowscope.core.objectstore import FilesystemObjectStore, put_content_addressed
-from marrowscope.core.preprocess import InputSpecData, preprocess
+from marrowscope.core.preprocess import InputSpecData, decode_for_model, preprocess
 from marrowscope.core.rpc import GrpcService, open_channel
 from marrowscope.core.synthetic import make_cell
 from marrowscope.core.taxonomy import load_taxonomy
 from marrowscope.inference.classifier import Classifier
 from marrowscope.inference.servicer import SERVICE_NAME, InferenceServicer
 from marrowscope.inference.settings import InferenceSettings
-from marrowscope.training.model import build_model
+from marrowscope.training.model import WithSoftmax, build_model
 from marrowscope.training.trainer import export_onnx
 from marrowscope.v1 import common_pb2, inference_pb2, inference_pb2_grpc
 
@@ -160,4 +161,50 @@ def test_hot_swap_during_a_stream_loses_nothing_and_never_mixes_versions(served)
         got = np.array([p.probabilities for p in response.predictions])
         np.testing.assert_allclose(got, expected[version], atol=1e-5)
     assert seen_versions == set(versions), "the swap never happened during the stream"
+    classifier.close()
+
+
+def _register_float_input_model(db_pool, store, spec: InputSpecData) -> str:  # type: ignore[no-untyped-def]
+    """A model as trained before the normalisation moved into the graph: float input."""
+    taxonomy = load_taxonomy("paper17")
+    torch.manual_seed(3)
+    model = build_model("se_cnn", len(taxonomy.codes), width=4).eval()
+    buffer = io.BytesIO()
+    torch.onnx.export(WithSoftmax(model), (torch.zeros(1, 3, 32, 32),), buffer,  # type: ignore[arg-type]
+                      input_names=["image"], output_names=["probabilities"],
+                      dynamic_axes={"image": {0: "batch"}}, opset_version=17, dynamo=False)  # fmt: skip
+    with db_pool.connection() as conn:
+        return register_model_version(
+            conn, store,
+            NewModelVersion(buffer.getvalue(), b"", taxonomy.name, taxonomy.codes, "se_cnn",
+                            spec, "float-input"),
+        )  # fmt: skip
+
+
+def test_models_with_float_input_are_still_served_with_normalised_pixels(served, db_pool) -> None:  # type: ignore[no-untyped-def]
+    classifier, store, cells, _, _ = served
+    legacy = InputSpecData(size=32, dtype="float32")
+    version = _register_float_input_model(db_pool, store, legacy)
+    session = ort.InferenceSession(store.get(classifier.load(version).record.artifact_key))
+    blobs = [store.get(key) for _, key in cells]
+    normalised = np.stack([decode_for_model(b, legacy) for b in blobs])
+    assert normalised.dtype == np.float32 and normalised.min() < -1.0  # black is -2, not 0
+    predictions, record = classifier.classify(cells, version)
+    assert record.input_spec.dtype == "float32"
+    np.testing.assert_allclose(
+        [p.probabilities for p in predictions],
+        session.run(None, {"image": normalised})[0], atol=1e-5,
+    )  # fmt: skip
+    classifier.close()
+
+
+def test_a_registry_entry_that_does_not_match_its_artifact_is_refused(served, db_pool) -> None:  # type: ignore[no-untyped-def]
+    classifier, store, cells, expected, versions = served
+    wrong = _register_float_input_model(db_pool, store, InputSpecData(size=32, dtype="uint8"))
+    with pytest.raises(FailedPrecondition, match="does not match its artifact"):
+        classifier.load(wrong)
+    predictions, record = classifier.classify(cells)  # the previous model still serves
+    assert record.id == versions[0]
+    np.testing.assert_allclose([p.probabilities for p in predictions], expected[versions[0]],
+                               atol=1e-5)  # fmt: skip
     classifier.close()

@@ -6,10 +6,10 @@ import pytest
 import torch
 
 from marrowscope.core.errors import FailedPrecondition
-from marrowscope.core.preprocess import InputSpecData, preprocess
+from marrowscope.core.preprocess import InputSpecData, normalise, preprocess
 from marrowscope.core.synthetic import make_cell
 from marrowscope.training.augment import augment_batch
-from marrowscope.training.model import build_model
+from marrowscope.training.model import PixelInput, build_model
 from marrowscope.training.trainer import HyperParameters, check_parity, train
 
 
@@ -38,10 +38,38 @@ def test_parity_check_refuses_a_different_model() -> None:
     from marrowscope.training.trainer import export_onnx
 
     onnx_b = export_onnx(model_b, spec)
-    batch = torch.randn(4, 3, 32, 32)
-    assert check_parity(model_b, onnx_b, batch) <= 1e-4
+    batch = torch.randint(0, 256, (4, 3, 32, 32), dtype=torch.uint8)
+    assert check_parity(model_b, onnx_b, batch, spec) <= 1e-4
     with pytest.raises(FailedPrecondition, match="not registered"):
-        check_parity(model_a, onnx_b, batch)
+        check_parity(model_a, onnx_b, batch, spec)
+
+
+def test_the_exported_model_takes_pixels_and_normalises_them_as_the_spec_says() -> None:
+    from marrowscope.training.trainer import export_onnx
+
+    spec = InputSpecData(size=32, mean=(0.485, 0.456, 0.406), std=(0.229, 0.224, 0.225))
+    torch.manual_seed(0)
+    model = build_model("se_cnn", 3, width=4).eval()
+    session = ort.InferenceSession(export_onnx(model, spec), providers=["CPUExecutionProvider"])
+    assert session.get_inputs()[0].type == "tensor(uint8)"
+    pixels = np.random.default_rng(0).integers(0, 256, (6, 3, 32, 32), dtype=np.uint8)
+    # The graph's normalisation equals the per-channel formula that float-input models take.
+    legacy = InputSpecData(size=32, mean=spec.mean, std=spec.std, dtype="float32")
+    normalised = np.stack([normalise(p.transpose(1, 2, 0), legacy) for p in pixels])
+    np.testing.assert_allclose(
+        PixelInput(spec.mean, spec.std)(torch.from_numpy(pixels)).numpy(), normalised, atol=1e-6
+    )
+    with torch.inference_mode():
+        expected = torch.softmax(model(torch.from_numpy(normalised)), dim=1).numpy()
+    np.testing.assert_allclose(session.run(None, {"image": pixels})[0], expected, atol=1e-5)
+
+
+def test_training_refuses_float_arrays() -> None:
+    spec = InputSpecData(size=16)
+    x = np.zeros((4, 3, 16, 16), np.float32)
+    y = np.zeros(4, np.int64)
+    with pytest.raises(ValueError, match="uint8"):
+        train(x, y, x, y, 2, spec, HyperParameters(epochs=1, input_size=16, width=4))
 
 
 def test_augmentation_fills_with_black_and_keeps_shape() -> None:

@@ -52,16 +52,18 @@ class LabeledCell(_message.Message):
     def __init__(self, cell_id: _Optional[str] = ..., object_key: _Optional[str] = ..., class_code: _Optional[str] = ...) -> None: ...
 
 class InputSpec(_message.Message):
-    __slots__ = ("size", "mean", "std", "layout")
+    __slots__ = ("size", "mean", "std", "layout", "dtype")
     SIZE_FIELD_NUMBER: _ClassVar[int]
     MEAN_FIELD_NUMBER: _ClassVar[int]
     STD_FIELD_NUMBER: _ClassVar[int]
     LAYOUT_FIELD_NUMBER: _ClassVar[int]
+    DTYPE_FIELD_NUMBER: _ClassVar[int]
     size: int
     mean: _containers.RepeatedScalarFieldContainer[float]
     std: _containers.RepeatedScalarFieldContainer[float]
     layout: str
-    def __init__(self, size: _Optional[int] = ..., mean: _Optional[_Iterable[float]] = ..., std: _Optional[_Iterable[float]] = ..., layout: _Optional[str] = ...) -> None: ...
+    dtype: str
+    def __init__(self, size: _Optional[int] = ..., mean: _Optional[_Iterable[float]] = ..., std: _Optional[_Iterable[float]] = ..., layout: _Optional[str] = ..., dtype: _Optional[str] = ...) -> None: ...
 
 class EpochMetrics(_message.Message):
     __slots__ = ("epoch", "train_loss", "train_accuracy", "validation_loss", "validation_accuracy", "seconds")
