@@ -45,14 +45,15 @@ async def run_demo(
         iter_cells(per_class, seed=seed), per_class * len(classes), dataset, store, clients
     )
     admin = (("authorization", f"Bearer {admin_token}"),)
-    expert_name = f"{'expert' if ui_url else 'simulated-expert'}-{int(time.time())}"
+    started = int(time.time())  # each demo run is a new campaign, even on an existing stack
+    expert_name = f"{'expert' if ui_url else 'simulated-expert'}-{started}"
     created = await clients.curation.CreateUser(
         curation_pb2.CreateUserRequest(name=expert_name, role=curation_pb2.ROLE_EXPERT),
         metadata=admin,
     )
     campaign = await clients.orchestrator.CreateCampaign(
         orchestrator_pb2.CreateCampaignRequest(
-            request_id=f"demo-{dataset}-{method}-{rounds}-{epochs}",
+            request_id=f"demo-{dataset}-{method}-{rounds}-{epochs}-{started}",
             name=f"demo {method}",
             method=orchestrator_pb2.CampaignMethod.Value(f"CAMPAIGN_METHOD_{method}"),
             dataset=dataset,
