@@ -7,8 +7,10 @@ The served figure is end to end: the inference service runs as its own process (
 reads the real PBC JPEGs from a filesystem object store, decodes and preprocesses them and
 answers over loopback gRPC; the client streams requests of 64 cells (batch 64) or sends one
 cell per call (batch 1). The three are measured in alternating rounds, so that the ratios the
-targets name compare figures taken at the same machine speed. Writes
-bench/results/classifier.json.
+targets name compare figures taken at the same machine speed; the headline service has its
+pixel cache off, so every cell is fetched and decoded. After the rounds, two more serving cases:
+the lossless PNG crops the segmentation service stores, and cells the service has seen before
+(pixel cache on, as in every SSL round after the first). Writes bench/results/classifier.json.
 """
 
 from __future__ import annotations
@@ -32,10 +34,10 @@ import psycopg
 import torch
 
 from marrowscope.core.db import create_database, drop_database, open_pool
-from marrowscope.core.images import decode_pil_image
+from marrowscope.core.images import decode_image, decode_pil_image, encode_png
 from marrowscope.core.model_registry import NewModelVersion, register_model_version
 from marrowscope.core.objectstore import FilesystemObjectStore, put_content_addressed
-from marrowscope.core.preprocess import InputSpecData, preprocess_image
+from marrowscope.core.preprocess import InputSpecData, preprocess_image, to_canvas
 from marrowscope.core.rpc import check_health, open_channel
 from marrowscope.core.settings import DatabaseSettings
 from marrowscope.core.taxonomy import load_taxonomy
@@ -172,12 +174,39 @@ def stage_costs(blobs: list[bytes], spec: InputSpecData, store: FilesystemObject
             "preprocess_ms": 1000 * (t3 - t2) / n}  # fmt: skip
 
 
-def start_service(dsn: str, store_root: Path, port: int) -> subprocess.Popen:
+def start_service(dsn: str, store_root: Path, port: int, pixel_cache_mb: int) -> subprocess.Popen:
     env = dict(os.environ, MARROWSCOPE_DB_DSN=dsn, MARROWSCOPE_STORE_BACKEND="fs",
                MARROWSCOPE_STORE_ROOT=str(store_root), MARROWSCOPE_INFERENCE_PORT=str(port),
-               MARROWSCOPE_INFERENCE_PREFER_CUDA="false")  # fmt: skip
+               MARROWSCOPE_INFERENCE_PREFER_CUDA="false",
+               MARROWSCOPE_INFERENCE_PIXEL_CACHE_MB=str(pixel_cache_mb))  # fmt: skip
     return subprocess.Popen([sys.executable, "-m", "marrowscope.inference"], env=env,
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
+
+
+def crops_and_cache(address: str, cached_address: str, version: str, jpeg_keys: list[str],
+                    png_keys: list[str]) -> dict:  # fmt: skip
+    """Two serving cases beside the headline (medians of 3 streams, after the rounds):
+    the crops the segmentation service stores (lossless PNG on the 282 black square), decoded
+    cold; and cells the service has classified before, from its pixel cache (as in every SSL
+    round after the first)."""
+    out: dict = {}
+    for name, address_, keys in (("served_png_crops_b64", address, png_keys),
+                                 ("served_pixel_cache_b64", cached_address, jpeg_keys)):  # fmt: skip
+        client = ServedClient(address_, keys)
+        try:
+            client.load(version)
+            client.stream_rate()  # warm-up: page cache; fills the pixel cache where it is on
+            out[name] = float(np.median([client.stream_rate() for _ in range(3)]))
+        finally:
+            client.close()
+    return out
+
+
+def wait_serving(port: int) -> None:
+    for _ in range(100):
+        if asyncio.run(check_health(f"127.0.0.1:{port}")) == "SERVING":
+            return
+        time.sleep(0.2)
 
 
 def main() -> int:
@@ -202,9 +231,13 @@ def main() -> int:
     with tempfile.TemporaryDirectory() as tmp:
         store = FilesystemObjectStore(Path(tmp) / "store")
         keys = [put_content_addressed(store, "cells", b, "image/jpeg", ".jpg").key for b in blobs]
+        png_keys = [put_content_addressed(store, "cells", encode_png(to_canvas(decode_image(b).rgb)),
+                                          "image/png", ".png").key for b in blobs]  # fmt: skip
         pool = open_pool(DatabaseSettings(dsn=dsn))
         port = 50000 + os.getpid() % 10000
-        service = start_service(dsn, Path(tmp) / "store", port)
+        # The headline service decodes every cell (pixel cache off); a second one caches.
+        services = [start_service(dsn, Path(tmp) / "store", port, pixel_cache_mb=0),
+                    start_service(dsn, Path(tmp) / "store", port + 1, pixel_cache_mb=512)]  # fmt: skip
         try:
             for size in (96, 128):
                 spec = InputSpecData(size=size)
@@ -218,10 +251,8 @@ def main() -> int:
                         onnx, weights.getvalue(), taxonomy.name, taxonomy.codes, "se_cnn", spec,
                         "bench"))  # fmt: skip
                 flops = count_flops(model, size)
-                for _ in range(100):
-                    if asyncio.run(check_health(f"127.0.0.1:{port}")) == "SERVING":
-                        break
-                    time.sleep(0.2)
+                wait_serving(port)
+                wait_serving(port + 1)
                 client = ServedClient(f"127.0.0.1:{port}", keys)
                 try:
                     client.load(version)
@@ -231,15 +262,25 @@ def main() -> int:
                     figures = measure(eager, onnx, size, client)
                 finally:
                     client.close()
+                figures.update(crops_and_cache(f"127.0.0.1:{port}", f"127.0.0.1:{port + 1}",
+                                               version, keys, png_keys))  # fmt: skip
+                for name in ("served_png_crops", "served_pixel_cache"):
+                    figures[f"{name}_over_onnxruntime_b64"] = (
+                        figures[f"{name}_b64"] / figures["onnxruntime_b64"]
+                    )
                 figures.update(stage_costs(blobs[:300], spec, store, keys[:300]))
+                figures.update({f"png_{k}": v for k, v in
+                                stage_costs([store.get(k) for k in png_keys[:300]], spec, store,
+                                            png_keys[:300]).items()})  # fmt: skip
                 figures["gflop_per_image"] = flops / 1e9
                 figures["onnxruntime_gflops_b64"] = figures["onnxruntime_b64"] * flops / 1e9
                 figures["torch_gflops_b64"] = figures["torch_eager_b64"] * flops / 1e9
                 figures["model_ms_b64"] = 1000 / figures["onnxruntime_b64"]
                 results["sizes"][str(size)] = {k: round(v, 4) for k, v in figures.items()}
         finally:
-            service.terminate()
-            service.wait(10)
+            for service in services:
+                service.terminate()
+                service.wait(10)
             pool.close()
             drop_database(ADMIN_DSN, db)
     # Training speed at CPU scale (augmentation included), on ready tensors.
@@ -273,6 +314,11 @@ def print_table(results: dict) -> None:
                   f"{f[key + '_min']:.2f}-{f[key + '_max']:.2f}x over {ROUNDS} alternating rounds)")  # fmt: skip
         print(f"  per image, one thread: fetch {f['fetch_ms']:.2f} ms, decode {f['decode_ms']:.2f} ms, "
               f"preprocess {f['preprocess_ms']:.2f} ms, model (b64) {f['model_ms_b64']:.2f} ms")  # fmt: skip
+        print(f"  PNG crops as segmentation stores them: served {f['served_png_crops_b64']:.0f} img/s "
+              f"({f['served_png_crops_over_onnxruntime_b64']:.2f}x); per image decode "
+              f"{f['png_decode_ms']:.2f} ms, preprocess {f['png_preprocess_ms']:.2f} ms")  # fmt: skip
+        print(f"  cells seen before (pixel cache): served {f['served_pixel_cache_b64']:.0f} img/s "
+              f"({f['served_pixel_cache_over_onnxruntime_b64']:.2f}x)")  # fmt: skip
     print(f"\ntraining at 96 px: {results['training_images_per_s_96px']:.0f} images/s")
 
 

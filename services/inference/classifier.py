@@ -27,6 +27,7 @@ from marrowscope.core.onnx_providers import choose_providers
 from marrowscope.core.preprocess import INPUT_DTYPES, InputSpecData, decode_for_model
 
 from .batching import MicroBatcher, RunFn
+from .pixel_cache import PixelCache
 from .settings import InferenceSettings
 
 log = logging.getLogger(__name__)
@@ -83,6 +84,7 @@ class Classifier:
         self._swap_lock = threading.Lock()
         self._decoders = ThreadPoolExecutor(max_workers=settings.decode_workers)
         self.batcher = MicroBatcher(settings.max_batch, settings.max_wait_ms / 1000)
+        self.pixels = PixelCache(settings.pixel_cache_mb * 1024 * 1024)
         self.limits = ImageLimits()
 
     @property
@@ -155,8 +157,13 @@ class Classifier:
         return decode_for_model(self.store.get(key), spec, self.limits)
 
     def _load_cell(self, cell: tuple[str, str], spec: InputSpecData) -> np.ndarray | str:
+        cached = self.pixels.get(cell[1], spec)
+        if cached is not None:
+            return cached
         try:
-            return self._tensor(cell[1], spec)
+            tensor = self._tensor(cell[1], spec)
+            self.pixels.put(cell[1], spec, tensor)
+            return tensor
         except MarrowscopeError as error:  # missing key, corrupt or unsupported image
             return str(error)
         except Exception as error:  # noqa: BLE001 - one unreadable cell must not fail the batch

@@ -16,5 +16,8 @@ class InferenceSettings(GrpcServerSettings):
     # ONNX Runtime's worker threads spin while idle; off, they leave the cores to decoding.
     allow_spinning: bool = False
     decode_workers: int = 4
+    # Model inputs of content-addressed cells kept between requests (an SSL round predicts the
+    # same pool every round); 0 turns the cache off.
+    pixel_cache_mb: int = 512
     prefer_cuda: bool = True
     max_cells_per_request: int = 1024

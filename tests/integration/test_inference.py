@@ -208,3 +208,22 @@ def test_a_registry_entry_that_does_not_match_its_artifact_is_refused(served, db
     np.testing.assert_allclose([p.probabilities for p in predictions], expected[versions[0]],
                                atol=1e-5)  # fmt: skip
     classifier.close()
+
+
+def test_repeated_cells_are_served_from_the_pixel_cache_with_the_same_answers(served) -> None:  # type: ignore[no-untyped-def]
+    classifier, store, cells, expected, versions = served
+    first, _ = classifier.classify(cells)
+    assert classifier.pixels.stats.entries == len(cells) and classifier.pixels.stats.hits == 0
+    second, _ = classifier.classify(cells)  # as the next SSL round re-predicts its pool
+    assert classifier.pixels.stats.hits == len(cells)
+    np.testing.assert_array_equal([p.probabilities for p in first],
+                                  [p.probabilities for p in second])  # fmt: skip
+    np.testing.assert_allclose([p.probabilities for p in second], expected[versions[0]],
+                               atol=1e-5)  # fmt: skip
+    # A cell whose image cannot be read is not cached: it is read again next time.
+    missing = ("missing", "cells/00/" + "1" * 64 + ".png")
+    for _ in range(2):
+        (prediction,), _ = classifier.classify([missing])
+        assert "not found" in prediction.error.lower()
+    assert classifier.pixels.stats.entries == len(cells)
+    classifier.close()
