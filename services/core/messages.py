@@ -52,7 +52,7 @@ def model_version(record: ModelVersionRecord) -> common_pb2.ModelVersion:
             std=list(spec.std),
             layout=spec.layout,
             dtype=spec.dtype,
-        ),  # fmt: skip
+        ),
         artifact=common_pb2.ObjectRef(
             key=record.artifact_key,
             sha256=record.artifact_sha256,
