@@ -53,22 +53,23 @@ class PixelInput(nn.Module):
     """Pixels (uint8 or float, 0-255) -> the network's input, normalised per channel.
 
     The one normalisation: training applies it to every batch, and the export puts it at the
-    head of the ONNX graph, so the served model takes the preprocessed pixels as uint8.
+    head of the ONNX graph, so the served model takes the preprocessed pixels as uint8. The
+    float32 operations are those of ``core.preprocess.normalise`` in the same order, so the
+    values are bit for bit what models with float input were trained and served on.
     """
 
-    scale: torch.Tensor
-    shift: torch.Tensor
+    mean: torch.Tensor
+    std: torch.Tensor
 
     def __init__(self, mean: tuple[float, ...], std: tuple[float, ...]) -> None:
         super().__init__()
-        mean_t = torch.tensor(mean, dtype=torch.float64).view(1, -1, 1, 1)
-        std_t = torch.tensor(std, dtype=torch.float64).view(1, -1, 1, 1)
-        # (x / 255 - mean) / std as one multiply-add; not in the state dict (the spec holds it).
-        self.register_buffer("scale", (1 / (255 * std_t)).float(), persistent=False)
-        self.register_buffer("shift", (-mean_t / std_t).float(), persistent=False)
+        # Not in the state dict: the input spec holds them.
+        shape = (1, -1, 1, 1)
+        self.register_buffer("mean", torch.tensor(mean).view(shape), persistent=False)
+        self.register_buffer("std", torch.tensor(std).view(shape), persistent=False)
 
     def forward(self, pixels: torch.Tensor) -> torch.Tensor:
-        return pixels.float() * self.scale + self.shift
+        return (pixels.float() / 255.0 - self.mean) / self.std
 
 
 class WithSoftmax(nn.Module):
