@@ -24,7 +24,7 @@ from marrowscope.core.errors import InvalidArgument, MarrowscopeError
 from marrowscope.core.evaluation import evaluate, format_report
 from marrowscope.core.images import decode_image
 from marrowscope.core.objectstore import ObjectStore, put_content_addressed
-from marrowscope.core.preprocess import INPUT_DTYPES, InputSpecData, decode_for_model
+from marrowscope.core.preprocess import InputSpecData, decode_for_model, input_dtype_of
 from marrowscope.core.taxonomy import load_taxonomy
 from marrowscope.v1 import common_pb2, inference_pb2, segmentation_pb2, training_pb2
 
@@ -181,8 +181,7 @@ def predict_with_file(
     is the model's class order."""
     session = ort.InferenceSession(str(onnx_path), providers=["CPUExecutionProvider"])
     # Models trained before the normalisation moved into the graph take float input.
-    float_input = session.get_inputs()[0].type == INPUT_DTYPES["float32"]
-    spec = InputSpecData(size=image_size, dtype="float32" if float_input else "uint8")
+    spec = InputSpecData(size=image_size, dtype=input_dtype_of(session.get_inputs()[0].type))
     out: list[str] = []
     for start in tqdm(range(0, len(images), 64), desc=f"classifying with {onnx_path.name}"):
         batch = np.stack([decode_for_model(i.path.read_bytes(), spec)

@@ -16,6 +16,7 @@ from functools import lru_cache
 import numpy as np
 from PIL import Image
 
+from .errors import InvalidArgument
 from .images import ImageLimits, decode_pil_image
 
 CANVAS = 282  # the paper's crop size
@@ -51,6 +52,17 @@ class InputSpecData:
 
 # The input dtype of a spec, and the type ONNX Runtime reports for a model's input.
 INPUT_DTYPES = {"uint8": "tensor(uint8)", "float32": "tensor(float)"}
+
+
+def input_dtype_of(onnx_input_type: str) -> str:
+    """The spec dtype of a model whose input ONNX Runtime reports as ``onnx_input_type``."""
+    for dtype, onnx_type in INPUT_DTYPES.items():
+        if onnx_type == onnx_input_type:
+            return dtype
+    raise InvalidArgument(
+        f"the model's input is {onnx_input_type}; Marrowscope models take uint8 pixels "
+        "(or, trained before that, normalised float32)"
+    )
 
 
 def to_canvas(rgb: np.ndarray, canvas: int = CANVAS) -> np.ndarray:
