@@ -40,6 +40,9 @@ test: setup chromium ## unit, integration, e2e and browser tests (real PostgreSQ
 bench: setup ## benchmarks that print figures (results under bench/results/)
 	$(BIN)/python bench/run_all.py
 
+gpu-check: setup ## on a GPU node: is the classifier served on CUDA? parity, images/s
+	$(BIN)/marrowscope gpu-check --json bench/results/gpu_check.json
+
 protos: setup ## regenerate the gRPC code from protos/
 	$(BIN)/python -m marrowscope.core.protogen
 

@@ -11,6 +11,7 @@ marrowscope evaluate ...       accuracy, per-class recall / precision, confusion
 marrowscope segment IN... --out DIR [--overlay] [--model FILE]   cell crops and boxes
 marrowscope train-segmenter --data DIR --out FILE  field U-Net from YOLO boxes, as ONNX
 marrowscope experiment --data DIR --out DIR      every SSL method, Table 1, plots, HTML report
+marrowscope gpu-check [--json FILE]              is the classifier served on CUDA here? speed
 """
 
 from __future__ import annotations
@@ -241,6 +242,26 @@ def cmd_train_segmenter(args: argparse.Namespace) -> int:
     return train_segmenter_cli(args)
 
 
+def cmd_gpu_check(args: argparse.Namespace) -> int:
+    from marrowscope.inference.gpu_check import GpuCheckOptions, print_report, run_gpu_check
+    from marrowscope.inference.settings import InferenceSettings
+
+    options = GpuCheckOptions(tuple(args.sizes), tuple(args.batches), args.width, args.seconds,
+                              args.model, args.data, args.tolerance)  # fmt: skip
+    report = run_gpu_check(options, InferenceSettings(),
+                           lambda name: print(f"checking {name} ...", flush=True))  # fmt: skip
+    print_report(report)
+    if args.json:
+        args.json.parent.mkdir(parents=True, exist_ok=True)
+        args.json.write_text(json.dumps(report, indent=2))
+        print(f"wrote {args.json}")
+    return GPU_CHECK_EXIT[report["verdict"]]
+
+
+# gpu-check's exit status: 2 stays the CLI's "could not run" (bad input, service errors).
+GPU_CHECK_EXIT = {"ok": 0, "parity-failed": 1, "not-on-cuda": 3}
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="marrowscope", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)  # fmt: skip
@@ -340,6 +361,21 @@ def build_parser() -> argparse.ArgumentParser:
     ts.add_argument("--width", type=int, default=8, help="channels at full resolution")
     ts.add_argument("--seed", type=int, default=0)
     ts.set_defaults(func=cmd_train_segmenter)
+    gc = sub.add_parser("gpu-check", help="is the classifier on CUDA here? parity and images/s",
+                        description="Opens the classifier as the inference service does (its "
+                        "MARROWSCOPE_INFERENCE_* settings) and checks that it runs on the CUDA "
+                        "provider with the CPU's answers; measures both. Exit 0: on CUDA with "
+                        "parity; 1: parity failed; 3: not on CUDA (the reason says why).")  # fmt: skip
+    gc.add_argument("--model", type=Path, help="an exported classifier .onnx (default: fresh "
+                    "SE-CNNs at --sizes)")  # fmt: skip
+    gc.add_argument("--data", type=Path, help="cell images for the parity check (default random)")
+    gc.add_argument("--sizes", type=int, nargs="+", default=[96, 128, 282])
+    gc.add_argument("--batches", type=int, nargs="+", default=[1, 64, 256])
+    gc.add_argument("--width", type=int, default=16, help="channels of the first stage")
+    gc.add_argument("--seconds", type=float, default=3.0, help="per measured rate")
+    gc.add_argument("--tolerance", type=float, default=1e-4, help="max |CUDA - CPU| probability")
+    gc.add_argument("--json", type=Path, help="write the report here")
+    gc.set_defaults(func=cmd_gpu_check)
     return parser
 
 

@@ -23,7 +23,7 @@ from marrowscope.core.model_registry import (
     list_model_versions,
 )
 from marrowscope.core.objectstore import ObjectStore
-from marrowscope.core.onnx_providers import choose_providers
+from marrowscope.core.onnx_providers import open_session
 from marrowscope.core.preprocess import INPUT_DTYPES, InputSpecData, decode_for_model
 
 from .batching import MicroBatcher, RunFn
@@ -73,6 +73,18 @@ def failed(cell_id: str, object_key: str, error: str) -> CellPrediction:
     return CellPrediction(cell_id, object_key, np.zeros(0, np.float32), error=error)
 
 
+def open_model_session(artifact: bytes, settings: InferenceSettings) -> ort.InferenceSession:
+    """A session for a classifier artifact as the service runs it: its thread settings, and
+    CUDA where it loads (``settings.prefer_cuda``)."""
+    options = ort.SessionOptions()
+    if settings.intra_op_threads:
+        options.intra_op_num_threads = settings.intra_op_threads
+    options.add_session_config_entry(
+        "session.intra_op.allow_spinning", "1" if settings.allow_spinning else "0"
+    )
+    return open_session(artifact, options, settings.prefer_cuda, settings.cudnn_conv_algo_search)
+
+
 class Classifier:
     """The serving model, its hot swap, and classification of stored cell images."""
 
@@ -107,15 +119,7 @@ class Classifier:
         if current is not None and current.record.id == record.id:
             return current
         artifact = self.store.get(record.artifact_key)  # verified against its sha256 key
-        options = ort.SessionOptions()
-        if self.settings.intra_op_threads:
-            options.intra_op_num_threads = self.settings.intra_op_threads
-        options.add_session_config_entry(
-            "session.intra_op.allow_spinning", "1" if self.settings.allow_spinning else "0"
-        )
-        session = ort.InferenceSession(
-            artifact, sess_options=options, providers=choose_providers(self.settings.prefer_cuda)
-        )
+        session = open_model_session(artifact, self.settings)
         expected = INPUT_DTYPES[record.input_spec.dtype]
         if session.get_inputs()[0].type != expected:
             raise FailedPrecondition(

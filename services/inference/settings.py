@@ -2,6 +2,7 @@
 
 from pydantic_settings import SettingsConfigDict
 
+from marrowscope.core.onnx_providers import ConvAlgoSearch
 from marrowscope.core.settings import DEFAULT_PORTS, GrpcServerSettings, settings_config
 
 
@@ -20,4 +21,6 @@ class InferenceSettings(GrpcServerSettings):
     # same pool every round); 0 turns the cache off.
     pixel_cache_mb: int = 512
     prefer_cuda: bool = True
+    # On CUDA: how cuDNN picks convolution algorithms (see core.onnx_providers).
+    cudnn_conv_algo_search: ConvAlgoSearch = "HEURISTIC"
     max_cells_per_request: int = 1024

@@ -21,7 +21,7 @@ from PIL import Image
 from scipy import ndimage
 
 from marrowscope.core.errors import FailedPrecondition
-from marrowscope.core.onnx_providers import choose_providers
+from marrowscope.core.onnx_providers import open_session
 
 from .algorithm import CellRegion, Segmentation
 from .stain import saturation
@@ -55,9 +55,7 @@ class UNetSegmenter:
         options.intra_op_num_threads = threads
         options.inter_op_num_threads = 1
         try:
-            self._session = ort.InferenceSession(
-                onnx_bytes, options, providers=choose_providers(prefer_cuda)
-            )
+            self._session = open_session(onnx_bytes, options, prefer_cuda)
         except Exception as error:  # noqa: BLE001 - ORT raises its own hierarchy
             raise FailedPrecondition(f"not a loadable ONNX segmentation model: {error}") from error
         meta = self._session.get_modelmeta().custom_metadata_map

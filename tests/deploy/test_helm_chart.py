@@ -167,6 +167,16 @@ def test_gpu_requests_only_where_asked(rendered) -> None:  # type: ignore[no-unt
         assert env["MARROWSCOPE_TRAINING_KUBE_GPUS"] == ("1" if name == "gpu-inference" else "0")
 
 
+def test_notes_give_the_gpu_check_only_for_gpu_inference() -> None:
+    for name, values in VALUE_SETS.items():
+        manifests = helm.Chart.load(CHART).render(
+            values, name="lab", namespace="ms", is_install=True
+        )
+        notes = next(text for path, text in manifests.items() if path.endswith("NOTES.txt"))
+        command = "kubectl -n ms exec deploy/lab-marrowscope-inference -- marrowscope gpu-check"
+        assert (command in notes) == (name == "gpu-inference"), name
+
+
 def test_components_follow_the_enabled_flags(rendered) -> None:  # type: ignore[no-untyped-def]
     name, docs = rendered
     deployed = {component(d) for d in of_kind(docs, "Deployment")}
