@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import io
 import math
-import warnings
 from dataclasses import dataclass
 
 import numpy as np
@@ -134,24 +133,25 @@ def decode_pil_image(
         )
     fmt = sniff_format(data)
     try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("error", Image.DecompressionBombWarning)
-            image = Image.open(io.BytesIO(data), formats=[fmt])
-            width, height = image.size
-            if width * height > limits.max_pixels:
-                raise ImageTooLarge(
-                    f"image of {width}x{height} pixels exceeds the limit of {limits.max_pixels} "
-                    "pixels; send a smaller field or tile it"
-                )
-            if min(width, height) < limits.min_side:
-                raise InvalidImage(f"image of {width}x{height} pixels is too small to analyse")
-            if reduce_to and fmt == "JPEG" and max(width, height) > 2 * reduce_to:
-                ratio = reduce_to / max(width, height)
-                image.draft(image.mode, (math.ceil(width * ratio), math.ceil(height * ratio)))
-            image.load()
+        # Our own pixel limit is checked before any pixel is decoded. (Pillow's bomb warning,
+        # above 89 M pixels, is not turned into an error here: warnings.catch_warnings is not
+        # thread-safe, and the inference service decodes on several threads.)
+        image = Image.open(io.BytesIO(data), formats=[fmt])
+        width, height = image.size
+        if width * height > limits.max_pixels:
+            raise ImageTooLarge(
+                f"image of {width}x{height} pixels exceeds the limit of {limits.max_pixels} "
+                "pixels; send a smaller field or tile it"
+            )
+        if min(width, height) < limits.min_side:
+            raise InvalidImage(f"image of {width}x{height} pixels is too small to analyse")
+        if reduce_to and fmt == "JPEG" and max(width, height) > 2 * reduce_to:
+            ratio = reduce_to / max(width, height)
+            image.draft(image.mode, (math.ceil(width * ratio), math.ceil(height * ratio)))
+        image.load()
     except (ImageTooLarge, InvalidImage):
         raise
-    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
+    except Image.DecompressionBombError as exc:
         raise ImageTooLarge(f"image rejected as a decompression bomb: {exc}") from None
     except UnidentifiedImageError:
         raise InvalidImage(f"file starts like {fmt} but cannot be decoded; it is damaged") from None
