@@ -164,6 +164,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     options = TrainOptions(
         args.data, args.mapping, args.image_size, args.epochs, args.batch_size, args.width,
         args.validation, args.limit_per_class, args.seed, args.parent, args.early_stopping,
+        args.lr_schedule, args.precise_bn_images,
     )  # fmt: skip
     job = asyncio.run(_with_clients(state, lambda c: train_folder(c, _store(state), options)))
     if job.state != training_pb2.TRAINING_JOB_STATE_SUCCEEDED:
@@ -308,6 +309,11 @@ def build_parser() -> argparse.ArgumentParser:
     tr.add_argument("--limit-per-class", type=int, default=0, help="cap training cells per class")
     tr.add_argument("--early-stopping", type=int, default=0, help="patience in epochs (0 = off)")
     tr.add_argument("--parent", default="", help="warm-start from this model version")
+    tr.add_argument("--lr-schedule", default="constant", choices=["constant", "cosine"],
+                    help="constant: the paper's; cosine anneals to 0 (steadier at CPU scale)")  # fmt: skip
+    tr.add_argument("--precise-bn-images", type=int,
+                    help="BatchNorm statistics from this many images after each epoch "
+                    "(default 2048; 0 = running averages)")  # fmt: skip
     tr.add_argument("--seed", type=int, default=0)
     tr.set_defaults(func=cmd_train)
     ev = sub.add_parser("evaluate", help="metrics of a model on a labelled ImageFolder directory")

@@ -100,6 +100,8 @@ class TrainOptions:
     seed: int
     parent: str
     early_stopping: int
+    lr_schedule: str = "constant"
+    precise_bn_images: int | None = None  # None: the service's default
 
 
 async def train_folder(
@@ -127,7 +129,8 @@ async def train_folder(
     hyper = training_pb2.HyperParameters(
         epochs=options.epochs, batch_size=options.batch_size, input_size=options.image_size,
         seed=options.seed, augment=True, width=options.width,
-        early_stopping_patience=options.early_stopping,
+        early_stopping_patience=options.early_stopping, lr_schedule=options.lr_schedule,
+        precise_bn_images=options.precise_bn_images,
     )  # fmt: skip
     # The same data and settings give the same request id: a retried command joins its job.
     fingerprint = hashlib.sha256(

@@ -6,11 +6,12 @@ import asyncio
 from collections.abc import AsyncIterator
 
 from marrowscope.core import messages
+from marrowscope.core.errors import InvalidArgument
 from marrowscope.core.model_registry import get_model_version, list_model_versions
 from marrowscope.v1 import training_pb2, training_pb2_grpc
 
 from .service import JobRequest, JobStatus, TrainingService
-from .trainer import HyperParameters
+from .trainer import LR_SCHEDULES, HyperParameters
 
 SERVICE_NAME = training_pb2.DESCRIPTOR.services_by_name["TrainingService"].full_name
 _STATES = {
@@ -39,7 +40,19 @@ def job_message(status: JobStatus) -> training_pb2.TrainingJob:
 
 
 def hyper_from_message(message: training_pb2.HyperParameters, width: int) -> HyperParameters:
+    """The job's hyper-parameters: unset fields take the paper's defaults; values the trainer
+    cannot use are refused here, before a job is queued."""
     defaults = HyperParameters()
+    schedule = message.lr_schedule or defaults.lr_schedule
+    if schedule not in LR_SCHEDULES:
+        raise InvalidArgument(f"lr_schedule {schedule!r} is not one of {', '.join(LR_SCHEDULES)}")
+    precise_bn = (
+        message.precise_bn_images
+        if message.HasField("precise_bn_images")
+        else defaults.precise_bn_images
+    )
+    if precise_bn < 0:
+        raise InvalidArgument("precise_bn_images must be 0 (off) or a number of images")
     return HyperParameters(
         epochs=message.epochs or defaults.epochs,
         batch_size=message.batch_size or defaults.batch_size,
@@ -51,6 +64,8 @@ def hyper_from_message(message: training_pb2.HyperParameters, width: int) -> Hyp
         augment=message.augment,
         architecture=message.architecture or defaults.architecture,
         width=message.width or width,
+        lr_schedule=schedule,
+        precise_bn_images=precise_bn,
     )
 
 

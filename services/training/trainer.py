@@ -57,6 +57,9 @@ class HyperParameters:
         return 0.005 if warm_start else 0.01
 
 
+LR_SCHEDULES = ("constant", "cosine")
+
+
 @dataclass
 class EpochResult:
     epoch: int
@@ -158,7 +161,7 @@ def train(
     optimiser = torch.optim.SGD(
         model.parameters(), lr=lr, momentum=hyper.momentum, weight_decay=1e-4
     )
-    if hyper.lr_schedule not in ("constant", "cosine"):
+    if hyper.lr_schedule not in LR_SCHEDULES:
         raise ValueError(f"unknown lr_schedule {hyper.lr_schedule!r} (constant or cosine)")
     schedule = (
         torch.optim.lr_scheduler.CosineAnnealingLR(optimiser, T_max=max(hyper.epochs, 1))

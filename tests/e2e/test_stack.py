@@ -191,7 +191,8 @@ def test_cli_trains_on_an_image_folder_and_evaluates_the_version(
     home = str(running_stack["paths"].home)
 
     assert main(["--home", home, "train", "--data", str(data), "--mapping", str(mapping),
-                 "--epochs", "2", "--image-size", "32", "--width", "4"]) == 0  # fmt: skip
+                 "--epochs", "2", "--image-size", "32", "--width", "4", "--lr-schedule", "cosine",
+                 "--precise-bn-images", "16"]) == 0  # fmt: skip
     out = capsys.readouterr().out
     assert "left out by the mapping: {'smudge': 12}" in out
     assert "skipped" in out and "broken.png" in out

@@ -89,6 +89,15 @@ def test_jobs_are_created_watched_deduplicated_and_cancelled(db_pool) -> None:  
                     assert states[-1].state == training_pb2.TRAINING_JOB_STATE_FAILED
                     assert "DeadlineExceeded" in states[-1].error
 
+                    # Hyper-parameters the trainer cannot run are refused before any Job.
+                    bad = start_request(f"req-{uuid.uuid4()}")
+                    bad.hyper_parameters.lr_schedule = "step"
+                    with pytest.raises(grpc.aio.AioRpcError) as refused:
+                        await stub.StartTraining(bad)
+                    assert refused.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+                    assert "lr_schedule" in (refused.value.details() or "")
+                    assert api.count("POST") == 1
+
                     # Cancel deletes the Job of a job that is still running.
                     second = await stub.StartTraining(start_request(f"req-{uuid.uuid4()}"))
                     assert len(api.jobs) == 2

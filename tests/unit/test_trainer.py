@@ -5,12 +5,14 @@ import onnxruntime as ort
 import pytest
 import torch
 
-from marrowscope.core.errors import FailedPrecondition
+from marrowscope.core.errors import FailedPrecondition, InvalidArgument
 from marrowscope.core.preprocess import InputSpecData, normalise, preprocess
 from marrowscope.core.synthetic import make_cell
 from marrowscope.training.augment import augment_batch
 from marrowscope.training.model import PixelInput, build_model
+from marrowscope.training.servicer import hyper_from_message
 from marrowscope.training.trainer import HyperParameters, check_parity, train
+from marrowscope.v1 import training_pb2
 
 
 def test_training_learns_and_exports_a_matching_onnx_model() -> None:
@@ -102,3 +104,16 @@ def test_batchnorm_statistics_are_recomputed_exactly_from_unaugmented_images() -
     for name, value in model.state_dict().items():  # the weights were not touched
         if name in weights:
             assert torch.equal(value, weights[name]), name
+
+
+def test_hyper_parameters_from_a_request_default_and_refuse_what_cannot_run() -> None:
+    unset = hyper_from_message(training_pb2.HyperParameters(epochs=3), width=24)
+    assert (unset.epochs, unset.width, unset.lr_schedule, unset.precise_bn_images) == (
+        3, 24, "constant", HyperParameters().precise_bn_images)  # fmt: skip
+    asked = training_pb2.HyperParameters(lr_schedule="cosine", precise_bn_images=0, width=8)
+    hyper = hyper_from_message(asked, width=24)
+    assert (hyper.lr_schedule, hyper.precise_bn_images, hyper.width) == ("cosine", 0, 8)
+    with pytest.raises(InvalidArgument, match="'step' is not one of constant, cosine"):
+        hyper_from_message(training_pb2.HyperParameters(lr_schedule="step"), width=24)
+    with pytest.raises(InvalidArgument, match="precise_bn_images"):
+        hyper_from_message(training_pb2.HyperParameters(precise_bn_images=-1), width=24)

@@ -27,7 +27,7 @@ TRAINING_JOB_STATE_FAILED: TrainingJobState
 TRAINING_JOB_STATE_CANCELLED: TrainingJobState
 
 class HyperParameters(_message.Message):
-    __slots__ = ("epochs", "batch_size", "learning_rate", "momentum", "input_size", "seed", "early_stopping_patience", "augment", "architecture", "width")
+    __slots__ = ("epochs", "batch_size", "learning_rate", "momentum", "input_size", "seed", "early_stopping_patience", "augment", "architecture", "width", "lr_schedule", "precise_bn_images")
     EPOCHS_FIELD_NUMBER: _ClassVar[int]
     BATCH_SIZE_FIELD_NUMBER: _ClassVar[int]
     LEARNING_RATE_FIELD_NUMBER: _ClassVar[int]
@@ -38,6 +38,8 @@ class HyperParameters(_message.Message):
     AUGMENT_FIELD_NUMBER: _ClassVar[int]
     ARCHITECTURE_FIELD_NUMBER: _ClassVar[int]
     WIDTH_FIELD_NUMBER: _ClassVar[int]
+    LR_SCHEDULE_FIELD_NUMBER: _ClassVar[int]
+    PRECISE_BN_IMAGES_FIELD_NUMBER: _ClassVar[int]
     epochs: int
     batch_size: int
     learning_rate: float
@@ -48,7 +50,9 @@ class HyperParameters(_message.Message):
     augment: bool
     architecture: str
     width: int
-    def __init__(self, epochs: _Optional[int] = ..., batch_size: _Optional[int] = ..., learning_rate: _Optional[float] = ..., momentum: _Optional[float] = ..., input_size: _Optional[int] = ..., seed: _Optional[int] = ..., early_stopping_patience: _Optional[int] = ..., augment: _Optional[bool] = ..., architecture: _Optional[str] = ..., width: _Optional[int] = ...) -> None: ...
+    lr_schedule: str
+    precise_bn_images: int
+    def __init__(self, epochs: _Optional[int] = ..., batch_size: _Optional[int] = ..., learning_rate: _Optional[float] = ..., momentum: _Optional[float] = ..., input_size: _Optional[int] = ..., seed: _Optional[int] = ..., early_stopping_patience: _Optional[int] = ..., augment: _Optional[bool] = ..., architecture: _Optional[str] = ..., width: _Optional[int] = ..., lr_schedule: _Optional[str] = ..., precise_bn_images: _Optional[int] = ...) -> None: ...
 
 class StartTrainingRequest(_message.Message):
     __slots__ = ("request_id", "taxonomy", "teacher", "validation", "parent_model_version", "hyper_parameters", "labels")
