@@ -164,7 +164,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     options = TrainOptions(
         args.data, args.mapping, args.image_size, args.epochs, args.batch_size, args.width,
         args.validation, args.limit_per_class, args.seed, args.parent, args.early_stopping,
-        args.lr_schedule, args.precise_bn_images,
+        args.lr_schedule, args.precise_bn_images, args.center_crop,
     )  # fmt: skip
     job = asyncio.run(_with_clients(state, lambda c: train_folder(c, _store(state), options)))
     if job.state != training_pb2.TRAINING_JOB_STATE_SUCCEEDED:
@@ -181,11 +181,12 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     is_file = args.model.endswith(".onnx") and Path(args.model).is_file()
     if is_file:
         report = asyncio.run(evaluate_folder(None, None, args.data, args.mapping, args.model,
-                                             args.image_size, args.taxonomy))  # fmt: skip
+                                             args.image_size, args.taxonomy, args.center_crop))  # fmt: skip
     else:
         state = _running_state(args.home)
         report = asyncio.run(_with_clients(state, lambda c: evaluate_folder(
             c, _store(state), args.data, args.mapping, args.model, args.image_size, args.taxonomy,
+            args.center_crop,
         )))  # fmt: skip
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)
@@ -314,6 +315,9 @@ def build_parser() -> argparse.ArgumentParser:
     tr.add_argument("--precise-bn-images", type=int,
                     help="BatchNorm statistics from this many images after each epoch "
                     "(default 2048; 0 = running averages)")  # fmt: skip
+    tr.add_argument("--center-crop", action="store_true",
+                    help="train on the central cell of each image, alone on the paper's black "
+                    "282 crop (cut by the segmentation service)")  # fmt: skip
     tr.add_argument("--seed", type=int, default=0)
     tr.set_defaults(func=cmd_train)
     ev = sub.add_parser("evaluate", help="metrics of a model on a labelled ImageFolder directory")
@@ -323,6 +327,9 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--json", type=Path, help="write the metrics and confusion matrix here")
     ev.add_argument("--image-size", type=int, default=96, help="for a .onnx file only")
     ev.add_argument("--taxonomy", default="", help="for a .onnx file: its class order")
+    ev.add_argument("--center-crop", action="store_true",
+                    help="classify the central cell of each image (for models trained with "
+                    "train --center-crop; registered versions only)")  # fmt: skip
     ev.set_defaults(func=cmd_evaluate)
     ex = sub.add_parser("experiment", help="every SSL method on one folder: Table 1, plots, report")
     stack_options(ex)

@@ -66,8 +66,8 @@ async def register_cells(
     clients: ServiceClients, stored: list[StoredImage], dataset: str, taxonomy: str,
     center_crop: bool = False,
 ) -> list[tuple[str, str, str]]:  # fmt: skip
-    """Register stored images as cells: (cell id, key, class code), in input order; with
-    ``center_crop`` each cell is the centre-cell crop of its image."""
+    """Register stored images as cells: (cell id, the cell's image key, class code), in input
+    order; with ``center_crop`` each cell is the centre-cell crop of its image (its own key)."""
     out: list[tuple[str, str, str]] = []
     for start in range(0, len(stored), 500):
         part = stored[start : start + 500]
@@ -81,7 +81,7 @@ async def register_cells(
             timeout=120,
         )  # fmt: skip
         out += [
-            (r.cell_id, s.key, s.image.class_code)
+            (r.cell_id, r.object_key or s.key, s.image.class_code)
             for r, s in zip(response.cells, part, strict=True)
         ]
     return out
@@ -102,6 +102,7 @@ class TrainOptions:
     early_stopping: int
     lr_schedule: str = "constant"
     precise_bn_images: int | None = None  # None: the service's default
+    center_crop: bool = False  # train on the centre-cell crops the segmentation service cuts
 
 
 async def train_folder(
@@ -117,8 +118,8 @@ async def train_folder(
     stored, problems = upload_images(split.train + split.validation, store, "uploading")
     for problem in problems:
         print(f"skipped {problem}")
-    dataset = f"folder-{options.data.name}"
-    cells = await register_cells(clients, stored, dataset, folder.taxonomy)
+    dataset = f"folder-{options.data.name}" + ("-centre" if options.center_crop else "")
+    cells = await register_cells(clients, stored, dataset, folder.taxonomy, options.center_crop)
     validation_paths = {str(i.path) for i in split.validation}
     teacher = [
         c for c, s in zip(cells, stored, strict=True) if str(s.image.path) not in validation_paths
@@ -195,12 +196,19 @@ def predict_with_file(
 
 async def evaluate_folder(
     clients: ServiceClients | None, store: ObjectStore | None, data: Path, mapping: Path | None,
-    model: str, image_size: int, taxonomy_name: str,
+    model: str, image_size: int, taxonomy_name: str, center_crop: bool = False,
 ) -> dict:  # fmt: skip
-    """Accuracy, per-class recall / precision and the confusion matrix on a labelled folder."""
+    """Accuracy, per-class recall / precision and the confusion matrix on a labelled folder;
+    with ``center_crop`` on the centre-cell crops the segmentation service cuts (as for a model
+    trained with ``train --center-crop``)."""
     folder = scan_image_folder(data, mapping)
     model_path = Path(model)
     if model_path.suffix == ".onnx" and model_path.is_file():
+        if center_crop:
+            raise InvalidArgument(
+                "--center-crop needs a registered model version and a running stack (the "
+                "segmentation service cuts the crops); not a .onnx file"
+            )
         taxonomy = load_taxonomy(taxonomy_name or folder.taxonomy)
         predicted = predict_with_file(folder.images, model_path, image_size, taxonomy.codes)
         images, name = folder.images, model_path.name
@@ -210,6 +218,12 @@ async def evaluate_folder(
         stored, problems = upload_images(folder.images, store, "uploading")
         for problem in problems:
             print(f"skipped {problem}")
+        if center_crop:
+            cells = await register_cells(clients, stored, f"evaluate-{data.name}-centre",
+                                         folder.taxonomy, center_crop=True)  # fmt: skip
+            stored = [
+                StoredImage(s.image, key) for s, (_, key, _) in zip(stored, cells, strict=True)
+            ]
         predicted, name = await predict_with_service(clients, stored, model)
         images = [s.image for s in stored]
         served = await clients.inference.GetServingModel(inference_pb2.GetServingModelRequest())

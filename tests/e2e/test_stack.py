@@ -212,6 +212,46 @@ def test_cli_trains_on_an_image_folder_and_evaluates_the_version(
         main(["--home", str(tmp_path / "nowhere"), "train", "--data", str(data)])
 
 
+def test_cli_center_crop_trains_and_evaluates_on_the_central_cell(
+    running_stack: dict,
+    tmp_path,
+    capsys,  # type: ignore[no-untyped-def]
+) -> None:
+    import hashlib
+
+    from marrowscope.cli.main import main
+    from marrowscope.core.images import encode_png
+    from marrowscope.core.synthetic import make_cell
+
+    data = tmp_path / "centred"
+    for code in ("LY", "MB"):
+        (data / code).mkdir(parents=True)
+        for i in range(8):
+            (data / code / f"{i}.png").write_bytes(encode_png(make_cell(code, 40 + i).rgb))
+    originals = {hashlib.sha256(f.read_bytes()).hexdigest() for f in data.glob("*/*.png")}
+    home = str(running_stack["paths"].home)
+
+    assert main(["--home", home, "train", "--data", str(data), "--epochs", "1", "--image-size",
+                 "32", "--width", "4", "--center-crop"]) == 0  # fmt: skip
+    version = capsys.readouterr().out.strip().splitlines()[-1].split()[3]
+    report_path = tmp_path / "report.json"
+    assert main(["--home", home, "evaluate", "--model", version, "--data", str(data),
+                 "--center-crop", "--json", str(report_path)]) == 0  # fmt: skip
+    assert json.loads(report_path.read_text())["count"] == 16
+    with psycopg.connect(running_stack["dsn"]) as conn:
+        for dataset in ("folder-centred-centre", "evaluate-centred-centre"):
+            shas = {r[0] for r in conn.execute(
+                "SELECT sha256 FROM cells WHERE dataset = %s", (dataset,))}  # fmt: skip
+            # Each image became its centre-cell crop: 16 new images, none of them an original.
+            assert len(shas) == 16 and not shas & originals, dataset
+
+    onnx_file = tmp_path / "model.onnx"
+    onnx_file.write_bytes(b"not needed: refused before reading")
+    assert main(["--home", home, "evaluate", "--model", str(onnx_file), "--data", str(data),
+                 "--center-crop"]) == 2  # fmt: skip
+    assert "--center-crop needs a registered model version" in capsys.readouterr().err
+
+
 def test_campaign_survives_kill_9_of_orchestrator_and_curation(running_stack: dict) -> None:
     """kill -9 the orchestrator and the curation service at random points of a small campaign
     answered by a simulated expert: it completes with exactly the acknowledged decisions, once."""
