@@ -6,6 +6,7 @@ second run uploads nothing new) and talk to the services over gRPC like any othe
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import json
 from collections.abc import Sequence
@@ -13,6 +14,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
+import grpc
 import numpy as np
 import onnxruntime as ort
 from tqdm import tqdm
@@ -69,6 +71,8 @@ async def register_cells(
     """Register stored images as cells: (cell id, the cell's image key, class code), in input
     order; with ``center_crop`` each cell is the centre-cell crop of its image (its own key)."""
     out: list[tuple[str, str, str]] = []
+    bar = tqdm(total=len(stored), desc="registering cells" + (" (centre crops)" if center_crop
+               else ""), unit="cell", disable=len(stored) <= 500)  # fmt: skip
     for start in range(0, len(stored), 500):
         part = stored[start : start + 500]
         response = await clients.segmentation.ImportCells(
@@ -84,7 +88,37 @@ async def register_cells(
             (r.cell_id, r.object_key or s.key, s.image.class_code)
             for r, s in zip(response.cells, part, strict=True)
         ]
+        bar.update(len(part))
+    bar.close()
     return out
+
+
+async def crop_center_cells(
+    clients: ServiceClients, stored: list[StoredImage], in_flight: int = 4
+) -> tuple[list[StoredImage], list[str]]:
+    """Each image's centre-cell crop, cut and stored by the segmentation service (no cell is
+    registered); an image without a nucleated cell is reported, not fatal."""
+    gate = asyncio.Semaphore(in_flight)
+    bar = tqdm(total=len(stored), desc="cutting centre-cell crops", unit="img")
+
+    async def one(image: StoredImage) -> StoredImage | str:
+        async with gate:
+            try:
+                response = await clients.segmentation.CropCenterCell(
+                    segmentation_pb2.CropCenterCellRequest(image_key=image.key), timeout=120
+                )
+                return StoredImage(image.image, response.crop.key)
+            except grpc.aio.AioRpcError as error:
+                if error.code() != grpc.StatusCode.INVALID_ARGUMENT:
+                    raise
+                return f"{image.image.path}: {error.details()}"
+            finally:
+                bar.update(1)
+
+    results = await asyncio.gather(*(one(s) for s in stored))
+    bar.close()
+    crops = [r for r in results if isinstance(r, StoredImage)]
+    return crops, [r for r in results if isinstance(r, str)]
 
 
 @dataclass(frozen=True)
@@ -119,7 +153,11 @@ async def train_folder(
     for problem in problems:
         print(f"skipped {problem}")
     dataset = f"folder-{options.data.name}" + ("-centre" if options.center_crop else "")
-    cells = await register_cells(clients, stored, dataset, folder.taxonomy, options.center_crop)
+    if options.center_crop:  # cut first, so an image without a nucleated cell is only skipped
+        stored, problems = await crop_center_cells(clients, stored)
+        for problem in problems:
+            print(f"skipped {problem}")
+    cells = await register_cells(clients, stored, dataset, folder.taxonomy)
     validation_paths = {str(i.path) for i in split.validation}
     teacher = [
         c for c, s in zip(cells, stored, strict=True) if str(s.image.path) not in validation_paths
@@ -219,11 +257,9 @@ async def evaluate_folder(
         for problem in problems:
             print(f"skipped {problem}")
         if center_crop:
-            cells = await register_cells(clients, stored, f"evaluate-{data.name}-centre",
-                                         folder.taxonomy, center_crop=True)  # fmt: skip
-            stored = [
-                StoredImage(s.image, key) for s, (_, key, _) in zip(stored, cells, strict=True)
-            ]
+            stored, problems = await crop_center_cells(clients, stored)
+            for problem in problems:
+                print(f"skipped {problem}")
         predicted, name = await predict_with_service(clients, stored, model)
         images = [s.image for s in stored]
         served = await clients.inference.GetServingModel(inference_pb2.GetServingModelRequest())

@@ -219,6 +219,8 @@ def test_cli_center_crop_trains_and_evaluates_on_the_central_cell(
 ) -> None:
     import hashlib
 
+    import numpy as np
+
     from marrowscope.cli.main import main
     from marrowscope.core.images import encode_png
     from marrowscope.core.synthetic import make_cell
@@ -229,21 +231,29 @@ def test_cli_center_crop_trains_and_evaluates_on_the_central_cell(
         for i in range(8):
             (data / code / f"{i}.png").write_bytes(encode_png(make_cell(code, 40 + i).rgb))
     originals = {hashlib.sha256(f.read_bytes()).hexdigest() for f in data.glob("*/*.png")}
-    home = str(running_stack["paths"].home)
+    # A bright empty field: no nucleated cell, so no crop; skipped, not fatal.
+    (data / "LY" / "empty.png").write_bytes(encode_png(np.full((120, 120, 3), 235, np.uint8)))
+    home, dsn = str(running_stack["paths"].home), running_stack["dsn"]
 
     assert main(["--home", home, "train", "--data", str(data), "--epochs", "1", "--image-size",
                  "32", "--width", "4", "--center-crop"]) == 0  # fmt: skip
-    version = capsys.readouterr().out.strip().splitlines()[-1].split()[3]
+    out = capsys.readouterr().out
+    assert "empty.png: no nucleated cell found" in out
+    version = out.strip().splitlines()[-1].split()[3]
+    with psycopg.connect(dsn) as conn:
+        shas = {r[0] for r in conn.execute(
+            "SELECT sha256 FROM cells WHERE dataset = 'folder-centred-centre'")}  # fmt: skip
+    # Each image became its centre-cell crop: 16 new images, none of them an original.
+    assert len(shas) == 16 and not shas & originals
+
+    cells_before = count(dsn, "cells")
     report_path = tmp_path / "report.json"
     assert main(["--home", home, "evaluate", "--model", version, "--data", str(data),
                  "--center-crop", "--json", str(report_path)]) == 0  # fmt: skip
-    assert json.loads(report_path.read_text())["count"] == 16
-    with psycopg.connect(running_stack["dsn"]) as conn:
-        for dataset in ("folder-centred-centre", "evaluate-centred-centre"):
-            shas = {r[0] for r in conn.execute(
-                "SELECT sha256 FROM cells WHERE dataset = %s", (dataset,))}  # fmt: skip
-            # Each image became its centre-cell crop: 16 new images, none of them an original.
-            assert len(shas) == 16 and not shas & originals, dataset
+    assert "empty.png: no nucleated cell found" in capsys.readouterr().out
+    report = json.loads(report_path.read_text())
+    assert (report["count"], report["unreadable"]) == (16, 1)
+    assert count(dsn, "cells") == cells_before  # evaluating registers no cells
 
     onnx_file = tmp_path / "model.onnx"
     onnx_file.write_bytes(b"not needed: refused before reading")
