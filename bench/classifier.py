@@ -204,8 +204,8 @@ def crops_and_cache(address: str, cached_address: str, version: str, jpeg_keys: 
                     png_keys: list[str]) -> dict:  # fmt: skip
     """Two serving cases beside the headline (medians of 3 streams, after the rounds):
     the crops the segmentation service stores (PNG, see :func:`segmentation_crops`), decoded
-    cold, streamed as many times over as it takes to reach the JPEG stream's number of cells; and cells the service has classified before, from its pixel cache (as in every SSL
-    round after the first)."""
+    cold and cycled to the JPEG stream's number of cells; and cells the service has classified
+    before, from its pixel cache (as in every SSL round after the first)."""
     out: dict = {}
     for name, address_, keys in (("served_png_crops_b64", address, png_keys),
                                  ("served_pixel_cache_b64", cached_address, jpeg_keys)):  # fmt: skip

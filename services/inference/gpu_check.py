@@ -140,7 +140,7 @@ def run_gpu_check(
             "prefer_cuda": settings.prefer_cuda,
             "cudnn_conv_algo_search": settings.cudnn_conv_algo_search,
             "intra_op_threads": settings.intra_op_threads,
-        },  # fmt: skip
+        },
         "tolerance": options.tolerance,
         "models": {},
     }
