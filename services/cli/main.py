@@ -192,6 +192,10 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         args.json.parent.mkdir(parents=True, exist_ok=True)
         args.json.write_text(json.dumps(report, indent=2))
         print(f"wrote {args.json}")
+    if args.html:
+        from .report import write_evaluation_html
+
+        print(f"wrote {write_evaluation_html(report, args.html)}")
     return 0
 
 
@@ -325,6 +329,8 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--data", type=Path, required=True)
     ev.add_argument("--mapping", type=Path)
     ev.add_argument("--json", type=Path, help="write the metrics and confusion matrix here")
+    ev.add_argument("--html", type=Path, help="a one-page report with the confusion matrix and "
+                    "recall / precision plots")  # fmt: skip
     ev.add_argument("--image-size", type=int, default=96, help="for a .onnx file only")
     ev.add_argument("--taxonomy", default="", help="for a .onnx file: its class order")
     ev.add_argument("--center-crop", action="store_true",

@@ -1,9 +1,12 @@
-"""The experiment's outputs: Table-1-style table (text, CSV, JSON), plots and an HTML report."""
+"""Reports for ML staff: the experiment's Table-1-style table (text, CSV, JSON), plots and HTML
+report, and the one-page HTML report of ``marrowscope evaluate``."""
 
 from __future__ import annotations
 
+import base64
 import csv
 import html
+import io
 import json
 from pathlib import Path
 
@@ -11,6 +14,8 @@ import matplotlib
 
 matplotlib.use("Agg")  # files only; no display
 import matplotlib.pyplot as plt  # noqa: E402
+
+from marrowscope.core.evaluation import format_report
 
 LABELS = {"ST": "ST", "CST": "CST", "AL": "AL", "CST_AL": "CST+AL", "RANDOM": "Random"}
 
@@ -120,19 +125,77 @@ def plots(results: dict, out: Path) -> list[Path]:
                 if r["confusion"]), default=None, key=lambda t: t[0])  # fmt: skip
     if best:
         accuracy, method, r = best
-        fig, ax = plt.subplots(figsize=(6, 5.2))
-        ax.imshow(r["confusion"], cmap="Blues")
-        ax.set_xticks(range(len(r["classes"])), r["classes"], rotation=90)
-        ax.set_yticks(range(len(r["classes"])), r["classes"])
-        for i, row in enumerate(r["confusion"]):
-            for j, n in enumerate(row):
-                if n:
-                    ax.text(j, i, str(n), ha="center", va="center", fontsize=7)
-        ax.set_xlabel("predicted")
-        ax.set_ylabel("true")
-        ax.set_title(f"best model: {LABELS[method]} round {r['round']} (accuracy {accuracy:.3f})")
-        save(fig, "confusion_best.png")
+        title = f"best model: {LABELS[method]} round {r['round']} (accuracy {accuracy:.3f})"
+        save(confusion_figure(r["confusion"], r["classes"], title), "confusion_best.png")
     return made
+
+
+def confusion_figure(confusion: list[list[int]], classes: list[str], title: str) -> plt.Figure:
+    """The confusion matrix with its counts; colour is the share of the true class's cells, so
+    rare classes read as clearly as common ones."""
+    fig, ax = plt.subplots(figsize=(6, 5.2))
+    shares = [[n / max(1, sum(row)) for n in row] for row in confusion]
+    ax.imshow(shares, cmap="Blues", vmin=0, vmax=1)
+    ax.set_xticks(range(len(classes)), classes, rotation=90)
+    ax.set_yticks(range(len(classes)), classes)
+    for i, row in enumerate(confusion):
+        for j, n in enumerate(row):
+            if n:
+                ax.text(j, i, str(n), ha="center", va="center", fontsize=7,
+                        color="white" if shares[i][j] > 0.6 else "black")  # fmt: skip
+    ax.set_xlabel("predicted")
+    ax.set_ylabel("true")
+    ax.set_title(title)
+    return fig
+
+
+def _png_data_uri(fig: plt.Figure) -> str:
+    buffer = io.BytesIO()
+    fig.tight_layout()
+    fig.savefig(buffer, format="png", dpi=110)
+    plt.close(fig)
+    return "data:image/png;base64," + base64.b64encode(buffer.getvalue()).decode()
+
+
+def write_evaluation_html(report: dict, path: Path) -> Path:
+    """One self-contained page (plots embedded) for ``marrowscope evaluate``: the per-class
+    table, the confusion matrix and recall / precision per class. Classes with no cell in the
+    folder and no prediction are left out of the plots."""
+    used = [i for i, c in enumerate(report["classes"])
+            if sum(report["confusion"][i]) or c in report["precision"]]  # fmt: skip
+    classes = [report["classes"][i] for i in used]
+    confusion = [[report["confusion"][i][j] for j in used] for i in used]
+    title = f"{report['model']}: accuracy {report['accuracy']:.4f} on {report['count']} cells"
+    matrix = _png_data_uri(confusion_figure(confusion, classes, title))
+    fig, ax = plt.subplots(figsize=(max(6.4, 0.55 * len(classes)), 3.8))
+    xs = range(len(classes))
+    ax.bar([x - 0.2 for x in xs], [report["recall"].get(c, 0.0) for c in classes], 0.4,
+           label="recall")  # fmt: skip
+    ax.bar([x + 0.2 for x in xs], [report["precision"].get(c, 0.0) for c in classes], 0.4,
+           label="precision")  # fmt: skip
+    ax.set_xticks(list(xs), classes, rotation=45)
+    ax.set_ylim(0, 1.05)
+    ax.grid(axis="y", alpha=0.3)
+    ax.legend(loc="lower center", bbox_to_anchor=(0.5, 1.0), ncol=2, frameon=False)
+    bars = _png_data_uri(fig)
+    unreadable = report.get("unreadable", 0)
+    page = f"""<!doctype html><html lang="en"><head><meta charset="utf-8">
+<title>Marrowscope evaluation: {html.escape(str(report["model"]))}</title>
+<style>body{{font-family:system-ui,sans-serif;margin:2rem;max-width:1100px;color:#111}}
+pre{{background:#f4f4f4;padding:1rem;overflow-x:auto}}img{{max-width:100%;border:1px solid #ccc}}
+</style></head><body>
+<h1>Model {html.escape(str(report["model"]))} on {html.escape(str(report["data"]))}</h1>
+<p>Taxonomy {html.escape(str(report["taxonomy"]))}; {report["count"]} cells classified through
+the inference service{f", {unreadable} images could not be classified" if unreadable else ""}.
+Accuracy <b>{report["accuracy"]:.4f}</b>, mean recall {report["mean_recall"]:.4f}, mean
+precision {report["mean_precision"]:.4f}.</p>
+<h2>Per class</h2><pre>{html.escape(format_report(report))}</pre>
+<h2>Confusion matrix</h2><img src="{matrix}" alt="confusion matrix">
+<h2>Recall and precision per class</h2><img src="{bars}" alt="recall and precision per class">
+</body></html>"""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(page)
+    return path
 
 
 def write_report(results: dict, out: Path) -> Path:

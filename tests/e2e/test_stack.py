@@ -198,9 +198,10 @@ def test_cli_trains_on_an_image_folder_and_evaluates_the_version(
     assert "skipped" in out and "broken.png" in out
     version = out.strip().splitlines()[-1].split()[3]
 
-    report_path = tmp_path / "report.json"
+    report_path, page = tmp_path / "report.json", tmp_path / "report.html"
     assert main(["--home", home, "evaluate", "--model", version, "--data", str(data),
-                 "--mapping", str(mapping), "--json", str(report_path)]) == 0  # fmt: skip
+                 "--mapping", str(mapping), "--json", str(report_path), "--html", str(page)]) == 0  # fmt: skip
+    assert page.read_text().count('<img src="data:image/png;base64,') == 2
     report = json.loads(report_path.read_text())
     assert report["taxonomy"] == "paper17"
     assert report["count"] == 36  # 3 mapped classes x 12; the broken file is reported, not counted

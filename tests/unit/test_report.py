@@ -1,10 +1,13 @@
-"""The experiment report: table, CSV, JSON, plots and HTML from campaign results."""
+"""The experiment report (table, CSV, JSON, plots and HTML from campaign results) and the
+evaluation report of `marrowscope evaluate`."""
 
 import csv
 import json
 from pathlib import Path
 
-from marrowscope.cli.report import table, write_report
+from marrowscope.cli.report import table, write_evaluation_html, write_report
+from marrowscope.core.evaluation import evaluate
+from marrowscope.core.taxonomy import load_taxonomy
 
 
 def _round(number: int, teacher: int, accuracy: float, wrong: float | None) -> dict:
@@ -45,3 +48,16 @@ def test_report_has_the_table_files_plots_and_html(tmp_path: Path) -> None:
     assert json.loads((out / "results.json").read_text())["cells"] == 100
     html = page.read_text()
     assert 'src="accuracy.png"' in html and "CST+AL" in html and "/data/pbc" in html
+
+
+def test_evaluation_page_is_self_contained_with_table_and_plots(tmp_path: Path) -> None:
+    truth = ["LY"] * 6 + ["EO"] * 4 + ["MB"] * 2
+    predicted = ["LY"] * 5 + ["EO"] + ["EO"] * 4 + ["LY", "MB"]
+    report = evaluate(truth, predicted, load_taxonomy("paper17"))
+    report.update(model="paper17-1a2b3c4d", data="/lab/cells <set 2>", taxonomy="paper17",
+                  unreadable=1)  # fmt: skip
+    page = write_evaluation_html(report, tmp_path / "out" / "evaluation.html").read_text()
+    assert page.count('<img src="data:image/png;base64,') == 2  # no files beside it
+    assert "accuracy 0.8333" in page and "1 images could not be classified" in page
+    assert "/lab/cells &lt;set 2&gt;" in page  # escaped
+    assert "LY           0.833      0.833       6" in page  # the printed per-class table
