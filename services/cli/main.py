@@ -248,6 +248,10 @@ def cmd_train_segmenter(args: argparse.Namespace) -> int:
     return train_segmenter_cli(args)
 
 
+# gpu-check's exit status: 2 stays the CLI's "could not run" (bad input, service errors).
+GPU_CHECK_EXIT = {"ok": 0, "parity-failed": 1, "not-on-cuda": 3}
+
+
 def cmd_gpu_check(args: argparse.Namespace) -> int:
     from marrowscope.inference.gpu_check import GpuCheckOptions, print_report, run_gpu_check
     from marrowscope.inference.settings import InferenceSettings
@@ -262,10 +266,6 @@ def cmd_gpu_check(args: argparse.Namespace) -> int:
         args.json.write_text(json.dumps(report, indent=2))
         print(f"wrote {args.json}")
     return GPU_CHECK_EXIT[report["verdict"]]
-
-
-# gpu-check's exit status: 2 stays the CLI's "could not run" (bad input, service errors).
-GPU_CHECK_EXIT = {"ok": 0, "parity-failed": 1, "not-on-cuda": 3}
 
 
 def build_parser() -> argparse.ArgumentParser:

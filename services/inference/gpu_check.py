@@ -14,6 +14,7 @@ import subprocess
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -144,14 +145,16 @@ def run_gpu_check(
         "tolerance": options.tolerance,
         "models": {},
     }
-    if options.model is not None:
-        models = {options.model.name: options.model.read_bytes()}
-    else:
-        models = {f"se_cnn_w{options.width}_{s}px": _fresh_model(s, options.width)
-                  for s in options.sizes}  # fmt: skip
-    for name, model in models.items():
+    # (name, how to get the model): exported one at a time, after its progress line
+    models: list[tuple[str, Callable[[], bytes]]] = (
+        [(options.model.name, options.model.read_bytes)]
+        if options.model is not None
+        else [(f"se_cnn_w{options.width}_{size}px", partial(_fresh_model, size, options.width))
+              for size in options.sizes]
+    )  # fmt: skip
+    for name, load in models:
         progress(name)
-        report["models"][name] = check_size(model, settings, options)
+        report["models"][name] = check_size(load(), settings, options)
     figures = list(report["models"].values())
     if any(f["provider"] != CUDA for f in figures):
         report["verdict"] = "not-on-cuda"
