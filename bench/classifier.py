@@ -106,8 +106,10 @@ class ServedClient:
         """Images/s of one ClassifyStream over all cells, in requests of 64 (batch 64)."""
 
         async def stream() -> int:
-            requests = [inference_pb2.ClassifyRequest(cells=self.refs[i : i + 64])
-                        for i in range(0, len(self.refs), 64)]  # fmt: skip
+            requests = [
+                inference_pb2.ClassifyRequest(cells=self.refs[i : i + 64])
+                for i in range(0, len(self.refs), 64)
+            ]
             done = 0
             async for response in self.stub.ClassifyStream(iter(requests), timeout=600):
                 done += sum(1 for p in response.predictions if not p.error)
@@ -167,15 +169,18 @@ def measure(model: torch.nn.Module, onnx: bytes, size: int, client: ServedClient
                 )
         for name, values in rates.items():
             out[f"{name}_b{batch}"] = float(np.median(values))
-        ratio_figures(out, f"onnxruntime_over_torch_b{batch}", rates["onnxruntime"],
-                      rates["torch_eager"])  # fmt: skip
-        ratio_figures(out, f"served_over_onnxruntime_b{batch}", rates["served_grpc"],
-                      rates["onnxruntime"])  # fmt: skip
+        ratio_figures(
+            out, f"onnxruntime_over_torch_b{batch}", rates["onnxruntime"], rates["torch_eager"]
+        )
+        ratio_figures(
+            out, f"served_over_onnxruntime_b{batch}", rates["served_grpc"], rates["onnxruntime"]
+        )
     return out
 
 
-def stage_costs(blobs: list[bytes], spec: InputSpecData, store: FilesystemObjectStore,
-                keys: list[str]) -> dict:  # fmt: skip
+def stage_costs(
+    blobs: list[bytes], spec: InputSpecData, store: FilesystemObjectStore, keys: list[str]
+) -> dict:
     """Single-thread cost per image of each serving stage (as in decode_for_model), in ms."""
     t0 = time.perf_counter()
     for key in keys:
@@ -187,28 +192,43 @@ def stage_costs(blobs: list[bytes], spec: InputSpecData, store: FilesystemObject
         preprocess_image(d.image, spec, d.source_size)
     t3 = time.perf_counter()
     n = len(blobs)
-    return {"fetch_ms": 1000 * (t1 - t0) / n, "decode_ms": 1000 * (t2 - t1) / n,
-            "preprocess_ms": 1000 * (t3 - t2) / n}  # fmt: skip
+    return {
+        "fetch_ms": 1000 * (t1 - t0) / n,
+        "decode_ms": 1000 * (t2 - t1) / n,
+        "preprocess_ms": 1000 * (t3 - t2) / n,
+    }
 
 
 def start_service(dsn: str, store_root: Path, port: int, pixel_cache_mb: int) -> subprocess.Popen:
-    env = dict(os.environ, MARROWSCOPE_DB_DSN=dsn, MARROWSCOPE_STORE_BACKEND="fs",
-               MARROWSCOPE_STORE_ROOT=str(store_root), MARROWSCOPE_INFERENCE_PORT=str(port),
-               MARROWSCOPE_INFERENCE_PREFER_CUDA="false",
-               MARROWSCOPE_INFERENCE_PIXEL_CACHE_MB=str(pixel_cache_mb))  # fmt: skip
-    return subprocess.Popen([sys.executable, "-m", "marrowscope.inference"], env=env,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
+    env = dict(
+        os.environ,
+        MARROWSCOPE_DB_DSN=dsn,
+        MARROWSCOPE_STORE_BACKEND="fs",
+        MARROWSCOPE_STORE_ROOT=str(store_root),
+        MARROWSCOPE_INFERENCE_PORT=str(port),
+        MARROWSCOPE_INFERENCE_PREFER_CUDA="false",
+        MARROWSCOPE_INFERENCE_PIXEL_CACHE_MB=str(pixel_cache_mb),
+    )
+    return subprocess.Popen(
+        [sys.executable, "-m", "marrowscope.inference"],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
 
 
-def crops_and_cache(address: str, cached_address: str, version: str, jpeg_keys: list[str],
-                    png_keys: list[str]) -> dict:  # fmt: skip
+def crops_and_cache(
+    address: str, cached_address: str, version: str, jpeg_keys: list[str], png_keys: list[str]
+) -> dict:
     """Two serving cases beside the headline (medians of 3 streams, after the rounds):
     the crops the segmentation service stores (PNG, see :func:`segmentation_crops`), decoded
     cold and cycled to the JPEG stream's number of cells; and cells the service has classified
     before, from its pixel cache (as in every SSL round after the first)."""
     out: dict = {}
-    for name, address_, keys in (("served_png_crops_b64", address, png_keys),
-                                 ("served_pixel_cache_b64", cached_address, jpeg_keys)):  # fmt: skip
+    for name, address_, keys in (
+        ("served_png_crops_b64", address, png_keys),
+        ("served_pixel_cache_b64", cached_address, jpeg_keys),
+    ):
         client = ServedClient(address_, [keys[i % len(keys)] for i in range(len(jpeg_keys))])
         try:
             client.load(version)
@@ -239,9 +259,16 @@ def main() -> int:
     blobs = [f.read_bytes() for f in files]
     taxonomy = load_taxonomy("pbc11")
     torch.set_num_threads(os.cpu_count() or 1)
-    results: dict = {"machine": {"cpus": os.cpu_count(), "onnxruntime": ort.__version__,
-                                 "torch": torch.__version__}, "width": args.width,
-                     "cells": len(blobs), "sizes": {}}  # fmt: skip
+    results: dict = {
+        "machine": {
+            "cpus": os.cpu_count(),
+            "onnxruntime": ort.__version__,
+            "torch": torch.__version__,
+        },
+        "width": args.width,
+        "cells": len(blobs),
+        "sizes": {},
+    }
     db = f"marrowscope_bench_{uuid.uuid4().hex[:8]}"
     create_database(ADMIN_DSN, db)
     dsn = psycopg.conninfo.make_conninfo(ADMIN_DSN, dbname=db)
@@ -253,13 +280,16 @@ def main() -> int:
             print(f"no TXL-PBC fields under {TXL_PBC}; nothing measured")
             return 1
         results["segmentation_crops"] = len(png_blobs)
-        png_keys = [put_content_addressed(store, "cells", b, "image/png", ".png").key
-                    for b in png_blobs]  # fmt: skip
+        png_keys = [
+            put_content_addressed(store, "cells", b, "image/png", ".png").key for b in png_blobs
+        ]
         pool = open_pool(DatabaseSettings(dsn=dsn))
         port = 50000 + os.getpid() % 10000
         # The headline service decodes every cell (pixel cache off); a second one caches.
-        services = [start_service(dsn, Path(tmp) / "store", port, pixel_cache_mb=0),
-                    start_service(dsn, Path(tmp) / "store", port + 1, pixel_cache_mb=512)]  # fmt: skip
+        services = [
+            start_service(dsn, Path(tmp) / "store", port, pixel_cache_mb=0),
+            start_service(dsn, Path(tmp) / "store", port + 1, pixel_cache_mb=512),
+        ]
         try:
             wait_serving(port)
             wait_serving(port + 1)
@@ -271,28 +301,48 @@ def main() -> int:
                 weights = io.BytesIO()
                 torch.save(model.state_dict(), weights)
                 with pool.connection() as conn:
-                    version = register_model_version(conn, store, NewModelVersion(
-                        onnx, weights.getvalue(), taxonomy.name, taxonomy.codes, "se_cnn", spec,
-                        "bench"))  # fmt: skip
+                    version = register_model_version(
+                        conn,
+                        store,
+                        NewModelVersion(
+                            onnx,
+                            weights.getvalue(),
+                            taxonomy.name,
+                            taxonomy.codes,
+                            "se_cnn",
+                            spec,
+                            "bench",
+                        ),
+                    )
                 flops = count_flops(model, size)
                 client = ServedClient(f"127.0.0.1:{port}", keys)
                 try:
                     client.load(version)
-                    eager = torch.nn.Sequential(PixelInput(spec.mean, spec.std),
-                                                WithSoftmax(model)).eval()  # fmt: skip
+                    eager = torch.nn.Sequential(
+                        PixelInput(spec.mean, spec.std), WithSoftmax(model)
+                    ).eval()
                     eager = eager.to(memory_format=torch.channels_last)  # type: ignore[call-overload]
                     figures = measure(eager, onnx, size, client)
                 finally:
                     client.close()
-                figures.update(crops_and_cache(f"127.0.0.1:{port}", f"127.0.0.1:{port + 1}",
-                                               version, keys, png_keys))  # fmt: skip
+                figures.update(
+                    crops_and_cache(
+                        f"127.0.0.1:{port}", f"127.0.0.1:{port + 1}", version, keys, png_keys
+                    )
+                )
                 for name in ("served_png_crops", "served_pixel_cache"):
                     figures[f"{name}_over_onnxruntime_b64"] = (
                         figures[f"{name}_b64"] / figures["onnxruntime_b64"]
                     )
                 figures.update(stage_costs(blobs[:300], spec, store, keys[:300]))
-                figures.update({f"png_{k}": v for k, v in
-                                stage_costs(png_blobs[:300], spec, store, png_keys[:300]).items()})  # fmt: skip
+                figures.update(
+                    {
+                        f"png_{k}": v
+                        for k, v in stage_costs(
+                            png_blobs[:300], spec, store, png_keys[:300]
+                        ).items()
+                    }
+                )
                 figures["gflop_per_image"] = flops / 1e9
                 figures["onnxruntime_gflops_b64"] = figures["onnxruntime_b64"] * flops / 1e9
                 figures["torch_gflops_b64"] = figures["torch_eager_b64"] * flops / 1e9
@@ -309,8 +359,15 @@ def main() -> int:
     x = np.random.default_rng(0).integers(0, 256, (512, 3, 96, 96), dtype=np.uint8)
     y = np.random.default_rng(0).integers(0, len(taxonomy.codes), 512)
     started = time.perf_counter()
-    train(x, y, x[:32], y[:32], len(taxonomy.codes), spec,
-          HyperParameters(epochs=2, input_size=96, width=args.width))  # fmt: skip
+    train(
+        x,
+        y,
+        x[:32],
+        y[:32],
+        len(taxonomy.codes),
+        spec,
+        HyperParameters(epochs=2, input_size=96, width=args.width),
+    )
     results["training_images_per_s_96px"] = round(1024 / (time.perf_counter() - started), 1)
     print_table(results)
     RESULTS.mkdir(parents=True, exist_ok=True)
@@ -320,28 +377,47 @@ def main() -> int:
 
 
 def print_table(results: dict) -> None:
-    print(f"SE-CNN width {results['width']}, {results['cells']} PBC cells, "
-          f"{results['machine']['cpus']} CPUs")  # fmt: skip
+    print(
+        f"SE-CNN width {results['width']}, {results['cells']} PBC cells, "
+        f"{results['machine']['cpus']} CPUs"
+    )
     for size, f in results["sizes"].items():
         print(f"\n{size} px ({f['gflop_per_image']:.3f} GFLOP/image)            batch 1   batch 64")
-        for label, key in (("PyTorch eager", "torch_eager"), ("ONNX Runtime, ready tensors", "onnxruntime"),
-                           ("service over gRPC, decode incl.", "served_grpc")):  # fmt: skip
+        for label, key in (
+            ("PyTorch eager", "torch_eager"),
+            ("ONNX Runtime, ready tensors", "onnxruntime"),
+            ("service over gRPC, decode incl.", "served_grpc"),
+        ):
             print(f"  {label:<32}{f[key + '_b1']:>8.0f}{f[key + '_b64']:>11.0f} img/s")
-        print(f"  achieved GFLOP/s at batch 64: ONNX Runtime {f['onnxruntime_gflops_b64']:.0f}, "
-              f"PyTorch {f['torch_gflops_b64']:.0f}")  # fmt: skip
-        for label, key, target in (("served / ONNX Runtime", "served_over_onnxruntime_b64", 0.6),
-                                   ("ONNX Runtime / PyTorch", "onnxruntime_over_torch_b64", 2)):  # fmt: skip
-            print(f"  {label} {f[key]:.2f}x at batch 64 (target >= {target}; "
-                  f"{f[key + '_min']:.2f}-{f[key + '_max']:.2f}x over {ROUNDS} alternating rounds)")  # fmt: skip
-        print(f"  per image, one thread: fetch {f['fetch_ms']:.2f} ms, decode {f['decode_ms']:.2f} ms, "
-              f"preprocess {f['preprocess_ms']:.2f} ms, model (b64) {f['model_ms_b64']:.2f} ms")  # fmt: skip
-        print(f"  segmentation's PNG crops of TXL-PBC fields: served {f['served_png_crops_b64']:.0f} img/s "
-              f"({f['served_png_crops_over_onnxruntime_b64']:.2f}x); per image decode "
-              f"{f['png_decode_ms']:.2f} ms, preprocess {f['png_preprocess_ms']:.2f} ms")  # fmt: skip
-        print(f"  cells seen before (pixel cache): served {f['served_pixel_cache_b64']:.0f} img/s "
-              f"({f['served_pixel_cache_over_onnxruntime_b64']:.2f}x)")  # fmt: skip
-    print(f"\nsegmentation crops: {results['segmentation_crops']} cells cut by stain-v3 from TXL-PBC "
-          "fields (cycled to the JPEG stream's length)")  # fmt: skip
+        print(
+            f"  achieved GFLOP/s at batch 64: ONNX Runtime {f['onnxruntime_gflops_b64']:.0f}, "
+            f"PyTorch {f['torch_gflops_b64']:.0f}"
+        )
+        for label, key, target in (
+            ("served / ONNX Runtime", "served_over_onnxruntime_b64", 0.6),
+            ("ONNX Runtime / PyTorch", "onnxruntime_over_torch_b64", 2),
+        ):
+            print(
+                f"  {label} {f[key]:.2f}x at batch 64 (target >= {target}; "
+                f"{f[key + '_min']:.2f}-{f[key + '_max']:.2f}x over {ROUNDS} alternating rounds)"
+            )
+        print(
+            f"  per image, one thread: fetch {f['fetch_ms']:.2f} ms, decode {f['decode_ms']:.2f} ms, "
+            f"preprocess {f['preprocess_ms']:.2f} ms, model (b64) {f['model_ms_b64']:.2f} ms"
+        )
+        print(
+            f"  segmentation's PNG crops of TXL-PBC fields: served {f['served_png_crops_b64']:.0f} img/s "
+            f"({f['served_png_crops_over_onnxruntime_b64']:.2f}x); per image decode "
+            f"{f['png_decode_ms']:.2f} ms, preprocess {f['png_preprocess_ms']:.2f} ms"
+        )
+        print(
+            f"  cells seen before (pixel cache): served {f['served_pixel_cache_b64']:.0f} img/s "
+            f"({f['served_pixel_cache_over_onnxruntime_b64']:.2f}x)"
+        )
+    print(
+        f"\nsegmentation crops: {results['segmentation_crops']} cells cut by stain-v3 from TXL-PBC "
+        "fields (cycled to the JPEG stream's length)"
+    )
     print(f"\ntraining at 96 px: {results['training_images_per_s_96px']:.0f} images/s")
 
 

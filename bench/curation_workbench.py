@@ -52,9 +52,14 @@ def main() -> int:
     with throwaway_database() as dsn:
         work, campaign = seed(dsn)
         port, grpc_port = 18181, 18154
-        env = {**os.environ, "MARROWSCOPE_DB_DSN": dsn, "MARROWSCOPE_STORE_ROOT": str(work / "store"),
-               "MARROWSCOPE_CURATION_PORT": str(grpc_port), "MARROWSCOPE_CURATION_HTTP_PORT": str(port),
-               "MARROWSCOPE_CURATION_ADMIN_TOKEN": TOKEN}  # fmt: skip
+        env = {
+            **os.environ,
+            "MARROWSCOPE_DB_DSN": dsn,
+            "MARROWSCOPE_STORE_ROOT": str(work / "store"),
+            "MARROWSCOPE_CURATION_PORT": str(grpc_port),
+            "MARROWSCOPE_CURATION_HTTP_PORT": str(port),
+            "MARROWSCOPE_CURATION_ADMIN_TOKEN": TOKEN,
+        }
         url = f"http://127.0.0.1:{port}"
         with running_service("marrowscope.curation", env, url + "/healthz", work / "curation.log"):
             measure(url, campaign)
@@ -70,18 +75,31 @@ def seed(dsn: str) -> tuple[Path, uuid.UUID]:
     keys = [store.put_bytes(f"cells/bench-{i}.png", crop(i), "image/png").key for i in range(PAGE)]
     classes = ["SEG", "BAND", "MC", "LY", "PCEB"]
     with pool.connection() as conn:
-        conn.execute("""INSERT INTO campaigns (id, name, method, dataset, taxonomy, parameters)
-                        VALUES (%s, 'bench', 'CST', 'bench', 'paper17', '{}')""", (campaign,))  # fmt: skip
-        conn.execute("INSERT INTO rounds (id, campaign_id, number, state) VALUES (%s, %s, 1, 'reviewing')",
-                     (round_id, campaign))  # fmt: skip
+        conn.execute(
+            """INSERT INTO campaigns (id, name, method, dataset, taxonomy, parameters)
+                        VALUES (%s, 'bench', 'CST', 'bench', 'paper17', '{}')""",
+            (campaign,),
+        )
+        conn.execute(
+            "INSERT INTO rounds (id, campaign_id, number, state) VALUES (%s, %s, 1, 'reviewing')",
+            (round_id, campaign),
+        )
         cells = [uuid.uuid4() for _ in range(TASKS)]
         with conn.cursor().copy(
             "COPY cells (id, origin_key, object_key, sha256) FROM STDIN"
         ) as copy:
             for i, cell in enumerate(cells):
                 copy.write_row((cell, f"bench:{cell}", keys[i % PAGE], "x"))
-    tasks = [NewTask(str(c), keys[i % PAGE], "CST", classes[i % len(classes)], [(classes[i % len(classes)], 0.97)])
-             for i, c in enumerate(cells)]  # fmt: skip
+    tasks = [
+        NewTask(
+            str(c),
+            keys[i % PAGE],
+            "CST",
+            classes[i % len(classes)],
+            [(classes[i % len(classes)], 0.97)],
+        )
+        for i, c in enumerate(cells)
+    ]
     CurationService(pool).create_tasks(
         User("bench", "service"), str(campaign), str(round_id), tasks
     )
@@ -99,8 +117,10 @@ def measure(url: str, campaign: uuid.UUID) -> None:
     ) as http:
         decided = 0
         while decided < TASKS:
-            for key, call in (("queues", lambda: http.get("/api/v1/campaigns")),
-                              ("progress", lambda: http.get(f"/api/v1/campaigns/{campaign}/progress"))):  # fmt: skip
+            for key, call in (
+                ("queues", lambda: http.get("/api/v1/campaigns")),
+                ("progress", lambda: http.get(f"/api/v1/campaigns/{campaign}/progress")),
+            ):
                 started = time.perf_counter()
                 call().raise_for_status()
                 timings[key].append(time.perf_counter() - started)
@@ -116,15 +136,35 @@ def measure(url: str, campaign: uuid.UUID) -> None:
                 http.get(task["image_url"], params={"size": 128}).raise_for_status()
             timings["thumbnails_page"].append(time.perf_counter() - started)
             started = time.perf_counter()
-            reply = http.post("/api/v1/decisions", json={"decisions": [
-                {"client_decision_id": str(uuid.uuid4()), "task_id": t["id"], "action": "confirm"}
-                for t in page["tasks"]]}).json()  # fmt: skip
+            reply = http.post(
+                "/api/v1/decisions",
+                json={
+                    "decisions": [
+                        {
+                            "client_decision_id": str(uuid.uuid4()),
+                            "task_id": t["id"],
+                            "action": "confirm",
+                        }
+                        for t in page["tasks"]
+                    ]
+                },
+            ).json()
             timings["confirm_page"].append(time.perf_counter() - started)
             assert all(r["ok"] for r in reply["results"])
             decided += len(page["tasks"])
-    results = {"open_tasks_at_start": TASKS, "page": PAGE, "pages": len(timings["confirm_page"]),
-               **{k: {"p50_ms": ms(v, 50), "p99_ms": ms(v, 99), "mean_ms": round(statistics.mean(v) * 1000, 1)}
-                  for k, v in timings.items()}}  # fmt: skip
+    results = {
+        "open_tasks_at_start": TASKS,
+        "page": PAGE,
+        "pages": len(timings["confirm_page"]),
+        **{
+            k: {
+                "p50_ms": ms(v, 50),
+                "p99_ms": ms(v, 99),
+                "mean_ms": round(statistics.mean(v) * 1000, 1),
+            }
+            for k, v in timings.items()
+        },
+    }
     for key in timings:
         print(
             f"{key:>16}: p50 {results[key]['p50_ms']:7.1f} ms  p99 {results[key]['p99_ms']:7.1f} ms"

@@ -63,8 +63,12 @@ async def hammer(url: str, requests: int, concurrency: int, send) -> dict[str, f
     queue: asyncio.Queue[int] = asyncio.Queue()
     for i in range(requests):
         queue.put_nowait(i)
-    async with httpx.AsyncClient(base_url=url, headers={"Authorization": f"Bearer {KEY}"},
-                                 timeout=30, limits=httpx.Limits(max_connections=concurrency)) as client:  # fmt: skip
+    async with httpx.AsyncClient(
+        base_url=url,
+        headers={"Authorization": f"Bearer {KEY}"},
+        timeout=30,
+        limits=httpx.Limits(max_connections=concurrency),
+    ) as client:
 
         async def worker() -> None:
             nonlocal failures
@@ -78,9 +82,14 @@ async def hammer(url: str, requests: int, concurrency: int, send) -> dict[str, f
         started = time.perf_counter()
         await asyncio.gather(*(worker() for _ in range(concurrency)))
         wall = time.perf_counter() - started
-    return {"requests": requests, "concurrency": concurrency, "failures": failures,
-            "requests_per_s": round(requests / wall, 1), "p50_ms": round(percentile(latencies, 50), 1),
-            "p99_ms": round(percentile(latencies, 99), 1)}  # fmt: skip
+    return {
+        "requests": requests,
+        "concurrency": concurrency,
+        "failures": failures,
+        "requests_per_s": round(requests / wall, 1),
+        "p50_ms": round(percentile(latencies, 50), 1),
+        "p99_ms": round(percentile(latencies, 99), 1),
+    }
 
 
 def main() -> int:
@@ -88,10 +97,18 @@ def main() -> int:
     port = 18080
     url = f"http://127.0.0.1:{port}"
     with throwaway_database() as dsn:
-        env = {**os.environ, "MARROWSCOPE_DB_DSN": dsn, "MARROWSCOPE_STORE_ROOT": str(workdir / "store"),
-               "MARROWSCOPE_LIS_PORT": str(port), "MARROWSCOPE_LIS_RATE_LIMIT_PER_S": "1000000",
-               "MARROWSCOPE_LIS_RATE_LIMIT_BURST": "1000000", "MARROWSCOPE_LIS_MAX_FILES_PER_REQUEST": "20",
-               "MARROWSCOPE_LIS_API_KEY_HASHES": json.dumps([hashlib.sha256(KEY.encode()).hexdigest()])}  # fmt: skip
+        env = {
+            **os.environ,
+            "MARROWSCOPE_DB_DSN": dsn,
+            "MARROWSCOPE_STORE_ROOT": str(workdir / "store"),
+            "MARROWSCOPE_LIS_PORT": str(port),
+            "MARROWSCOPE_LIS_RATE_LIMIT_PER_S": "1000000",
+            "MARROWSCOPE_LIS_RATE_LIMIT_BURST": "1000000",
+            "MARROWSCOPE_LIS_MAX_FILES_PER_REQUEST": "20",
+            "MARROWSCOPE_LIS_API_KEY_HASHES": json.dumps(
+                [hashlib.sha256(KEY.encode()).hexdigest()]
+            ),
+        }
         with running_service("marrowscope.lis_api", env, url + "/healthz", workdir / "lis.log"):
             measure(url, dsn)
     return 0
@@ -103,8 +120,11 @@ def measure(url: str, dsn: str) -> None:
     sid = httpx.post(
         url + "/v1/specimens", json={"accession_number": "BENCH-1"}, headers=headers
     ).json()["id"]
-    httpx.post(f"{url}/v1/specimens/{sid}/images", files=[("files", ("f.jpg", field, "image/jpeg"))],
-               headers=headers).raise_for_status()  # fmt: skip
+    httpx.post(
+        f"{url}/v1/specimens/{sid}/images",
+        files=[("files", ("f.jpg", field, "image/jpeg"))],
+        headers=headers,
+    ).raise_for_status()
     # A real 500-cell differential as the report (the analysis itself is not under test).
     pool = open_pool(DatabaseSettings(dsn=dsn, apply_migrations=False))
     store = LisStore(pool)
@@ -112,8 +132,15 @@ def measure(url: str, dsn: str) -> None:
     job, _ = store.create_job(client_id, sid, None)
     rng = np.random.default_rng(0)
     codes = load_taxonomy("paper17").codes
-    cells = [ClassifiedCell(str(uuid.uuid4()), str(rng.choice(codes)), float(rng.uniform(0.3, 1)),
-                            float(rng.uniform(0, 1))) for _ in range(500)]  # fmt: skip
+    cells = [
+        ClassifiedCell(
+            str(uuid.uuid4()),
+            str(rng.choice(codes)),
+            float(rng.uniform(0.3, 1)),
+            float(rng.uniform(0, 1)),
+        )
+        for _ in range(500)
+    ]
     body = build_differential(cells, load_taxonomy("paper17"), Thresholds())
     body.update(model_version="bench", algorithm_versions=["stain-v3"], images_analysed=1)
     store.add_report(sid, job["id"], "preliminary", body)
@@ -123,15 +150,28 @@ def measure(url: str, dsn: str) -> None:
     print(f"field: {source}, 704x704 JPEG, {len(field)} bytes")
     for label, requests, concurrency, send in [
         ("get_report_json", 2000, 16, lambda c: c.get(f"/v1/specimens/{sid}/report")),
-        ("get_report_fhir", 1000, 16, lambda c: c.get(f"/v1/specimens/{sid}/report", params={"format": "fhir"})),
-        ("post_upload_704", 300, 8, lambda c: c.post(
-            f"/v1/specimens/{sid}/images", files=[("files", ("f.jpg", field, "image/jpeg"))])),
-    ]:  # fmt: skip
+        (
+            "get_report_fhir",
+            1000,
+            16,
+            lambda c: c.get(f"/v1/specimens/{sid}/report", params={"format": "fhir"}),
+        ),
+        (
+            "post_upload_704",
+            300,
+            8,
+            lambda c: c.post(
+                f"/v1/specimens/{sid}/images", files=[("files", ("f.jpg", field, "image/jpeg"))]
+            ),
+        ),
+    ]:
         figures = asyncio.run(hammer(url, requests, concurrency, send))
         results[label] = figures
-        print(f"{label:>16}: {figures['requests_per_s']:7.1f} req/s  p50 {figures['p50_ms']:6.1f} ms  "
-              f"p99 {figures['p99_ms']:6.1f} ms  ({figures['requests']} requests, "
-              f"{figures['concurrency']} concurrent, {figures['failures']} failed)")  # fmt: skip
+        print(
+            f"{label:>16}: {figures['requests_per_s']:7.1f} req/s  p50 {figures['p50_ms']:6.1f} ms  "
+            f"p99 {figures['p99_ms']:6.1f} ms  ({figures['requests']} requests, "
+            f"{figures['concurrency']} concurrent, {figures['failures']} failed)"
+        )
     RESULTS.mkdir(parents=True, exist_ok=True)
     (RESULTS / "lis_api_load.json").write_text(json.dumps(results, indent=2))
 

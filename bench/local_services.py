@@ -36,8 +36,9 @@ def throwaway_database() -> Iterator[str]:
 @contextmanager
 def running_service(module: str, env: dict[str, str], health_url: str, log: Path) -> Iterator[None]:
     """``python -m <module>`` with ``env``, once ``health_url`` answers; stopped afterwards."""
-    server = subprocess.Popen([sys.executable, "-m", module], env=env, stdout=log.open("wb"),
-                              stderr=subprocess.STDOUT)  # fmt: skip
+    server = subprocess.Popen(
+        [sys.executable, "-m", module], env=env, stdout=log.open("wb"), stderr=subprocess.STDOUT
+    )
     try:
         deadline = time.monotonic() + 30
         while True:

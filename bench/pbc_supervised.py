@@ -44,12 +44,23 @@ def centre_crop_tensor(data: bytes, spec: InputSpecData) -> np.ndarray:
     return preprocess(crop_cell(rgb, region) if region else rgb, spec)
 
 
-def load(images: list[LabelledImage], spec: InputSpecData, codes: list[str], desc: str,
-         centre: bool = False):  # type: ignore[no-untyped-def]  # fmt: skip
+def load(
+    images: list[LabelledImage],
+    spec: InputSpecData,
+    codes: list[str],
+    desc: str,
+    centre: bool = False,
+):  # type: ignore[no-untyped-def]
     convert = centre_crop_tensor if centre else decode_for_model
     with ThreadPoolExecutor(max_workers=2) as pool:
-        x = list(tqdm(pool.map(lambda i: convert(i.path.read_bytes(), spec), images),
-                      total=len(images), desc=desc, unit="img"))  # fmt: skip
+        x = list(
+            tqdm(
+                pool.map(lambda i: convert(i.path.read_bytes(), spec), images),
+                total=len(images),
+                desc=desc,
+                unit="img",
+            )
+        )
     return np.stack(x), np.array([codes.index(i.class_code) for i in images], np.int64)
 
 
@@ -76,8 +87,14 @@ def main() -> int:
     x_train, y_train = load(split.train, spec, taxonomy.codes, "train", args.center_crop)
     x_val, y_val = load(split.validation, spec, taxonomy.codes, "validation", args.center_crop)
     x_test, y_test = load(split.test, spec, taxonomy.codes, "test", args.center_crop)
-    hyper = HyperParameters(epochs=args.epochs, batch_size=32, input_size=args.image_size,
-                            width=args.width, seed=args.seed, lr_schedule=args.lr_schedule)  # fmt: skip
+    hyper = HyperParameters(
+        epochs=args.epochs,
+        batch_size=32,
+        input_size=args.image_size,
+        width=args.width,
+        seed=args.seed,
+        lr_schedule=args.lr_schedule,
+    )
     bar = tqdm(total=args.epochs, desc="epochs", unit="epoch")
 
     def on_epoch(e) -> None:  # type: ignore[no-untyped-def]
@@ -85,35 +102,51 @@ def main() -> int:
         bar.set_postfix(loss=f"{e.train_loss:.3f}", val=f"{e.validation_accuracy:.3f}")
 
     started = time.perf_counter()
-    trained = train(x_train, y_train, x_val, y_val, len(taxonomy.codes), spec, hyper,
-                    on_epoch=on_epoch)  # fmt: skip
+    trained = train(
+        x_train, y_train, x_val, y_val, len(taxonomy.codes), spec, hyper, on_epoch=on_epoch
+    )
     seconds = time.perf_counter() - started
     bar.close()
     session = ort.InferenceSession(trained.onnx_bytes, providers=["CPUExecutionProvider"])
     predicted = np.concatenate(
-        [session.run(None, {"image": x_test[i : i + 256]})[0].argmax(1)
-         for i in range(0, len(x_test), 256)]
-    )  # fmt: skip
-    report = evaluate([taxonomy.codes[k] for k in y_test],
-                      [taxonomy.codes[k] for k in predicted], taxonomy)  # fmt: skip
+        [
+            session.run(None, {"image": x_test[i : i + 256]})[0].argmax(1)
+            for i in range(0, len(x_test), 256)
+        ]
+    )
+    report = evaluate(
+        [taxonomy.codes[k] for k in y_test], [taxonomy.codes[k] for k in predicted], taxonomy
+    )
     print(format_report(report))
     hard = {c: round(report["recall"].get(c, 0.0), 4) for c in ("MMY", "MY", "BNE", "SNE")}
     print("recall of the hard classes:", hard)
     result = {
-        "data": "PBC (CellaVision DM96), 11 classes", "taxonomy": taxonomy.name,
-        "split": {"train": len(split.train), "validation": len(split.validation),
-                  "test": len(split.test), "seed": args.seed},
-        "image_size": args.image_size, "epochs": args.epochs, "width": args.width,
-        "lr_schedule": args.lr_schedule, "center_crop": args.center_crop,
-        "best_epoch": trained.best_epoch, "training_seconds": round(seconds, 1),
+        "data": "PBC (CellaVision DM96), 11 classes",
+        "taxonomy": taxonomy.name,
+        "split": {
+            "train": len(split.train),
+            "validation": len(split.validation),
+            "test": len(split.test),
+            "seed": args.seed,
+        },
+        "image_size": args.image_size,
+        "epochs": args.epochs,
+        "width": args.width,
+        "lr_schedule": args.lr_schedule,
+        "center_crop": args.center_crop,
+        "best_epoch": trained.best_epoch,
+        "training_seconds": round(seconds, 1),
         "training_images_per_s": round(len(x_train) * args.epochs / seconds, 1),
-        "test": report, "hard_class_recall": hard,
+        "test": report,
+        "hard_class_recall": hard,
         "learning_curve": [e.to_json() for e in trained.curve],
-    }  # fmt: skip
+    }
     RESULTS.mkdir(parents=True, exist_ok=True)
     (RESULTS / "pbc_supervised.json").write_text(json.dumps(result, indent=2))
-    print(f"test accuracy {report['accuracy']:.4f} at {args.image_size}px, {args.epochs} epochs "
-          f"({seconds / 60:.1f} min); wrote {RESULTS / 'pbc_supervised.json'}")  # fmt: skip
+    print(
+        f"test accuracy {report['accuracy']:.4f} at {args.image_size}px, {args.epochs} epochs "
+        f"({seconds / 60:.1f} min); wrote {RESULTS / 'pbc_supervised.json'}"
+    )
     return 0
 
 

@@ -40,8 +40,9 @@ def detection(split: str, segmenter: SegmentationAlgorithm) -> dict:
     for path in tqdm(images, desc=f"txl-pbc {split}", unit="field"):
         image = decode_image(path.read_bytes())
         size = f"{image.width}x{image.height}"
-        truth = read_yolo_boxes(path.parent.parent / "labels" / f"{path.stem}.txt",
-                                image.width, image.height)  # fmt: skip
+        truth = read_yolo_boxes(
+            path.parent.parent / "labels" / f"{path.stem}.txt", image.width, image.height
+        )
         started = time.perf_counter()
         found = segmenter.segment(image.rgb).cells
         seconds[size] += time.perf_counter() - started
@@ -52,20 +53,28 @@ def detection(split: str, segmenter: SegmentationAlgorithm) -> dict:
         cells[size] += len(found)
 
     def figures(score: DetectionScore) -> dict:
-        return {"wbc_recall_iou50": round(score.recall, 4),
-                "wbc_precision_iou50": round(score.precision, 4),
-                "mean_iou_matched": round(score.mean_iou, 4),
-                "true_wbc": score.true_positives + score.false_negatives}  # fmt: skip
+        return {
+            "wbc_recall_iou50": round(score.recall, 4),
+            "wbc_precision_iou50": round(score.precision, 4),
+            "mean_iou_matched": round(score.mean_iou, 4),
+            "true_wbc": score.true_positives + score.false_negatives,
+        }
 
     total_s = sum(seconds.values())
     return {
-        "fields": len(images), **figures(overall),
+        "fields": len(images),
+        **figures(overall),
         "fields_per_s": round(len(images) / total_s, 2),
         "cells_per_s": round(sum(cells.values()) / total_s, 2),
-        "by_size": {size: {**figures(by_size[size]), "fields": fields[size],
-                           "fields_per_s": round(fields[size] / seconds[size], 2)}
-                    for size in sorted(by_size)},
-    }  # fmt: skip
+        "by_size": {
+            size: {
+                **figures(by_size[size]),
+                "fields": fields[size],
+                "fields_per_s": round(fields[size] / seconds[size], 2),
+            }
+            for size in sorted(by_size)
+        },
+    }
 
 
 def throughput_704(segmenter: SegmentationAlgorithm, limit: int = 60) -> dict:
@@ -74,8 +83,11 @@ def throughput_704(segmenter: SegmentationAlgorithm, limit: int = 60) -> dict:
     started = time.perf_counter()
     found = sum(len(segmenter.segment(f).cells) for f in fields)
     seconds = time.perf_counter() - started
-    return {"fields": len(fields), "fields_per_s": round(len(fields) / seconds, 2),
-            "cells_per_s": round(found / seconds, 2)}  # fmt: skip
+    return {
+        "fields": len(fields),
+        "fields_per_s": round(len(fields) / seconds, 2),
+        "cells_per_s": round(found / seconds, 2),
+    }
 
 
 def center_crops(segmenter: SegmentationAlgorithm, limit: int = 400) -> dict:
@@ -90,8 +102,11 @@ def center_crops(segmenter: SegmentationAlgorithm, limit: int = 400) -> dict:
         else:
             crop_cell(rgb, region)
     seconds = time.perf_counter() - started
-    return {"images": len(images), "crops_per_s": round(len(images) / seconds, 1),
-            "no_cell_found": missing}  # fmt: skip
+    return {
+        "images": len(images),
+        "crops_per_s": round(len(images) / seconds, 1),
+        "no_cell_found": missing,
+    }
 
 
 def main() -> int:
@@ -99,19 +114,27 @@ def main() -> int:
         print(f"no TXL-PBC data under {DATA}; nothing measured")
         return 1
     segmenter = StainSegmenter()
-    results = {"algorithm": segmenter.version,
-               "txl_pbc": {split: detection(split, segmenter) for split in ("val", "test")},
-               "fields_704": throughput_704(segmenter),
-               "pbc_center_cell": center_crops(segmenter)}  # fmt: skip
+    results = {
+        "algorithm": segmenter.version,
+        "txl_pbc": {split: detection(split, segmenter) for split in ("val", "test")},
+        "fields_704": throughput_704(segmenter),
+        "pbc_center_cell": center_crops(segmenter),
+    }
     for split, r in results["txl_pbc"].items():
-        print(f"{split}: WBC recall {r['wbc_recall_iou50']:.3f} precision "
-              f"{r['wbc_precision_iou50']:.3f} mean IoU {r['mean_iou_matched']:.3f} "
-              f"({r['true_wbc']} WBCs, {r['fields']} fields, {r['fields_per_s']} fields/s)")  # fmt: skip
+        print(
+            f"{split}: WBC recall {r['wbc_recall_iou50']:.3f} precision "
+            f"{r['wbc_precision_iou50']:.3f} mean IoU {r['mean_iou_matched']:.3f} "
+            f"({r['true_wbc']} WBCs, {r['fields']} fields, {r['fields_per_s']} fields/s)"
+        )
         for size, s in r["by_size"].items():
-            print(f"   {size:>9}: recall {s['wbc_recall_iou50']:.3f} precision "
-                  f"{s['wbc_precision_iou50']:.3f} ({s['fields']} fields, {s['fields_per_s']}/s)")  # fmt: skip
-    print(f"704x704 fields: {results['fields_704']['fields_per_s']} fields/s; "
-          f"PBC centre-cell crops: {results['pbc_center_cell']['crops_per_s']}/s")  # fmt: skip
+            print(
+                f"   {size:>9}: recall {s['wbc_recall_iou50']:.3f} precision "
+                f"{s['wbc_precision_iou50']:.3f} ({s['fields']} fields, {s['fields_per_s']}/s)"
+            )
+    print(
+        f"704x704 fields: {results['fields_704']['fields_per_s']} fields/s; "
+        f"PBC centre-cell crops: {results['pbc_center_cell']['crops_per_s']}/s"
+    )
     RESULTS.mkdir(parents=True, exist_ok=True)
     (RESULTS / "segmentation.json").write_text(json.dumps(results, indent=2))
     print(f"wrote {RESULTS / 'segmentation.json'}")

@@ -37,14 +37,18 @@ def train(split: str, params: UNetTraining, steps: int) -> tuple[bytes, dict]:
     batches = -(-len(training) // params.batch_size)
     params = replace(params, epochs=-(-steps // batches))
     with tqdm(total=params.epochs, desc=f"U-Net on {split}", unit="epoch") as bar:
-        result = train_field_unet(training, validation, params,
-                                  lambda point: (bar.set_postfix(point), bar.update(1)))  # fmt: skip
-    return result.onnx_bytes, {"trained_on": split, "train_fields": len(training),
-                               "epochs": params.epochs,
-                               "checkpoint_fields": len(validation),
-                               "best_epoch": result.best_epoch,
-                               "minutes": round(result.seconds / 60, 1),
-                               "train_images_per_s": round(result.images_per_s, 1)}  # fmt: skip
+        result = train_field_unet(
+            training, validation, params, lambda point: (bar.set_postfix(point), bar.update(1))
+        )
+    return result.onnx_bytes, {
+        "trained_on": split,
+        "train_fields": len(training),
+        "epochs": params.epochs,
+        "checkpoint_fields": len(validation),
+        "best_epoch": result.best_epoch,
+        "minutes": round(result.seconds / 60, 1),
+        "train_images_per_s": round(result.images_per_s, 1),
+    }
 
 
 def main() -> int:
@@ -67,24 +71,33 @@ def main() -> int:
         (RESULTS / f"field_unet_{trained_on}.onnx").write_bytes(model)
         unet = UNetSegmenter(model)
         fold_one = fold_one or unet
-        results["folds"][scored] = {"training": training, "algorithm": unet.version,
-                                    "unet": detection(scored, unet),
-                                    stain.version: detection(scored, stain)}  # fmt: skip
+        results["folds"][scored] = {
+            "training": training,
+            "algorithm": unet.version,
+            "unet": detection(scored, unet),
+            stain.version: detection(scored, stain),
+        }
     assert fold_one is not None
     results["unet_fields_704"] = throughput_704(fold_one)
     results["unet_pbc_center_cell"] = center_crops(fold_one)
     for scored, fold in results["folds"].items():
-        print(f"scored on {scored} (U-Net trained on {fold['training']['trained_on']}, best "
-              f"epoch {fold['training']['best_epoch']} of {fold['training']['epochs']}, "
-              f"{fold['training']['minutes']} min):")  # fmt: skip
+        print(
+            f"scored on {scored} (U-Net trained on {fold['training']['trained_on']}, best "
+            f"epoch {fold['training']['best_epoch']} of {fold['training']['epochs']}, "
+            f"{fold['training']['minutes']} min):"
+        )
         for name in ("unet", stain.version):
             r = fold[name]
-            print(f"  {name:>9}: WBC recall {r['wbc_recall_iou50']:.3f} precision "
-                  f"{r['wbc_precision_iou50']:.3f} mean IoU {r['mean_iou_matched']:.3f} "
-                  f"({r['true_wbc']} WBCs, {r['fields']} fields, {r['fields_per_s']} fields/s)")  # fmt: skip
-    print(f"U-Net at 704x704: {results['unet_fields_704']['fields_per_s']} fields/s; "
-          f"PBC centre-cell crops: {results['unet_pbc_center_cell']['crops_per_s']}/s "
-          f"({results['unet_pbc_center_cell']['no_cell_found']} without a cell)")  # fmt: skip
+            print(
+                f"  {name:>9}: WBC recall {r['wbc_recall_iou50']:.3f} precision "
+                f"{r['wbc_precision_iou50']:.3f} mean IoU {r['mean_iou_matched']:.3f} "
+                f"({r['true_wbc']} WBCs, {r['fields']} fields, {r['fields_per_s']} fields/s)"
+            )
+    print(
+        f"U-Net at 704x704: {results['unet_fields_704']['fields_per_s']} fields/s; "
+        f"PBC centre-cell crops: {results['unet_pbc_center_cell']['crops_per_s']}/s "
+        f"({results['unet_pbc_center_cell']['no_cell_found']} without a cell)"
+    )
     (RESULTS / "segmentation_unet.json").write_text(json.dumps(results, indent=2))
     print(f"wrote {RESULTS / 'segmentation_unet.json'}")
     return 0

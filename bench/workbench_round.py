@@ -25,17 +25,36 @@ from playwright.sync_api import sync_playwright
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "bench" / "results"
-ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-        "--disable-background-networking", "--disable-component-update", "--disable-sync"]  # fmt: skip
+ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
 
 
 def main() -> int:
     home = Path(tempfile.mkdtemp(prefix="workbench-round-"))
     demo = subprocess.Popen(
-        [str(Path(sys.executable).with_name("marrowscope")), "--home", str(home), "demo",
-         "--expert", "ui", "--rounds", "1", "--port-base", "27100"],
-        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-    )  # fmt: skip
+        [
+            str(Path(sys.executable).with_name("marrowscope")),
+            "--home",
+            str(home),
+            "demo",
+            "--expert",
+            "ui",
+            "--rounds",
+            "1",
+            "--port-base",
+            "27100",
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
     assert demo.stdout is not None
     url = token = ""
     transcript = []
@@ -97,8 +116,12 @@ def main() -> int:
     demo.wait(timeout=900)
     reader.join(timeout=10)
     print("".join(transcript[-25:]))
-    results = {"decisions": decisions, "seconds": round(seconds, 1),
-               "decisions_per_minute": round(60 * decisions / seconds, 1), "demo_exit": demo.returncode}  # fmt: skip
+    results = {
+        "decisions": decisions,
+        "seconds": round(seconds, 1),
+        "decisions_per_minute": round(60 * decisions / seconds, 1),
+        "demo_exit": demo.returncode,
+    }
     print(
         f"keyboard-only round in the web UI: {decisions} decisions in {seconds:.1f} s "
         f"= {results['decisions_per_minute']} decisions/min (scripted keys; demo exit {demo.returncode})"

@@ -96,9 +96,12 @@ def s3_endpoint() -> Iterator[str]:
 @pytest.fixture()
 def s3_settings(s3_endpoint: str) -> ObjectStoreSettings:
     return ObjectStoreSettings(
-        backend="s3", endpoint=s3_endpoint, access_key="test", secret_key="testsecret",
+        backend="s3",
+        endpoint=s3_endpoint,
+        access_key="test",
+        secret_key="testsecret",
         bucket=f"b-{uuid.uuid4().hex[:12]}",
-    )  # fmt: skip
+    )
 
 
 def pbc_available() -> bool:

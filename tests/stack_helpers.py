@@ -32,12 +32,14 @@ def running_stack(pg_admin_dsn: str, s3_endpoint: str, tmp_path_factory: pytest.
     create_database(pg_admin_dsn, db)
     dsn = psycopg.conninfo.make_conninfo(pg_admin_dsn, dbname=db)
     store_env = {
-        "MARROWSCOPE_STORE_BACKEND": "s3", "MARROWSCOPE_STORE_ENDPOINT": s3_endpoint,
-        "MARROWSCOPE_STORE_ACCESS_KEY": "test", "MARROWSCOPE_STORE_SECRET_KEY": "testsecret",
+        "MARROWSCOPE_STORE_BACKEND": "s3",
+        "MARROWSCOPE_STORE_ENDPOINT": s3_endpoint,
+        "MARROWSCOPE_STORE_ACCESS_KEY": "test",
+        "MARROWSCOPE_STORE_SECRET_KEY": "testsecret",
         "MARROWSCOPE_STORE_BUCKET": f"e2e-{uuid.uuid4().hex[:8]}",
         "MARROWSCOPE_ORCHESTRATOR_REVIEW_POLL_SECONDS": "0.5",
         "MARROWSCOPE_TRAINING_TORCH_THREADS": "2",
-    }  # fmt: skip
+    }
     saved = {k: os.environ.get(k) for k in store_env}
     os.environ.update(store_env)
     paths = stack.StackPaths(home)
@@ -56,8 +58,15 @@ def running_stack(pg_admin_dsn: str, s3_endpoint: str, tmp_path_factory: pytest.
             await clients.close()
 
     model = asyncio.run(bootstrap())
-    yield {"paths": paths, "state": state, "store": store, "peers": peers, "dsn": dsn,
-           "model": model, "secrets": stack.load_secrets(paths)}  # fmt: skip
+    yield {
+        "paths": paths,
+        "state": state,
+        "store": store,
+        "peers": peers,
+        "dsn": dsn,
+        "model": model,
+        "secrets": stack.load_secrets(paths),
+    }
     stack.down(paths)
     for key, value in saved.items():
         if value is None:
@@ -68,9 +77,15 @@ def running_stack(pg_admin_dsn: str, s3_endpoint: str, tmp_path_factory: pytest.
 
 
 async def start_campaign(
-    ctx: dict, clients: ServiceClients, dataset: str, expert_name: str, seed: int,
-    parameters: orchestrator_pb2.CampaignParameters, seed_expert: int = 0, **expert_options: float,
-) -> tuple[orchestrator_pb2.Campaign, SimulatedExpert]:  # fmt: skip
+    ctx: dict,
+    clients: ServiceClients,
+    dataset: str,
+    expert_name: str,
+    seed: int,
+    parameters: orchestrator_pb2.CampaignParameters,
+    seed_expert: int = 0,
+    **expert_options: float,
+) -> tuple[orchestrator_pb2.Campaign, SimulatedExpert]:
     """Import 8 synthetic cells per class as ``dataset``, create an expert user, create and
     start a CST+AL campaign on it; returns the campaign and a simulated expert for it."""
     truth = await import_synthetic(iter_cells(8, seed=seed), 8 * 17, dataset, ctx["store"], clients)
@@ -91,7 +106,11 @@ async def start_campaign(
         orchestrator_pb2.CampaignIdRequest(campaign_id=campaign.id)
     )
     expert = SimulatedExpert(
-        clients.curation, user.token, {c: code for c, (_, code) in truth.items()},
-        sorted({code for _, code in truth.values()}), seed=seed_expert, **expert_options,  # type: ignore[arg-type]
-    )  # fmt: skip
+        clients.curation,
+        user.token,
+        {c: code for c, (_, code) in truth.items()},
+        sorted({code for _, code in truth.values()}),
+        seed=seed_expert,
+        **expert_options,  # type: ignore[arg-type]
+    )
     return campaign, expert

@@ -24,8 +24,15 @@ from marrowscope.v1 import curation_pb2, orchestrator_pb2
 pytestmark = pytest.mark.browser
 SHOTS = Path(__file__).resolve().parents[2] / "test-artifacts" / "screenshots"
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
-CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-                 "--disable-background-networking", "--disable-component-update", "--disable-sync"]  # fmt: skip
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
 
 
 @pytest.fixture(scope="module")
@@ -39,7 +46,8 @@ def reviewing_campaign(running_stack: dict) -> dict:
         deadline = time.monotonic() + 240
         while time.monotonic() < deadline:
             current = await clients.orchestrator.GetCampaign(
-                orchestrator_pb2.CampaignIdRequest(campaign_id=campaign_id))  # fmt: skip
+                orchestrator_pb2.CampaignIdRequest(campaign_id=campaign_id)
+            )
             assert current.state != orchestrator_pb2.CAMPAIGN_STATE_FAILED, current.error
             if (
                 current.rounds
@@ -73,11 +81,24 @@ def reviewing_campaign(running_stack: dict) -> dict:
                     {"al_margin": 1.01, "sample_size": 12},
                 ),
             ):
-                campaign = await clients.orchestrator.CreateCampaign(orchestrator_pb2.CreateCampaignRequest(
-                    request_id=name, name=name, method=method, dataset="ui-cells",
-                    parameters=orchestrator_pb2.CampaignParameters(
-                        initial_per_class=2, validation_per_class=1, test_per_class=1, rounds=1,
-                        epochs=1, input_size=48, width=8, **extra)))  # fmt: skip
+                campaign = await clients.orchestrator.CreateCampaign(
+                    orchestrator_pb2.CreateCampaignRequest(
+                        request_id=name,
+                        name=name,
+                        method=method,
+                        dataset="ui-cells",
+                        parameters=orchestrator_pb2.CampaignParameters(
+                            initial_per_class=2,
+                            validation_per_class=1,
+                            test_per_class=1,
+                            rounds=1,
+                            epochs=1,
+                            input_size=48,
+                            width=8,
+                            **extra,
+                        ),
+                    )
+                )
                 await clients.orchestrator.StartCampaign(
                     orchestrator_pb2.CampaignIdRequest(campaign_id=campaign.id)
                 )
@@ -124,8 +145,9 @@ def decisions(dsn: str, user: str) -> list[tuple]:
         ).fetchall()
 
 
-def test_an_expert_works_a_round_from_the_browser(running_stack: dict, reviewing_campaign: dict,
-                                                  browser: Browser) -> None:  # fmt: skip
+def test_an_expert_works_a_round_from_the_browser(
+    running_stack: dict, reviewing_campaign: dict, browser: Browser
+) -> None:
     url, cst, al = reviewing_campaign["url"], reviewing_campaign["cst"], reviewing_campaign["al"]
     context = browser.new_context(viewport={"width": 1280, "height": 900})
     page = context.new_page()
@@ -216,7 +238,8 @@ def test_an_expert_works_a_round_from_the_browser(running_stack: dict, reviewing
         audit = conn.execute(
             """SELECT count(*) FILTER (WHERE action = 'decide'), count(*) FILTER (WHERE action = 'undo'),
                       min(at) > now() - interval '10 minutes' FROM audit_events
-               WHERE actor = 'ui-expert'""").fetchone()  # fmt: skip
+               WHERE actor = 'ui-expert'"""
+        ).fetchone()
     assert audit == (len(every), 1, True)
     print(
         f"\nCST page of {page_size} cells: 1 correction, 1 rejection, then Enter confirmed "

@@ -19,8 +19,14 @@ JOBS = re.compile(
 
 
 def _status(code: int, reason: str, message: str) -> dict[str, Any]:
-    return {"kind": "Status", "apiVersion": "v1", "status": "Failure", "code": code,
-            "reason": reason, "message": message}  # fmt: skip
+    return {
+        "kind": "Status",
+        "apiVersion": "v1",
+        "status": "Failure",
+        "code": code,
+        "reason": reason,
+        "message": message,
+    }
 
 
 class FakeKubeApi:
@@ -50,10 +56,11 @@ class FakeKubeApi:
         with self.lock:
             job = self.jobs[(namespace, name)]
             job["status"] = {
-                "conditions": [{"type": kind, "status": "True", "reason": reason,
-                                "message": message}],
+                "conditions": [
+                    {"type": kind, "status": "True", "reason": reason, "message": message}
+                ],
                 ("succeeded" if kind == "Complete" else "failed"): 1,
-            }  # fmt: skip
+            }
 
     def count(self, method: str) -> int:
         return sum(1 for m, _ in self.calls if m == method)
@@ -98,18 +105,31 @@ class FakeKubeApi:
                                 ),
                             )
                             return
-                        body["metadata"].update(namespace=ns, uid=str(uuid.uuid4()),
-                            creationTimestamp=datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"))  # fmt: skip
+                        body["metadata"].update(
+                            namespace=ns,
+                            uid=str(uuid.uuid4()),
+                            creationTimestamp=datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
+                        )
                         body["status"] = {"active": 1}
                         api.jobs[key] = body
                         self._send(201, body)
                     elif method == "GET" and not name:
                         selector = parse_qs(url.query).get("labelSelector", [""])[0]
                         wanted = dict(p.split("=", 1) for p in selector.split(",") if p)
-                        items = [j for (n, _), j in api.jobs.items() if n == ns and
-                                 wanted.items() <= j["metadata"].get("labels", {}).items()]  # fmt: skip
-                        self._send(200, {"kind": "JobList", "apiVersion": "batch/v1",
-                                         "metadata": {}, "items": items})  # fmt: skip
+                        items = [
+                            j
+                            for (n, _), j in api.jobs.items()
+                            if n == ns and wanted.items() <= j["metadata"].get("labels", {}).items()
+                        ]
+                        self._send(
+                            200,
+                            {
+                                "kind": "JobList",
+                                "apiVersion": "batch/v1",
+                                "metadata": {},
+                                "items": items,
+                            },
+                        )
                     elif (ns, name) not in api.jobs:
                         self._send(404, _status(404, "NotFound", f'jobs.batch "{name}" not found'))
                     elif method == "GET":

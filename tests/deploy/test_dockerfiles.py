@@ -70,9 +70,10 @@ def test_dockerfile_is_multi_stage_pinned_non_root_and_healthy(path: Path) -> No
 def test_every_copy_source_exists_and_is_not_ignored(path: Path) -> None:
     _, stages = parse(path)
     ignored = [
-        line.strip() for line in (ROOT / ".dockerignore").read_text().splitlines()
+        line.strip()
+        for line in (ROOT / ".dockerignore").read_text().splitlines()
         if line.strip() and not line.startswith("#")
-    ]  # fmt: skip
+    ]
     copies = 0
     for stage in stages:
         for op, rest in stage.instructions:
@@ -92,8 +93,11 @@ def test_every_copy_source_exists_and_is_not_ignored(path: Path) -> None:
 
 
 def test_every_module_the_chart_and_images_start_exists() -> None:
-    sources = [*DOCKERFILES, *(ROOT / "helm" / "marrowscope" / "templates").iterdir(),
-               ROOT / "services" / "training" / "kube.py"]  # fmt: skip
+    sources = [
+        *DOCKERFILES,
+        *(ROOT / "helm" / "marrowscope" / "templates").iterdir(),
+        ROOT / "services" / "marrowscope" / "training" / "kube.py",
+    ]
     modules = set()
     for source in sources:
         text = source.read_text()
@@ -101,5 +105,5 @@ def test_every_module_the_chart_and_images_start_exists() -> None:
         modules |= set(re.findall(r"python -m marrowscope\.([\w.]+)", text))
     assert {"lis_api", "inference", "core.healthcheck", "core.migrate", "training.job"} <= modules
     for module in modules:
-        path = ROOT / "services" / Path(*module.split("."))
+        path = ROOT / "services" / "marrowscope" / Path(*module.split("."))
         assert (path / "__main__.py").exists() or path.with_suffix(".py").exists(), module

@@ -31,13 +31,13 @@ VALUE_SETS: dict[str, dict[str, Any]] = {
             "gpu": {"enabled": True, "count": 1, "nodeSelector": {"nvidia.com/gpu.present": "true"}}
         },
         "training": {"job": {"gpu": {"enabled": True}}},
-    },  # fmt: skip
+    },
     "tls-on": {"tls": {"enabled": True, "existingSecret": "marrowscope-tls"}},
     "api-only": {
         **{
             k: {"enabled": False}
             for k in ("segmentation", "inference", "training", "curation", "orchestrator")
-        },  # fmt: skip
+        },
         "lisApi": {"ingress": {"enabled": True, "host": "ms.lab.example", "tlsSecret": "ms-tls"}},
     },
 }

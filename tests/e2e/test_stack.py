@@ -130,12 +130,22 @@ def test_one_round_campaign_trains_and_creates_review_tasks(running_stack: dict)
         clients = ServiceClients(running_stack["peers"])
         try:
             campaign, expert = await start_campaign(
-                running_stack, clients, "e2e-campaign", "e2e-expert", seed=21,
+                running_stack,
+                clients,
+                "e2e-campaign",
+                "e2e-expert",
+                seed=21,
                 parameters=orchestrator_pb2.CampaignParameters(
-                    initial_per_class=2, validation_per_class=1, test_per_class=1,
-                    sample_size=40, rounds=1, epochs=2, input_size=48, cst_threshold=0.2,
+                    initial_per_class=2,
+                    validation_per_class=1,
+                    test_per_class=1,
+                    sample_size=40,
+                    rounds=1,
+                    epochs=2,
+                    input_size=48,
+                    cst_threshold=0.2,
                 ),
-            )  # fmt: skip
+            )
             done = asyncio.Event()
             worker = asyncio.create_task(expert.work_until(done, campaign.id, idle_s=0.2))
             async for update in clients.orchestrator.WatchCampaign(
@@ -190,17 +200,56 @@ def test_cli_trains_on_an_image_folder_and_evaluates_the_version(
     mapping.write_text(json.dumps({"source": "lab words", "target": "paper17", "map": names}))
     home = str(running_stack["paths"].home)
 
-    assert main(["--home", home, "train", "--data", str(data), "--mapping", str(mapping),
-                 "--epochs", "2", "--image-size", "32", "--width", "4", "--lr-schedule", "cosine",
-                 "--precise-bn-images", "16"]) == 0  # fmt: skip
+    assert (
+        main(
+            [
+                "--home",
+                home,
+                "train",
+                "--data",
+                str(data),
+                "--mapping",
+                str(mapping),
+                "--epochs",
+                "2",
+                "--image-size",
+                "32",
+                "--width",
+                "4",
+                "--lr-schedule",
+                "cosine",
+                "--precise-bn-images",
+                "16",
+            ]
+        )
+        == 0
+    )
     out = capsys.readouterr().out
     assert "left out by the mapping: {'smudge': 12}" in out
     assert "skipped" in out and "broken.png" in out
     version = out.strip().splitlines()[-1].split()[3]
 
     report_path, page = tmp_path / "report.json", tmp_path / "report.html"
-    assert main(["--home", home, "evaluate", "--model", version, "--data", str(data),
-                 "--mapping", str(mapping), "--json", str(report_path), "--html", str(page)]) == 0  # fmt: skip
+    assert (
+        main(
+            [
+                "--home",
+                home,
+                "evaluate",
+                "--model",
+                version,
+                "--data",
+                str(data),
+                "--mapping",
+                str(mapping),
+                "--json",
+                str(report_path),
+                "--html",
+                str(page),
+            ]
+        )
+        == 0
+    )
     assert page.read_text().count('<img src="data:image/png;base64,') == 2
     report = json.loads(report_path.read_text())
     assert report["taxonomy"] == "paper17"
@@ -236,21 +285,57 @@ def test_cli_center_crop_trains_and_evaluates_on_the_central_cell(
     (data / "LY" / "empty.png").write_bytes(encode_png(np.full((120, 120, 3), 235, np.uint8)))
     home, dsn = str(running_stack["paths"].home), running_stack["dsn"]
 
-    assert main(["--home", home, "train", "--data", str(data), "--epochs", "1", "--image-size",
-                 "32", "--width", "4", "--center-crop"]) == 0  # fmt: skip
+    assert (
+        main(
+            [
+                "--home",
+                home,
+                "train",
+                "--data",
+                str(data),
+                "--epochs",
+                "1",
+                "--image-size",
+                "32",
+                "--width",
+                "4",
+                "--center-crop",
+            ]
+        )
+        == 0
+    )
     out = capsys.readouterr().out
     assert "empty.png: no nucleated cell found" in out
     version = out.strip().splitlines()[-1].split()[3]
     with psycopg.connect(dsn) as conn:
-        shas = {r[0] for r in conn.execute(
-            "SELECT sha256 FROM cells WHERE dataset = 'folder-centred-centre'")}  # fmt: skip
+        shas = {
+            r[0]
+            for r in conn.execute(
+                "SELECT sha256 FROM cells WHERE dataset = 'folder-centred-centre'"
+            )
+        }
     # Each image became its centre-cell crop: 16 new images, none of them an original.
     assert len(shas) == 16 and not shas & originals
 
     cells_before = count(dsn, "cells")
     report_path = tmp_path / "report.json"
-    assert main(["--home", home, "evaluate", "--model", version, "--data", str(data),
-                 "--center-crop", "--json", str(report_path)]) == 0  # fmt: skip
+    assert (
+        main(
+            [
+                "--home",
+                home,
+                "evaluate",
+                "--model",
+                version,
+                "--data",
+                str(data),
+                "--center-crop",
+                "--json",
+                str(report_path),
+            ]
+        )
+        == 0
+    )
     assert "empty.png: no nucleated cell found" in capsys.readouterr().out
     report = json.loads(report_path.read_text())
     assert (report["count"], report["unreadable"]) == (16, 1)
@@ -258,8 +343,21 @@ def test_cli_center_crop_trains_and_evaluates_on_the_central_cell(
 
     onnx_file = tmp_path / "model.onnx"
     onnx_file.write_bytes(b"not needed: refused before reading")
-    assert main(["--home", home, "evaluate", "--model", str(onnx_file), "--data", str(data),
-                 "--center-crop"]) == 2  # fmt: skip
+    assert (
+        main(
+            [
+                "--home",
+                home,
+                "evaluate",
+                "--model",
+                str(onnx_file),
+                "--data",
+                str(data),
+                "--center-crop",
+            ]
+        )
+        == 2
+    )
     assert "--center-crop needs a registered model version" in capsys.readouterr().err
 
 
@@ -288,14 +386,26 @@ def test_campaign_survives_kill_9_of_orchestrator_and_curation(running_stack: di
         clients = ServiceClients(running_stack["peers"])
         try:
             campaign, expert = await start_campaign(
-                running_stack, clients, "e2e-chaos", "chaos-expert", seed=33,
+                running_stack,
+                clients,
+                "e2e-chaos",
+                "chaos-expert",
+                seed=33,
                 parameters=orchestrator_pb2.CampaignParameters(
-                    initial_per_class=2, validation_per_class=1, test_per_class=1,
-                    sample_size=50, rounds=3, epochs=1, input_size=32, width=8,
+                    initial_per_class=2,
+                    validation_per_class=1,
+                    test_per_class=1,
+                    sample_size=50,
+                    rounds=3,
+                    epochs=1,
+                    input_size=32,
+                    width=8,
                     cst_threshold=0.15,
                 ),
-                too_difficult_rate=0.1, batch=7, seed_expert=3,
-            )  # fmt: skip
+                too_difficult_rate=0.1,
+                batch=7,
+                seed_expert=3,
+            )
             stop = asyncio.Event()
             worker = asyncio.create_task(expert.work_until(stop, campaign.id, idle_s=0.2))
             killer = asyncio.create_task(chaos(stop))
@@ -310,8 +420,10 @@ def test_campaign_survives_kill_9_of_orchestrator_and_curation(running_stack: di
                 except grpc.aio.AioRpcError:
                     await asyncio.sleep(0.5)  # the orchestrator is being restarted
                     continue
-                if campaign.state in (orchestrator_pb2.CAMPAIGN_STATE_COMPLETED,
-                                      orchestrator_pb2.CAMPAIGN_STATE_FAILED):  # fmt: skip
+                if campaign.state in (
+                    orchestrator_pb2.CAMPAIGN_STATE_COMPLETED,
+                    orchestrator_pb2.CAMPAIGN_STATE_FAILED,
+                ):
                     break
                 await asyncio.sleep(0.5)
             stop.set()
@@ -326,16 +438,25 @@ def test_campaign_survives_kill_9_of_orchestrator_and_curation(running_stack: di
     assert campaign.state == orchestrator_pb2.CAMPAIGN_STATE_COMPLETED, campaign.error
     assert len(campaign.rounds) == 3
     with psycopg.connect(running_stack["dsn"]) as conn:
-        stored = [r[0] for r in conn.execute(
-            """SELECT d.client_decision_id FROM decisions d JOIN review_tasks t ON t.id = d.task_id
-               WHERE t.campaign_id = %s AND d.action <> 'undo'""", (campaign.id,)).fetchall()]  # fmt: skip
+        stored = [
+            r[0]
+            for r in conn.execute(
+                """SELECT d.client_decision_id FROM decisions d JOIN review_tasks t ON t.id = d.task_id
+               WHERE t.campaign_id = %s AND d.action <> 'undo'""",
+                (campaign.id,),
+            ).fetchall()
+        ]
         per_task = conn.execute(
             """SELECT max(n) FROM (SELECT count(*) AS n FROM decisions d
                JOIN review_tasks t ON t.id = d.task_id WHERE t.campaign_id = %s
-               GROUP BY d.task_id) x""", (campaign.id,)).fetchone()[0]  # type: ignore[index]  # fmt: skip
+               GROUP BY d.task_id) x""",
+            (campaign.id,),
+        ).fetchone()[0]  # type: ignore[index]
         labels_per_cell = conn.execute(
             """SELECT max(n) FROM (SELECT count(*) AS n FROM labels WHERE campaign_id = %s
-               AND source = 'expert' GROUP BY cell_id) x""", (campaign.id,)).fetchone()[0]  # type: ignore[index]  # fmt: skip
+               AND source = 'expert' GROUP BY cell_id) x""",
+            (campaign.id,),
+        ).fetchone()[0]  # type: ignore[index]
         open_tasks = conn.execute(
             "SELECT count(*) FROM review_tasks WHERE campaign_id = %s AND state <> 'decided'",
             (campaign.id,),
@@ -427,8 +548,10 @@ def test_lis_specimen_to_signed_report_on_real_fields(running_stack: dict) -> No
             client.get(f"/v1/specimens/{sid}/report", params={"format": "fhir"}).json()
         )
         assert fhir.status == "preliminary" and fhir.code.coding[0].code == "47286-0"
-        hl7 = parse_message(client.get(f"/v1/specimens/{sid}/report", params={"format": "hl7"}).text,
-                            find_groups=True)  # fmt: skip
+        hl7 = parse_message(
+            client.get(f"/v1/specimens/{sid}/report", params={"format": "hl7"}).text,
+            find_groups=True,
+        )
         order = hl7.oru_r01_patient_result.oru_r01_order_observation
         assert order.obr.obr_25.to_er7() == "P" and len(order.oru_r01_observation) >= 16
 
@@ -458,18 +581,23 @@ def test_lis_specimen_to_signed_report_on_real_fields(running_stack: dict) -> No
         # sign-out makes a corrected version. Every version stays.
         cell = next(c for c in review["cells"] if c["cell_id"] != first_task)
         corrections = [{"cell_id": cell["cell_id"], "class_code": "PC"}]
-        final = client.post(f"/v1/specimens/{sid}/review",
-                            json={"reviewer": "dr-hema", "corrections": corrections, "sign_out": True}).json()  # fmt: skip
+        final = client.post(
+            f"/v1/specimens/{sid}/review",
+            json={"reviewer": "dr-hema", "corrections": corrections, "sign_out": True},
+        ).json()
         assert final["status"] == "final" and final["version"] == 3
         assert final["body"]["cells_corrected"] == 2 and final["body"]["reviewed_by"] == "dr-hema"
         assert final["body"]["cells_low_confidence"] == body["cells_low_confidence"] - 2
-        corrected = client.post(f"/v1/specimens/{sid}/review",
-                                json={"reviewer": "dr-hema", "sign_out": True}).json()  # fmt: skip
+        corrected = client.post(
+            f"/v1/specimens/{sid}/review", json={"reviewer": "dr-hema", "sign_out": True}
+        ).json()
         assert corrected["status"] == "corrected" and corrected["version"] == 4
         first = client.get(f"/v1/specimens/{sid}/report", params={"version": 1}).json()
         assert first["status"] == "preliminary" and first["body"] == body  # kept unchanged
-        hl7_final = parse_message(client.get(f"/v1/specimens/{sid}/report", params={"format": "hl7"}).text,
-                                  find_groups=True)  # fmt: skip
+        hl7_final = parse_message(
+            client.get(f"/v1/specimens/{sid}/report", params={"format": "hl7"}).text,
+            find_groups=True,
+        )
         assert hl7_final.oru_r01_patient_result.oru_r01_order_observation.obr.obr_25.to_er7() == "C"
 
 
@@ -489,22 +617,35 @@ async def label_one_lis_review_task(ctx: dict, specimen_id: str) -> str:
         expert = (("authorization", f"Bearer {user.token}"),)
         with psycopg.connect(ctx["dsn"]) as conn:
             row = conn.execute(
-                "SELECT id FROM analysis_jobs WHERE specimen_id = %s", (specimen_id,)).fetchone()  # fmt: skip
+                "SELECT id FROM analysis_jobs WHERE specimen_id = %s", (specimen_id,)
+            ).fetchone()
         assert row is not None
         deadline = time.monotonic() + 30
         tasks: list = []
         while not tasks and time.monotonic() < deadline:
-            claimed = await clients.curation.ClaimTasks(curation_pb2.ClaimTasksRequest(
-                campaign_id=str(REVIEW_CAMPAIGN), kind=curation_pb2.TASK_KIND_AL, limit=1),
-                metadata=expert)  # fmt: skip
+            claimed = await clients.curation.ClaimTasks(
+                curation_pb2.ClaimTasksRequest(
+                    campaign_id=str(REVIEW_CAMPAIGN), kind=curation_pb2.TASK_KIND_AL, limit=1
+                ),
+                metadata=expert,
+            )
             tasks = [t for t in claimed.tasks if t.round_id == str(row[0])]
             if not tasks:
                 await asyncio.sleep(0.5)
         assert tasks, "the specimen's low-confidence cells never reached the curation service"
-        await clients.curation.SubmitDecisions(curation_pb2.SubmitDecisionsRequest(decisions=[
-            curation_pb2.DecisionInput(client_decision_id=f"lis-{tasks[0].id}", task_id=tasks[0].id,
-                                       action=curation_pb2.DECISION_ACTION_LABEL, class_code="PC")]),
-            metadata=expert)  # fmt: skip
+        await clients.curation.SubmitDecisions(
+            curation_pb2.SubmitDecisionsRequest(
+                decisions=[
+                    curation_pb2.DecisionInput(
+                        client_decision_id=f"lis-{tasks[0].id}",
+                        task_id=tasks[0].id,
+                        action=curation_pb2.DECISION_ACTION_LABEL,
+                        class_code="PC",
+                    )
+                ]
+            ),
+            metadata=expert,
+        )
         return str(tasks[0].cell_id)
     finally:
         await clients.close()

@@ -17,10 +17,12 @@ async def segmentation_stub(
     service: SegmentationService,
 ) -> AsyncIterator[segmentation_pb2_grpc.SegmentationServiceStub]:
     server = GrpcService(
-        GrpcServerSettings(port=0, grace_seconds=0.5), [SERVICE_NAME],
+        GrpcServerSettings(port=0, grace_seconds=0.5),
+        [SERVICE_NAME],
         lambda s: segmentation_pb2_grpc.add_SegmentationServiceServicer_to_server(
-            SegmentationServicer(service), s),
-    )  # fmt: skip
+            SegmentationServicer(service), s
+        ),
+    )
     await server.start()
     try:
         async with open_channel(server.address, SERVICE_NAME) as channel:

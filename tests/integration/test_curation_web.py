@@ -38,16 +38,25 @@ def web(db_pool, tmp_path):  # type: ignore[no-untyped-def]
     campaign, round_id, dataset = uuid.uuid4(), uuid.uuid4(), f"web-{uuid.uuid4().hex[:6]}"
     cells = [uuid.uuid4() for _ in range(8)]
     with db_pool.connection() as conn:
-        conn.execute("""INSERT INTO campaigns (id, name, method, dataset, taxonomy, parameters)
-                        VALUES (%s, 'web', 'CST_AL', %s, 'paper17', '{}')""", (campaign, dataset))  # fmt: skip
-        conn.execute("INSERT INTO rounds (id, campaign_id, number, state) VALUES (%s, %s, 1, 'reviewing')",
-                     (round_id, campaign))  # fmt: skip
+        conn.execute(
+            """INSERT INTO campaigns (id, name, method, dataset, taxonomy, parameters)
+                        VALUES (%s, 'web', 'CST_AL', %s, 'paper17', '{}')""",
+            (campaign, dataset),
+        )
+        conn.execute(
+            "INSERT INTO rounds (id, campaign_id, number, state) VALUES (%s, %s, 1, 'reviewing')",
+            (round_id, campaign),
+        )
         for i, cell in enumerate(cells):
             key = store.put_bytes(f"cells/{cell}.png", crop_png(i), "image/png").key
-            conn.execute("INSERT INTO cells (id, origin_key, object_key, sha256, dataset) VALUES (%s, %s, %s, 'x', %s)",
-                         (cell, f"t:{cell}", key, dataset))  # fmt: skip
-            conn.execute("INSERT INTO labels (cell_id, taxonomy, class_code, source) VALUES (%s, 'paper17', %s, 'import')",
-                         (cell, "MC" if i % 2 else "MMC"))  # fmt: skip
+            conn.execute(
+                "INSERT INTO cells (id, origin_key, object_key, sha256, dataset) VALUES (%s, %s, %s, 'x', %s)",
+                (cell, f"t:{cell}", key, dataset),
+            )
+            conn.execute(
+                "INSERT INTO labels (cell_id, taxonomy, class_code, source) VALUES (%s, 'paper17', %s, 'import')",
+                (cell, "MC" if i % 2 else "MMC"),
+            )
     tasks = [
         NewTask(str(c), f"cells/{c}.png", "CST", "SEG", [("SEG", 0.97), ("BAND", 0.02)])
         for c in cells[:5]
@@ -63,8 +72,13 @@ def web(db_pool, tmp_path):  # type: ignore[no-untyped-def]
     peers = PeerSettings(orchestrator_addr=f"127.0.0.1:{free_port()}")  # down: admin pages say so
     app = create_web_app(service, Workbench(db_pool, service), store, ServiceClients(peers))
     with TestClient(app, raise_server_exceptions=False) as client:
-        yield {"client": client, "campaign": str(campaign), "admin": admin_token,
-               "expert": expert_token, "expert_name": expert}  # fmt: skip
+        yield {
+            "client": client,
+            "campaign": str(campaign),
+            "admin": admin_token,
+            "expert": expert_token,
+            "expert_name": expert,
+        }
 
 
 def bearer(token: str) -> dict[str, str]:
@@ -92,10 +106,17 @@ def test_session_cookie_claims_decisions_and_retries(web) -> None:  # type: igno
     assert http.get(claim["tasks"][0]["image_url"], params={"size": 5000}).status_code == 422
 
     first, second = claim["tasks"][:2]
-    batch = {"decisions": [
-        {"client_decision_id": "cd-000001", "task_id": first["id"], "action": "confirm"},
-        {"client_decision_id": "cd-000002", "task_id": second["id"], "action": "correct", "class_code": "NOPE"},
-    ]}  # fmt: skip
+    batch = {
+        "decisions": [
+            {"client_decision_id": "cd-000001", "task_id": first["id"], "action": "confirm"},
+            {
+                "client_decision_id": "cd-000002",
+                "task_id": second["id"],
+                "action": "correct",
+                "class_code": "NOPE",
+            },
+        ]
+    }
     results = http.post("/api/v1/decisions", json=batch).json()["results"]
     assert [r["ok"] for r in results] == [True, False] and results[1]["status"] == 422
     retry = http.post("/api/v1/decisions", json=batch).json()["results"]
@@ -122,17 +143,30 @@ def test_assignments_limit_who_sees_a_campaign_and_admin_pages(web) -> None:  # 
     expert, admin = bearer(web["expert"]), bearer(web["admin"])
     visible = [c["id"] for c in http.get("/api/v1/campaigns", headers=expert).json()["campaigns"]]
     assert campaign in visible  # nobody assigned: open to every expert
-    assert http.post(f"/api/v1/admin/campaigns/{campaign}/assignments", json={"user": "someone-else"},
-                     headers=expert).status_code == 403  # fmt: skip
-    assert http.post(f"/api/v1/admin/campaigns/{campaign}/assignments", json={"user": "ghost"},
-                     headers=admin).status_code == 404  # fmt: skip
+    assert (
+        http.post(
+            f"/api/v1/admin/campaigns/{campaign}/assignments",
+            json={"user": "someone-else"},
+            headers=expert,
+        ).status_code
+        == 403
+    )
+    assert (
+        http.post(
+            f"/api/v1/admin/campaigns/{campaign}/assignments", json={"user": "ghost"}, headers=admin
+        ).status_code
+        == 404
+    )
     http.post(
         "/api/v1/admin/users",
         json={"name": f"other-{campaign[:6]}", "role": "expert"},
         headers=admin,
     )
-    assigned = http.post(f"/api/v1/admin/campaigns/{campaign}/assignments",
-                         json={"user": f"other-{campaign[:6]}"}, headers=admin)  # fmt: skip
+    assigned = http.post(
+        f"/api/v1/admin/campaigns/{campaign}/assignments",
+        json={"user": f"other-{campaign[:6]}"},
+        headers=admin,
+    )
     assert assigned.json()["assigned"] == [f"other-{campaign[:6]}"]
     visible = [c["id"] for c in http.get("/api/v1/campaigns", headers=expert).json()["campaigns"]]
     assert campaign not in visible

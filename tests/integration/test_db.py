@@ -18,8 +18,10 @@ def test_audit_labels_and_decisions_are_insert_only(db_pool) -> None:  # type: i
         conn.execute(
             "INSERT INTO audit_events (actor, action, entity, entity_id) VALUES ('t', 'x', 'e', '1')"
         )
-    with db_pool.connection() as conn, pytest.raises(psycopg.errors.InsufficientPrivilege,
-                                                     match="insert-only"):  # fmt: skip
+    with (
+        db_pool.connection() as conn,
+        pytest.raises(psycopg.errors.InsufficientPrivilege, match="insert-only"),
+    ):
         conn.execute("UPDATE audit_events SET actor = 'someone else'")
     with db_pool.connection() as conn, pytest.raises(psycopg.errors.InsufficientPrivilege):
         conn.execute("DELETE FROM audit_events")

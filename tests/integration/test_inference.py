@@ -39,10 +39,18 @@ def _register(db_pool, store, seed: int) -> tuple[str, bytes]:  # type: ignore[n
     torch.save(model.state_dict(), weights)
     with db_pool.connection() as conn:
         version = register_model_version(
-            conn, store,
-            NewModelVersion(onnx_bytes, weights.getvalue(), taxonomy.name, taxonomy.codes,
-                            "se_cnn", SPEC, f"test-{seed}"),
-        )  # fmt: skip
+            conn,
+            store,
+            NewModelVersion(
+                onnx_bytes,
+                weights.getvalue(),
+                taxonomy.name,
+                taxonomy.codes,
+                "se_cnn",
+                SPEC,
+                f"test-{seed}",
+            ),
+        )
     return version, onnx_bytes
 
 
@@ -73,9 +81,10 @@ def served(db_pool, tmp_path: Path):  # type: ignore[no-untyped-def]
 async def _serve(classifier: Classifier) -> GrpcService:
     servicer = InferenceServicer(classifier)
     service = GrpcService(
-        InferenceSettings(port=0, grace_seconds=0.5), [SERVICE_NAME],
+        InferenceSettings(port=0, grace_seconds=0.5),
+        [SERVICE_NAME],
         lambda s: inference_pb2_grpc.add_InferenceServiceServicer_to_server(servicer, s),
-    )  # fmt: skip
+    )
     await service.start()
     return service
 
@@ -170,15 +179,24 @@ def _register_float_input_model(db_pool, store, spec: InputSpecData) -> str:  # 
     torch.manual_seed(3)
     model = build_model("se_cnn", len(taxonomy.codes), width=4).eval()
     buffer = io.BytesIO()
-    torch.onnx.export(WithSoftmax(model), (torch.zeros(1, 3, 32, 32),), buffer,  # type: ignore[arg-type]
-                      input_names=["image"], output_names=["probabilities"],
-                      dynamic_axes={"image": {0: "batch"}}, opset_version=17, dynamo=False)  # fmt: skip
+    torch.onnx.export(
+        WithSoftmax(model),
+        (torch.zeros(1, 3, 32, 32),),
+        buffer,  # type: ignore[arg-type]
+        input_names=["image"],
+        output_names=["probabilities"],
+        dynamic_axes={"image": {0: "batch"}},
+        opset_version=17,
+        dynamo=False,
+    )
     with db_pool.connection() as conn:
         return register_model_version(
-            conn, store,
-            NewModelVersion(buffer.getvalue(), b"", taxonomy.name, taxonomy.codes, "se_cnn",
-                            spec, "float-input"),
-        )  # fmt: skip
+            conn,
+            store,
+            NewModelVersion(
+                buffer.getvalue(), b"", taxonomy.name, taxonomy.codes, "se_cnn", spec, "float-input"
+            ),
+        )
 
 
 def test_models_with_float_input_are_still_served_with_normalised_pixels(served, db_pool) -> None:  # type: ignore[no-untyped-def]
@@ -193,8 +211,9 @@ def test_models_with_float_input_are_still_served_with_normalised_pixels(served,
     assert record.input_spec.dtype == "float32"
     np.testing.assert_allclose(
         [p.probabilities for p in predictions],
-        session.run(None, {"image": normalised})[0], atol=1e-5,
-    )  # fmt: skip
+        session.run(None, {"image": normalised})[0],
+        atol=1e-5,
+    )
     classifier.close()
 
 
@@ -205,8 +224,9 @@ def test_a_registry_entry_that_does_not_match_its_artifact_is_refused(served, db
         classifier.load(wrong)
     predictions, record = classifier.classify(cells)  # the previous model still serves
     assert record.id == versions[0]
-    np.testing.assert_allclose([p.probabilities for p in predictions], expected[versions[0]],
-                               atol=1e-5)  # fmt: skip
+    np.testing.assert_allclose(
+        [p.probabilities for p in predictions], expected[versions[0]], atol=1e-5
+    )
     classifier.close()
 
 
@@ -216,10 +236,10 @@ def test_repeated_cells_are_served_from_the_pixel_cache_with_the_same_answers(se
     assert classifier.pixels.stats.entries == len(cells) and classifier.pixels.stats.hits == 0
     second, _ = classifier.classify(cells)  # as the next SSL round re-predicts its pool
     assert classifier.pixels.stats.hits == len(cells)
-    np.testing.assert_array_equal([p.probabilities for p in first],
-                                  [p.probabilities for p in second])  # fmt: skip
-    np.testing.assert_allclose([p.probabilities for p in second], expected[versions[0]],
-                               atol=1e-5)  # fmt: skip
+    np.testing.assert_array_equal(
+        [p.probabilities for p in first], [p.probabilities for p in second]
+    )
+    np.testing.assert_allclose([p.probabilities for p in second], expected[versions[0]], atol=1e-5)
     # A cell whose image cannot be read is not cached: it is read again next time.
     missing = ("missing", "cells/00/" + "1" * 64 + ".png")
     for _ in range(2):

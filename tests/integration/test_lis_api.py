@@ -46,9 +46,12 @@ def peers_down() -> ServiceClients:
 def api(db_pool, store_settings, **overrides: Any) -> Iterator[TestClient]:  # type: ignore[no-untyped-def]
     settings = LisApiSettings(
         api_key_hashes=[hashlib.sha256(ADMIN_KEY.encode()).hexdigest()],
-        segmentation_deadline_s=1.0, inference_deadline_s=1.0, max_upload_bytes=2_000_000,
-        max_files_per_request=3, **overrides,
-    )  # fmt: skip
+        segmentation_deadline_s=1.0,
+        inference_deadline_s=1.0,
+        max_upload_bytes=2_000_000,
+        max_files_per_request=3,
+        **overrides,
+    )
     app = create_app(settings, open_store(store_settings), peers_down(), db_pool)
     with TestClient(app, raise_server_exceptions=False) as client:
         yield client
@@ -68,16 +71,30 @@ def new_client(http: TestClient, scopes: list[str]) -> str:
 
 def test_every_route_needs_credentials_and_the_right_scope(db_pool, s3_settings) -> None:  # type: ignore[no-untyped-def]
     with api(db_pool, s3_settings) as http:
-        routes = [(m, r.path) for r in http.app.routes if getattr(r, "include_in_schema", False)
-                  for m in r.methods - {"HEAD", "OPTIONS"}]  # fmt: skip
+        routes = [
+            (m, r.path)
+            for r in http.app.routes
+            if getattr(r, "include_in_schema", False)
+            for m in r.methods - {"HEAD", "OPTIONS"}
+        ]
         assert len(routes) >= 15
         specimen = str(uuid.uuid4())
         for method, path in routes:
-            url = path.format(specimen_id=specimen, image_id=uuid.uuid4(), job_id=uuid.uuid4(),
-                              cell_id=uuid.uuid4())  # fmt: skip
+            url = path.format(
+                specimen_id=specimen,
+                image_id=uuid.uuid4(),
+                job_id=uuid.uuid4(),
+                cell_id=uuid.uuid4(),
+            )
             if path == "/v1/oauth/token":
-                reply = http.post(url, data={"grant_type": "client_credentials", "client_id": "x",
-                                             "client_secret": "wrong"})  # fmt: skip
+                reply = http.post(
+                    url,
+                    data={
+                        "grant_type": "client_credentials",
+                        "client_id": "x",
+                        "client_secret": "wrong",
+                    },
+                )
             else:
                 reply = http.request(method, url)
             assert reply.status_code == 401, (method, path, reply.status_code, reply.text)
@@ -91,8 +108,12 @@ def test_every_route_needs_credentials_and_the_right_scope(db_pool, s3_settings)
             ).status_code
             == 403
         )
-        assert http.post("/v1/admin/clients", json={"name": "x", "scopes": ["read"]},
-                         headers=auth(reader)).status_code == 403  # fmt: skip
+        assert (
+            http.post(
+                "/v1/admin/clients", json={"name": "x", "scopes": ["read"]}, headers=auth(reader)
+            ).status_code
+            == 403
+        )
         assert http.get(f"/v1/specimens/{specimen}/review", headers=auth(reader)).status_code == 403
 
 
@@ -107,20 +128,29 @@ def test_clients_see_only_their_own_specimens(db_pool, s3_settings) -> None:  # 
         sid = created.json()["id"]
         again = http.post("/v1/specimens", json={"accession_number": "BM-1"}, headers=auth(alice))
         assert again.status_code == 200 and again.json()["id"] == sid
-        uploaded = http.post(f"/v1/specimens/{sid}/images", files=[("files", ("f.png", png(), "image/png"))],
-                             headers=auth(alice))  # fmt: skip
+        uploaded = http.post(
+            f"/v1/specimens/{sid}/images",
+            files=[("files", ("f.png", png(), "image/png"))],
+            headers=auth(alice),
+        )
         assert uploaded.status_code == 201
         job = http.post(f"/v1/specimens/{sid}/analyses", headers=auth(alice)).json()["id"]
         for method, url in [
-            ("GET", f"/v1/specimens/{sid}"), ("GET", f"/v1/specimens/{sid}/report"),
-            ("GET", f"/v1/specimens/{sid}/reports"), ("GET", f"/v1/specimens/{sid}/review"),
-            ("POST", f"/v1/specimens/{sid}/analyses"), ("POST", f"/v1/specimens/{sid}/images/presigned"),
+            ("GET", f"/v1/specimens/{sid}"),
+            ("GET", f"/v1/specimens/{sid}/report"),
+            ("GET", f"/v1/specimens/{sid}/reports"),
+            ("GET", f"/v1/specimens/{sid}/review"),
+            ("POST", f"/v1/specimens/{sid}/analyses"),
+            ("POST", f"/v1/specimens/{sid}/images/presigned"),
             ("GET", f"/v1/analyses/{job}"),
-        ]:  # fmt: skip
+        ]:
             reply = http.request(method, url, headers=auth(bob))
             assert reply.status_code == 404, (method, url, reply.status_code)
-        reply = http.post(f"/v1/specimens/{sid}/images", files=[("files", ("f.png", png(), "image/png"))],
-                          headers=auth(bob))  # fmt: skip
+        reply = http.post(
+            f"/v1/specimens/{sid}/images",
+            files=[("files", ("f.png", png(), "image/png"))],
+            headers=auth(bob),
+        )
         assert reply.status_code == 404
         assert http.get("/v1/specimens", headers=auth(bob)).json()["items"] == []
         listed = http.get("/v1/specimens", headers=auth(alice)).json()["items"]
@@ -165,8 +195,9 @@ def test_presigned_upload_is_validated_on_completion(db_pool, s3_settings) -> No
             ticket = http.post(f"/v1/specimens/{sid}/images/presigned", headers=auth(key)).json()
             early = http.post(ticket["complete_url"], headers=auth(key))
             assert early.status_code == 409
-            request = urllib.request.Request(ticket["upload_url"], data=body, method="PUT",
-                                             headers=ticket["headers"])  # fmt: skip
+            request = urllib.request.Request(
+                ticket["upload_url"], data=body, method="PUT", headers=ticket["headers"]
+            )
             with urllib.request.urlopen(request, timeout=10) as response:
                 assert response.status == 200
             done = http.post(ticket["complete_url"], headers=auth(key))
@@ -215,10 +246,17 @@ def test_analysis_is_idempotent_waits_for_peers_and_survives_a_restart(
 
 def test_oauth_client_credentials_tokens_and_rate_limit(db_pool, s3_settings) -> None:  # type: ignore[no-untyped-def]
     with api(db_pool, s3_settings, rate_limit_per_s=1.0, rate_limit_burst=5) as http:
-        created = http.post("/v1/admin/clients", json={"name": "mw", "scopes": ["read", "submit"]},
-                            headers=auth(ADMIN_KEY)).json()  # fmt: skip
-        form = {"grant_type": "client_credentials", "client_id": created["id"],
-                "client_secret": created["api_key"], "scope": "read"}  # fmt: skip
+        created = http.post(
+            "/v1/admin/clients",
+            json={"name": "mw", "scopes": ["read", "submit"]},
+            headers=auth(ADMIN_KEY),
+        ).json()
+        form = {
+            "grant_type": "client_credentials",
+            "client_id": created["id"],
+            "client_secret": created["api_key"],
+            "scope": "read",
+        }
         token = http.post("/v1/oauth/token", data=form)
         assert token.status_code == 200, token.text
         jwt = token.json()["access_token"]

@@ -41,8 +41,9 @@ def lis_process(pg_dsn: str, tmp_path: Path) -> Iterator[str]:
         "INFERENCE_ADDR": dead,
     }
     log = (tmp_path / "lis.log").open("wb")
-    process = subprocess.Popen([sys.executable, "-m", "marrowscope.lis_api"], env=env,
-                               stdout=log, stderr=subprocess.STDOUT)  # fmt: skip
+    process = subprocess.Popen(
+        [sys.executable, "-m", "marrowscope.lis_api"], env=env, stdout=log, stderr=subprocess.STDOUT
+    )
     url = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline:
@@ -67,10 +68,22 @@ def test_schemathesis_finds_no_server_error(
 ) -> None:
     cli = Path(sys.executable).with_name("schemathesis")
     command = [
-        str(cli), "run", f"{lis_process}/openapi.json", "--checks", "not_a_server_error",
-        "--max-examples", "15", "--seed", "7", "--phases", "examples,coverage,fuzzing",
-        "--report", "junit", "--report-dir", str(tmp_path),
-    ]  # fmt: skip
+        str(cli),
+        "run",
+        f"{lis_process}/openapi.json",
+        "--checks",
+        "not_a_server_error",
+        "--max-examples",
+        "15",
+        "--seed",
+        "7",
+        "--phases",
+        "examples,coverage,fuzzing",
+        "--report",
+        "junit",
+        "--report-dir",
+        str(tmp_path),
+    ]
     if authenticated:
         command += ["-H", f"Authorization: Bearer {ADMIN_KEY}"]
     # cwd: schemathesis keeps a cache folder where it runs; not in the repository.

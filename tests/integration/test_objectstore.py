@@ -67,9 +67,11 @@ def test_s3_presigned_urls_work_over_http(s3_settings) -> None:  # type: ignore[
     store.ensure_bucket()
     key = "uploads/presigned-test.bin"
     request = urllib.request.Request(
-        store.presign_put(key), data=b"uploaded", method="PUT",
+        store.presign_put(key),
+        data=b"uploaded",
+        method="PUT",
         headers={"Content-Type": "application/octet-stream"},
-    )  # fmt: skip
+    )
     with urllib.request.urlopen(request) as response:
         assert response.status == 200
     with urllib.request.urlopen(store.presign_get(key)) as response:

@@ -47,9 +47,10 @@ def test_health_reflection_errors_retries_and_deadlines() -> None:
     async def scenario() -> None:
         servicer = FlakyTraining()
         service = GrpcService(
-            GrpcServerSettings(port=0, grace_seconds=0.5), [SERVICE],
+            GrpcServerSettings(port=0, grace_seconds=0.5),
+            [SERVICE],
             lambda s: training_pb2_grpc.add_TrainingServiceServicer_to_server(servicer, s),
-        )  # fmt: skip
+        )
         await service.start()
         try:
             assert await check_health(service.address) == "SERVING"
@@ -117,28 +118,39 @@ def test_tls_between_services_when_certificates_are_given(tmp_path) -> None:  # 
     name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "localhost")])
     now = datetime.datetime.now(datetime.UTC)
     cert = (
-        x509.CertificateBuilder().subject_name(name).issuer_name(name).public_key(key.public_key())
-        .serial_number(x509.random_serial_number()).not_valid_before(now)
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now)
         .not_valid_after(now + datetime.timedelta(days=1))
         .add_extension(x509.SubjectAlternativeName([x509.DNSName("localhost")]), critical=False)
         .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
         .sign(key, hashes.SHA256())
-    )  # fmt: skip
+    )
     cert_pem = cert.public_bytes(serialization.Encoding.PEM)
     (tmp_path / "tls.crt").write_bytes(cert_pem)
-    (tmp_path / "tls.key").write_bytes(key.private_bytes(
-        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
-        serialization.NoEncryption()))  # fmt: skip
+    (tmp_path / "tls.key").write_bytes(
+        key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        )
+    )
 
     async def scenario() -> None:
         settings = GrpcServerSettings(
-            host="localhost", port=0, GRPC_TLS_CERT_FILE=tmp_path / "tls.crt",
+            host="localhost",
+            port=0,
+            GRPC_TLS_CERT_FILE=tmp_path / "tls.crt",
             GRPC_TLS_KEY_FILE=tmp_path / "tls.key",
-        )  # fmt: skip
+        )
         service = GrpcService(
-            settings, [SERVICE],
+            settings,
+            [SERVICE],
             lambda s: training_pb2_grpc.add_TrainingServiceServicer_to_server(FlakyTraining(), s),
-        )  # fmt: skip
+        )
         await service.start()
         try:
             address = f"localhost:{service.port}"

@@ -42,8 +42,12 @@ def _png_header(width: int, height: int) -> bytes:
         )
 
     ihdr = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
-    return (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr)
-            + chunk(b"IDAT", zlib.compress(b"\x00" * 64)) + chunk(b"IEND", b""))  # fmt: skip
+    return (
+        b"\x89PNG\r\n\x1a\n"
+        + chunk(b"IHDR", ihdr)
+        + chunk(b"IDAT", zlib.compress(b"\x00" * 64))
+        + chunk(b"IEND", b"")
+    )
 
 
 def test_stain_segmenter_finds_white_cells_in_real_fields() -> None:
@@ -53,8 +57,9 @@ def test_stain_segmenter_finds_white_cells_in_real_fields() -> None:
     segmenter, score = StainSegmenter(), DetectionScore()
     for path in paths:
         rgb = np.asarray(Image.open(path).convert("RGB"))
-        truth = read_yolo_boxes(path.parent.parent / "labels" / f"{path.stem}.txt",
-                                rgb.shape[1], rgb.shape[0])  # fmt: skip
+        truth = read_yolo_boxes(
+            path.parent.parent / "labels" / f"{path.stem}.txt", rgb.shape[1], rgb.shape[0]
+        )
         score.add(truth, [tuple(map(float, c.box)) for c in segmenter.segment(rgb).cells])  # type: ignore[misc]
     assert score.recall >= 0.85 and score.precision >= 0.85, (score.recall, score.precision)
 
@@ -76,8 +81,11 @@ def test_service_segments_idempotently_crops_centre_cells_and_refuses_bad_input(
         "one-pixel": _png(Image.new("RGB", (1, 1))),
         "huge": _png_header(20000, 20000),  # refused by the pixel limit before decoding
     }
-    bad_keys = {name: put_content_addressed(store, "fields", data, "application/octet-stream",
-                                            ".bin").key for name, data in bad.items() if data}  # fmt: skip
+    bad_keys = {
+        name: put_content_addressed(store, "fields", data, "application/octet-stream", ".bin").key
+        for name, data in bad.items()
+        if data
+    }
     grey16 = np.linspace(0, 65535, 300 * 300, dtype=np.uint16).reshape(300, 300)
     tiff = io.BytesIO()
     Image.fromarray(grey16).save(tiff, format="TIFF")

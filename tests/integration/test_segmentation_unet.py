@@ -103,14 +103,45 @@ def test_cli_trains_and_segments_with_the_unet(tmp_path: Path) -> None:
         label = TXL_VAL / "labels" / f"{path.stem}.txt"
         (data / "labels" / label.name).write_text(label.read_text())
     model = tmp_path / "unet.onnx"
-    assert cli_main(["train-segmenter", "--data", str(data), "--out", str(model), "--epochs",
-                     "2", "--image-size", "64", "--width", "4"]) == 0  # fmt: skip
+    assert (
+        cli_main(
+            [
+                "train-segmenter",
+                "--data",
+                str(data),
+                "--out",
+                str(model),
+                "--epochs",
+                "2",
+                "--image-size",
+                "64",
+                "--width",
+                "4",
+            ]
+        )
+        == 0
+    )
     assert model.exists() and model.with_suffix(".json").exists()
     out = tmp_path / "out"
-    assert cli_main(["segment", str(data / "images"), "--out", str(out), "--model", str(model),
-                     "--overlay"]) == 0  # fmt: skip
+    assert (
+        cli_main(
+            ["segment", str(data / "images"), "--out", str(out), "--model", str(model), "--overlay"]
+        )
+        == 0
+    )
     summary = (out / "cells.json").read_text()
     assert '"algorithm": "unet-' in summary
     assert len(list((out / "overlays").glob("*.png"))) == 10
-    assert cli_main(["segment", str(data / "images"), "--out", str(out), "--model",
-                     str(tmp_path / "missing.onnx")]) == 2  # fmt: skip
+    assert (
+        cli_main(
+            [
+                "segment",
+                str(data / "images"),
+                "--out",
+                str(out),
+                "--model",
+                str(tmp_path / "missing.onnx"),
+            ]
+        )
+        == 2
+    )

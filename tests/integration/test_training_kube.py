@@ -25,21 +25,35 @@ NAMESPACE = "lab"
 
 def kube_settings(url: str) -> KubeJobSettings:
     return KubeJobSettings(
-        namespace=NAMESPACE, image="registry.lab/marrowscope-gpu:0.1.0", gpus=1, backoff_limit=2,
-        active_deadline_s=7200, ttl_after_finished_s=600, api_host=url, poll_s=0.1,
-        secret_env={"MARROWSCOPE_DB_DSN": "lab-db:dsn"}, env_from_configmaps=["lab-config"],
+        namespace=NAMESPACE,
+        image="registry.lab/marrowscope-gpu:0.1.0",
+        gpus=1,
+        backoff_limit=2,
+        active_deadline_s=7200,
+        ttl_after_finished_s=600,
+        api_host=url,
+        poll_s=0.1,
+        secret_env={"MARROWSCOPE_DB_DSN": "lab-db:dsn"},
+        env_from_configmaps=["lab-config"],
         tolerations=[{"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"}],
-    )  # fmt: skip
+    )
 
 
 def start_request(request_id: str) -> training_pb2.StartTrainingRequest:
-    cells = [common_pb2.LabeledCell(cell_id=str(uuid.uuid4()), object_key=f"crops/{i}.png",
-                                    class_code=code) for i, code in enumerate(["MB", "LY"] * 2)]  # fmt: skip
+    cells = [
+        common_pb2.LabeledCell(
+            cell_id=str(uuid.uuid4()), object_key=f"crops/{i}.png", class_code=code
+        )
+        for i, code in enumerate(["MB", "LY"] * 2)
+    ]
     return training_pb2.StartTrainingRequest(
-        request_id=request_id, taxonomy="paper17", teacher=cells, validation=cells[:2],
+        request_id=request_id,
+        taxonomy="paper17",
+        teacher=cells,
+        validation=cells[:2],
         hyper_parameters=training_pb2.HyperParameters(epochs=3, batch_size=4, input_size=64),
         labels={"campaign": "c0ffee00-0000-4000-8000-000000000001", "round": "2"},
-    )  # fmt: skip
+    )
 
 
 def test_jobs_are_created_watched_deduplicated_and_cancelled(db_pool) -> None:  # type: ignore[no-untyped-def]
@@ -49,10 +63,12 @@ def test_jobs_are_created_watched_deduplicated_and_cancelled(db_pool) -> None:  
 
         async def scenario() -> None:
             server = GrpcService(
-                GrpcServerSettings(port=0), [SERVICE_NAME],
+                GrpcServerSettings(port=0),
+                [SERVICE_NAME],
                 lambda s: training_pb2_grpc.add_TrainingServiceServicer_to_server(
-                    TrainingServicer(service), s),
-            )  # fmt: skip
+                    TrainingServicer(service), s
+                ),
+            )
             await server.start()
             try:
                 async with grpc.aio.insecure_channel(server.address) as channel:
@@ -77,15 +93,26 @@ def test_jobs_are_created_watched_deduplicated_and_cancelled(db_pool) -> None:  
                     assert container["command"][-1] == first.id
                     assert container["resources"]["limits"]["nvidia.com/gpu"] == "1"
                     assert container["env"][0]["valueFrom"]["secretKeyRef"] == {
-                        "name": "lab-db", "key": "dsn"}  # fmt: skip
+                        "name": "lab-db",
+                        "key": "dsn",
+                    }
                     assert pod["restartPolicy"] == "Never" and pod["tolerations"]
                     assert pod["securityContext"]["runAsNonRoot"] is True
 
                     # The Job controller gives up (deadline): the status stream reports it.
-                    api.set_condition(NAMESPACE, job_name(first.id), "Failed",
-                                      "DeadlineExceeded", "Job was active longer than specified")  # fmt: skip
-                    states = [m async for m in stub.WatchTrainingJob(
-                        training_pb2.GetTrainingJobRequest(job_id=first.id), timeout=20)]  # fmt: skip
+                    api.set_condition(
+                        NAMESPACE,
+                        job_name(first.id),
+                        "Failed",
+                        "DeadlineExceeded",
+                        "Job was active longer than specified",
+                    )
+                    states = [
+                        m
+                        async for m in stub.WatchTrainingJob(
+                            training_pb2.GetTrainingJobRequest(job_id=first.id), timeout=20
+                        )
+                    ]
                     assert states[-1].state == training_pb2.TRAINING_JOB_STATE_FAILED
                     assert "DeadlineExceeded" in states[-1].error
 

@@ -30,8 +30,9 @@ def test_unknown_labels_ask_for_a_mapping_and_bad_mappings_are_refused(tmp_path:
     with pytest.raises(InvalidArgument, match="--mapping"):
         scan_image_folder(root)
     good = tmp_path / "m.json"
-    good.write_text(json.dumps({"source": "lab", "target": "paper17",
-                                "map": {"lymph": "LY", "junk": None}}))  # fmt: skip
+    good.write_text(
+        json.dumps({"source": "lab", "target": "paper17", "map": {"lymph": "LY", "junk": None}})
+    )
     folder = scan_image_folder(root, good)
     assert folder.taxonomy == "paper17" and folder.counts() == {"LY": 2}
     assert folder.dropped == {"junk": 1}

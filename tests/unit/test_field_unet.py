@@ -99,8 +99,9 @@ def test_touching_cells_are_flagged_and_each_keeps_its_own_pixels() -> None:
     _, data = _tiny_model()
     segmenter = UNetSegmenter(data)
     maps = np.zeros((len(CHANNELS), 32, 32), np.float32)
-    maps[:2] = render_targets([[(2.0, 2.0, 12.0, 12.0), (11.0, 2.0, 12.0, 12.0),
-                                (8.0, 18.0, 10.0, 10.0)], [], []], 32)[:2]  # fmt: skip
+    maps[:2] = render_targets(
+        [[(2.0, 2.0, 12.0, 12.0), (11.0, 2.0, 12.0, 12.0), (8.0, 18.0, 10.0, 10.0)], [], []], 32
+    )[:2]
     segmenter.probabilities = lambda rgb: maps  # type: ignore[method-assign]
     cells = segmenter.segment(np.full((64, 64, 3), 200, np.uint8)).cells
     assert len(cells) == 3

@@ -56,8 +56,19 @@ def test_gpu_check_names_a_disabled_cuda_preference(
     model = tmp_path / "classifier.onnx"
     model.write_bytes(tiny_model)
     out = tmp_path / "gpu_check.json"
-    status = main(["gpu-check", "--model", str(model), "--batches", "2", "--seconds", "0.02",
-                   "--json", str(out)])  # fmt: skip
+    status = main(
+        [
+            "gpu-check",
+            "--model",
+            str(model),
+            "--batches",
+            "2",
+            "--seconds",
+            "0.02",
+            "--json",
+            str(out),
+        ]
+    )
     report = json.loads(out.read_text())
     assert status == 3 and report["models"]["classifier.onnx"]["provider"] == CPU
     assert "MARROWSCOPE_INFERENCE_PREFER_CUDA=false" in report["reason"]

@@ -76,8 +76,15 @@ def report(status: str) -> dict:
         cells({"MB": 30, "SEG": 200, "PCEB": 100, "LY": 170}), TAXONOMY, Thresholds()
     )
     body.update(model_version="m-1", algorithm_versions=["stain-v3"], images_analysed=2)
-    return {"id": str(uuid.uuid4()), "specimen_id": str(uuid.uuid4()), "accession_number": "BM-2026-0042",
-            "version": 2, "status": status, "created_at": datetime.now(UTC).isoformat(), "body": body}  # fmt: skip
+    return {
+        "id": str(uuid.uuid4()),
+        "specimen_id": str(uuid.uuid4()),
+        "accession_number": "BM-2026-0042",
+        "version": 2,
+        "status": status,
+        "created_at": datetime.now(UTC).isoformat(),
+        "body": body,
+    }
 
 
 def test_fhir_r4_parses_back_with_the_fhir_library() -> None:

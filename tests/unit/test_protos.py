@@ -2,13 +2,13 @@
 
 from pathlib import Path
 
-from marrowscope.core.protogen import PROTO_ROOT, generate
+from marrowscope.core.protogen import GENERATED_ROOT, PROTO_ROOT, generate
 
 
 def test_generated_code_matches_the_protos(tmp_path: Path) -> None:
     written = generate(tmp_path)
     assert written, "protoc produced nothing"
-    checked_in = PROTO_ROOT / "marrowscope" / "v1"
+    checked_in = GENERATED_ROOT / "marrowscope" / "v1"
     fresh = {p.name: p.read_bytes() for p in written}
     committed = {p.name: p.read_bytes() for p in checked_in.glob("*_pb2*.py*")}
     assert sorted(fresh) == sorted(committed), "run `make protos` and commit the result"

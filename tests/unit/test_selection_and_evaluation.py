@@ -15,8 +15,13 @@ def scored(cell: str, p1: float, p2: float) -> Scored:
     return Scored(cell, f"cells/{cell}.png", "SEG", p1, p1 - p2, [("SEG", p1), ("BAND", p2)])
 
 
-POOL = [scored("a", 0.995, 0.003), scored("b", 0.93, 0.05), scored("c", 0.5, 0.4),
-        scored("d", 0.45, 0.3), scored("e", 0.7, 0.2)]  # fmt: skip
+POOL = [
+    scored("a", 0.995, 0.003),
+    scored("b", 0.93, 0.05),
+    scored("c", 0.5, 0.4),
+    scored("d", 0.45, 0.3),
+    scored("e", 0.7, 0.2),
+]
 
 
 def test_paper_selection_rules() -> None:

@@ -61,8 +61,10 @@ def test_the_exported_model_takes_pixels_and_normalises_them_as_the_spec_says() 
     to_input = PixelInput(spec.mean, spec.std)
     assert np.array_equal(to_input(torch.from_numpy(pixels)).numpy(), normalised)
     levels = np.arange(256, dtype=np.uint8).reshape(1, 1, 16, 16).repeat(3, axis=1)
-    assert np.array_equal(to_input(torch.from_numpy(levels)).numpy()[0],
-                          normalise(levels[0].transpose(1, 2, 0), legacy))  # fmt: skip
+    assert np.array_equal(
+        to_input(torch.from_numpy(levels)).numpy()[0],
+        normalise(levels[0].transpose(1, 2, 0), legacy),
+    )
     with torch.inference_mode():
         expected = torch.softmax(model(torch.from_numpy(normalised)), dim=1).numpy()
     np.testing.assert_allclose(session.run(None, {"image": pixels})[0], expected, atol=1e-5)
@@ -109,7 +111,11 @@ def test_batchnorm_statistics_are_recomputed_exactly_from_unaugmented_images() -
 def test_hyper_parameters_from_a_request_default_and_refuse_what_cannot_run() -> None:
     unset = hyper_from_message(training_pb2.HyperParameters(epochs=3), width=24)
     assert (unset.epochs, unset.width, unset.lr_schedule, unset.precise_bn_images) == (
-        3, 24, "constant", HyperParameters().precise_bn_images)  # fmt: skip
+        3,
+        24,
+        "constant",
+        HyperParameters().precise_bn_images,
+    )
     asked = training_pb2.HyperParameters(lr_schedule="cosine", precise_bn_images=0, width=8)
     hyper = hyper_from_message(asked, width=24)
     assert (hyper.lr_schedule, hyper.precise_bn_images, hyper.width) == ("cosine", 0, 8)

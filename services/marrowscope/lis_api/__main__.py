@@ -1,0 +1,34 @@
+"""Run the LIS API: ``python -m marrowscope.lis_api``."""
+
+import uvicorn
+
+from marrowscope.core.clients import ServiceClients
+from marrowscope.core.db import open_pool
+from marrowscope.core.logs import configure_logging
+from marrowscope.core.objectstore import open_store
+from marrowscope.core.settings import DatabaseSettings, ObjectStoreSettings, PeerSettings
+
+from .app import create_app
+from .settings import LisApiSettings
+
+
+def main() -> None:
+    configure_logging("lis_api")
+    settings = LisApiSettings()
+    pool = open_pool(DatabaseSettings(), name="lis_api")
+    clients = ServiceClients(PeerSettings())
+    app = create_app(settings, open_store(ObjectStoreSettings()), clients, pool)
+    try:
+        uvicorn.run(
+            app,
+            host=settings.host,
+            port=settings.port,
+            log_config=None,
+            timeout_graceful_shutdown=5,
+        )
+    finally:
+        pool.close()
+
+
+if __name__ == "__main__":
+    main()

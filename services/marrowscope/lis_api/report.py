@@ -1,0 +1,165 @@
+"""The bone marrow differential: plain Python from classified cells to the report body.
+
+Denominator: nucleated cells the differential counts (the taxonomy's ``nucleated`` classes).
+Bare nuclei and artefacts are reported beside it, not in it. Low-confidence cells stay in
+the count under their predicted class and are counted and flagged separately, because a
+hematologist reviews them; an expert correction replaces the prediction in the next version.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import dataclass
+from typing import Any
+
+from marrowscope.core.taxonomy import Taxonomy
+
+
+@dataclass(frozen=True)
+class Thresholds:
+    """Configurable flag thresholds (defaults: common marrow reporting practice)."""
+
+    blast_high_pct: float = 20.0  # WHO threshold for acute leukaemia
+    blast_elevated_pct: float = 10.0
+    target_cells: int = 500  # ICSH: a 500-cell differential
+    minimum_cells: int = 200
+    low_confidence_probability: float = 0.5
+    low_confidence_margin: float = 0.1
+    unclassifiable_share: float = 0.2  # artefacts + low-confidence + unreadable over all cells
+
+
+@dataclass(frozen=True)
+class ClassifiedCell:
+    cell_id: str
+    class_code: str | None  # None: the cell could not be read / classified
+    probability: float = 0.0
+    margin: float = 0.0
+    corrected_by: str = ""  # the expert whose correction set class_code
+
+
+def is_low_confidence(cell: ClassifiedCell, thresholds: Thresholds) -> bool:
+    if cell.corrected_by or cell.class_code is None:
+        return False
+    return (
+        cell.probability < thresholds.low_confidence_probability
+        or cell.margin < thresholds.low_confidence_margin
+    )
+
+
+def percentages_summing_to_100(counts: list[int], decimals: int = 1) -> list[float]:
+    """Percentages rounded so that they add up to exactly 100 (largest remainder method):
+    a report whose rows add up to 99.9 % makes a reader doubt every row."""
+    total = sum(counts)
+    if total == 0:
+        return [0.0] * len(counts)
+    scale = 10**decimals
+    exact = [100 * scale * n / total for n in counts]
+    floors = [int(e) for e in exact]
+    short = 100 * scale - sum(floors)
+    for i in sorted(range(len(counts)), key=lambda i: exact[i] - floors[i], reverse=True)[:short]:
+        floors[i] += 1
+    return [f / scale for f in floors]
+
+
+def build_differential(
+    cells: list[ClassifiedCell], taxonomy: Taxonomy, thresholds: Thresholds
+) -> dict[str, Any]:
+    """Counts, percentages, M:E ratio, blast percentage and flags."""
+    by_code = {c.code: c for c in taxonomy.classes}
+    counted = [c for c in cells if c.class_code is not None]
+    counts: Counter[str] = Counter(c.class_code for c in counted if c.class_code is not None)
+    nucleated = {code for code, c in by_code.items() if c.nucleated}
+    denominator = sum(n for code, n in counts.items() if code in nucleated)
+    low_confidence = [c for c in counted if is_low_confidence(c, thresholds)]
+    unreadable = len(cells) - len(counted)
+
+    percents = percentages_summing_to_100(
+        [counts.get(code, 0) for code in taxonomy.codes if code in nucleated]
+    )
+    rows = [
+        {
+            "code": code,
+            "name": by_code[code].name,
+            "lineage": by_code[code].lineage,
+            "count": counts.get(code, 0),
+            "percent": percent,
+            "low_confidence": sum(1 for c in low_confidence if c.class_code == code),
+        }
+        for code, percent in zip(
+            [c for c in taxonomy.codes if c in nucleated], percents, strict=True
+        )
+    ]
+    excluded = [
+        {"code": code, "name": by_code[code].name, "count": counts.get(code, 0)}
+        for code in taxonomy.codes
+        if code not in nucleated
+    ]
+    lineage_counts: Counter[str] = Counter()
+    for code, n in counts.items():
+        lineage_counts[by_code[code].lineage] += n
+    myeloid = lineage_counts["myeloid"] + lineage_counts["blast"]
+    erythroid = lineage_counts["erythroid"]
+    blasts = lineage_counts["blast"]
+    blast_pct = round(100.0 * blasts / denominator, 1) if denominator else 0.0
+    unclassifiable = counts.get("ART", 0) + len(low_confidence) + unreadable
+    total = len(cells)
+
+    flags = []
+    if denominator and blast_pct >= thresholds.blast_high_pct:
+        flags.append(
+            {
+                "code": "BLASTS_HIGH",
+                "text": f"blasts {blast_pct} % >= {thresholds.blast_high_pct:g} %",
+            }
+        )
+    elif denominator and blast_pct >= thresholds.blast_elevated_pct:
+        flags.append(
+            {
+                "code": "BLASTS_ELEVATED",
+                "text": f"blasts {blast_pct} % >= {thresholds.blast_elevated_pct:g} %",
+            }
+        )
+    if denominator < thresholds.minimum_cells:
+        flags.append(
+            {
+                "code": "BELOW_MINIMUM_COUNT",
+                "text": f"{denominator} cells counted, fewer than the minimum of {thresholds.minimum_cells}: not reportable as a differential",
+            }
+        )
+    elif denominator < thresholds.target_cells:
+        flags.append(
+            {
+                "code": "BELOW_TARGET_COUNT",
+                "text": f"{denominator} cells counted, fewer than the target of {thresholds.target_cells}",
+            }
+        )
+    if total and unclassifiable / total > thresholds.unclassifiable_share:
+        flags.append(
+            {
+                "code": "HIGH_UNCLASSIFIABLE",
+                "text": f"{unclassifiable} of {total} cells are artefacts, unreadable or low-confidence",
+            }
+        )
+
+    return {
+        "cells_found": total,
+        "cells_counted": denominator,
+        "cells_unreadable": unreadable,
+        "cells_low_confidence": len(low_confidence),
+        "cells_corrected": sum(1 for c in counted if c.corrected_by),
+        "differential": rows,
+        "excluded_from_differential": excluded,
+        "myeloid_erythroid_ratio": round(myeloid / erythroid, 2) if erythroid else None,
+        "myeloid_count": myeloid,
+        "erythroid_count": erythroid,
+        "blast_percent": blast_pct,
+        "flags": flags,
+        "low_confidence_cell_ids": sorted(c.cell_id for c in low_confidence),
+        "thresholds": vars(thresholds),
+        "definitions": {
+            "denominator": "nucleated cells (bare nuclei and artefacts excluded)",
+            "myeloid": "blasts + promyelocytes to segmented neutrophils, eosinophils, basophils",
+            "erythroid": "proerythroblasts/basophilic to orthochromatic erythroblasts",
+            "blasts": "cells classified as (myelo)blasts",
+        },
+    }

@@ -1,0 +1,163 @@
+"""Expert review of a specimen's report.
+
+``revise_report`` writes the next report version from the analysed cells with every expert
+correction applied (preliminary until signed out, then final, then corrected).
+``CurationReview`` sends the low-confidence cells of a preliminary report to the curation
+service as AL review tasks (one round of the LIS_REVIEW campaign per analysis job) and turns
+the experts' labels there into corrections and a new report version.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import Any
+
+from marrowscope.core.clients import ServiceClients
+from marrowscope.core.taxonomy import Taxonomy
+from marrowscope.v1 import curation_pb2
+
+from .report import Thresholds, build_differential
+from .store import REVIEW_CAMPAIGN, LisStore
+from .worker import PeerUnavailable, call_peer
+
+log = logging.getLogger(__name__)
+
+
+def revise_report(
+    lis: LisStore,
+    specimen_id: Any,
+    latest: dict[str, Any],
+    taxonomy: Taxonomy,
+    thresholds: Thresholds,
+    reviewed_by: str,
+    sign_out: bool = False,
+) -> dict[str, Any]:
+    """The next version of the report, rebuilt from the cells and every correction so far."""
+    history = lis.reports(specimen_id)
+    signed = any(r["status"] in ("final", "corrected") for r in history)
+    status = "corrected" if signed else ("final" if sign_out else "preliminary")
+    cells = lis.classified_cells(specimen_id, latest["analysis_job_id"])
+    body = build_differential(cells, taxonomy, thresholds)
+    for key in ("model_version", "algorithm_versions", "images_analysed"):
+        body[key] = latest["body"].get(key)
+    body["reviewed_by"] = reviewed_by
+    body["supersedes_version"] = latest["version"]
+    return lis.add_report(specimen_id, latest["analysis_job_id"], status, body)
+
+
+class CurationReview:
+    def __init__(
+        self,
+        lis: LisStore,
+        clients: ServiceClients,
+        token: str,
+        taxonomy: Taxonomy,
+        thresholds: Thresholds,
+        deadline_s: float = 10.0,
+    ) -> None:
+        self.lis, self.clients, self.taxonomy, self.thresholds = lis, clients, taxonomy, thresholds
+        self.metadata = (("authorization", f"Bearer {token}"),)
+        self.deadline_s = deadline_s
+
+    async def sync_once(self) -> None:
+        """One pass over the jobs whose review is pending or running."""
+        for job in await asyncio.to_thread(self.lis.jobs_in_review):
+            try:
+                if job["review_state"] == "pending":
+                    await self._send(job)
+                else:
+                    await self._collect(job)
+            except PeerUnavailable as exc:
+                log.warning("review of analysis job %s waits: %s", job["id"], exc)
+                return
+
+    async def _send(self, job: dict[str, Any]) -> None:
+        latest = await asyncio.to_thread(self.lis.report, job["specimen_id"])
+        wanted = set(latest["body"]["low_confidence_cell_ids"]) if latest else set()
+        if not wanted:
+            await asyncio.to_thread(self.lis.set_review_state, job["id"], "done")
+            return
+        cells = [
+            c
+            for c in await asyncio.to_thread(self.lis.job_cells, job["id"])
+            if str(c["cell_id"]) in wanted
+        ]
+        campaign, round_id = await asyncio.to_thread(self.lis.ensure_review_round, job["id"])
+        tasks = [
+            curation_pb2.NewReviewTask(
+                cell_id=str(c["cell_id"]),
+                object_key=c["object_key"],
+                kind=curation_pb2.TASK_KIND_AL,
+                top_classes=[
+                    curation_pb2.ClassScore(
+                        class_code=t["class_code"], probability=t["probability"]
+                    )
+                    for t in c["top_classes"]
+                ],
+            )
+            for c in cells
+        ]
+        await call_peer(
+            "curation",
+            self.clients.curation.CreateReviewTasks(
+                curation_pb2.CreateReviewTasksRequest(
+                    campaign_id=campaign, round_id=round_id, tasks=tasks
+                ),
+                metadata=self.metadata,
+                timeout=self.deadline_s,
+            ),
+        )
+        await asyncio.to_thread(self.lis.set_review_state, job["id"], "sent")
+        log.info("analysis job %s: %d low-confidence cells sent for review", job["id"], len(tasks))
+
+    async def _collect(self, job: dict[str, Any]) -> None:
+        # The round exists since _send; its ids follow from the job (no write on every pass).
+        campaign, round_id = str(REVIEW_CAMPAIGN), str(job["id"])
+        reply = await call_peer(
+            "curation",
+            self.clients.curation.ListDecisions(
+                curation_pb2.ListDecisionsRequest(campaign_id=campaign, round_id=round_id),
+                metadata=self.metadata,
+                timeout=self.deadline_s,
+            ),
+        )
+        labelled = [d for d in reply.decisions if d.class_code]  # too difficult: stays flagged
+        added = 0
+        for decision in labelled:
+            added += await asyncio.to_thread(
+                self.lis.add_corrections,
+                job["specimen_id"],
+                decision.user,
+                [(decision.cell_id, decision.class_code)],
+                [decision.id],
+            )
+        if added:
+            latest = await asyncio.to_thread(self.lis.report, job["specimen_id"])
+            assert latest is not None  # the job wrote version 1
+            reviewers = ", ".join(sorted({d.user for d in labelled}))
+            row = await asyncio.to_thread(
+                revise_report,
+                self.lis,
+                job["specimen_id"],
+                latest,
+                self.taxonomy,
+                self.thresholds,
+                reviewers,
+            )
+            log.info(
+                "analysis job %s: %d review decisions -> report v%d",
+                job["id"],
+                added,
+                row["version"],
+            )
+        progress = await call_peer(
+            "curation",
+            self.clients.curation.GetProgress(
+                curation_pb2.GetProgressRequest(campaign_id=campaign, round_id=round_id),
+                metadata=self.metadata,
+                timeout=self.deadline_s,
+            ),
+        )
+        if progress.open + progress.claimed == 0:
+            await asyncio.to_thread(self.lis.set_review_state, job["id"], "done")

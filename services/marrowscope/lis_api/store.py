@@ -1,0 +1,389 @@
+"""PostgreSQL for the LIS resources. Every read takes the calling client's id: a client sees
+only its own specimens, and another client's look exactly like missing ones (NotFound)."""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any
+
+from psycopg.types.json import Jsonb
+
+from marrowscope.core.db import DictPool
+from marrowscope.core.errors import InvalidArgument, NotFound
+from marrowscope.core.ids import parse_uuid
+
+from .report import ClassifiedCell
+
+Row = dict[str, Any]
+# The one campaign that holds specimen reviews in the curation service (fixed id: every API
+# replica finds the same one).
+REVIEW_CAMPAIGN = uuid.UUID("6c15e7a0-0000-4000-8000-000000000001")
+
+
+class Conflict(Exception):
+    """409: the request is valid but the resource's state does not allow it."""
+
+
+class LisStore:
+    def __init__(self, pool: DictPool) -> None:
+        self.pool = pool
+
+    # --- specimens and images -------------------------------------------------------------
+    def create_specimen(
+        self, client_id: str, accession: str, specimen_type: str
+    ) -> tuple[Row, bool]:
+        with self.pool.connection() as conn:
+            row = conn.execute(
+                """INSERT INTO specimens (id, client_id, accession_number, specimen_type)
+                   VALUES (%s, %s, %s, %s) ON CONFLICT (client_id, accession_number) DO NOTHING
+                   RETURNING *""",
+                (uuid.uuid4(), client_id, accession, specimen_type),
+            ).fetchone()
+            if row is not None:
+                return row, True
+            row = conn.execute(
+                "SELECT * FROM specimens WHERE client_id = %s AND accession_number = %s",
+                (client_id, accession),
+            ).fetchone()
+            assert row is not None
+            return row, False
+
+    def specimen(self, client_id: str, specimen_id: str) -> Row:
+        sid = parse_uuid(specimen_id, "specimen id")
+        with self.pool.connection() as conn:
+            row = conn.execute(
+                "SELECT * FROM specimens WHERE id = %s AND client_id = %s", (sid, client_id)
+            ).fetchone()
+        if row is None:
+            raise NotFound(f"specimen {sid} not found")
+        return row
+
+    def specimens(self, client_id: str, limit: int, offset: int) -> list[Row]:
+        with self.pool.connection() as conn:
+            return conn.execute(
+                """SELECT * FROM specimens WHERE client_id = %s
+                   ORDER BY created_at DESC, id LIMIT %s OFFSET %s""",
+                (client_id, limit, offset),
+            ).fetchall()
+
+    def add_image(self, specimen_id: str, key: str, state: str = "stored", **meta: Any) -> Row:
+        with self.pool.connection() as conn:
+            row = conn.execute(
+                """INSERT INTO specimen_images (id, specimen_id, object_key, state, content_type,
+                       width, height, size_bytes)
+                   VALUES (%s, %s, %s, %s, %s, %s, %s, %s)
+                   ON CONFLICT (specimen_id, object_key) DO UPDATE SET state = specimen_images.state
+                   RETURNING *""",
+                (
+                    uuid.uuid4(),
+                    specimen_id,
+                    key,
+                    state,
+                    meta.get("content_type"),
+                    meta.get("width"),
+                    meta.get("height"),
+                    meta.get("size_bytes"),
+                ),
+            ).fetchone()
+        assert row is not None
+        return row
+
+    def image(self, specimen_id: str, image_id: str) -> Row:
+        iid = parse_uuid(image_id, "image id")
+        with self.pool.connection() as conn:
+            row = conn.execute(
+                "SELECT * FROM specimen_images WHERE id = %s AND specimen_id = %s",
+                (iid, specimen_id),
+            ).fetchone()
+        if row is None:
+            raise NotFound(f"image {iid} not found in this specimen")
+        return row
+
+    def complete_image(self, image_id: str, **meta: Any) -> Row:
+        with self.pool.connection() as conn:
+            row = conn.execute(
+                """UPDATE specimen_images SET state = 'stored', content_type = %s, width = %s,
+                       height = %s, size_bytes = %s WHERE id = %s RETURNING *""",
+                (meta["content_type"], meta["width"], meta["height"], meta["size_bytes"], image_id),
+            ).fetchone()
+        assert row is not None
+        return row
+
+    def images(self, specimen_id: str, stored_only: bool = False) -> list[Row]:
+        with self.pool.connection() as conn:
+            return conn.execute(
+                """SELECT * FROM specimen_images WHERE specimen_id = %s
+                   AND (state = 'stored' OR NOT %s) ORDER BY created_at, id""",
+                (specimen_id, stored_only),
+            ).fetchall()
+
+    # --- analysis jobs --------------------------------------------------------------------
+    def create_job(
+        self, client_id: str, specimen_id: str, idempotency_key: str | None
+    ) -> tuple[Row, bool]:
+        """The job (created or, for a retried Idempotency-Key, the existing one) and whether
+        it is new."""
+        with self.pool.connection() as conn:
+            existing = _job_by_key(conn, client_id, specimen_id, idempotency_key)
+            if existing is not None:
+                return existing, False
+            images = conn.execute(
+                """SELECT count(*) AS n FROM specimen_images
+                   WHERE specimen_id = %s AND state = 'stored'""",
+                (specimen_id,),
+            ).fetchone()
+            if not images or not images["n"]:
+                raise InvalidArgument(
+                    "the specimen has no stored images: upload field images first"
+                )
+            row = conn.execute(
+                """INSERT INTO analysis_jobs (id, specimen_id, client_id, idempotency_key, images_total)
+                   VALUES (%s, %s, %s, %s, %s)
+                   ON CONFLICT (client_id, idempotency_key) DO NOTHING RETURNING *""",
+                (uuid.uuid4(), specimen_id, client_id, idempotency_key, images["n"]),
+            ).fetchone()
+            if row is None:  # a concurrent retry with the same key won the insert
+                row = _job_by_key(conn, client_id, specimen_id, idempotency_key)
+                assert row is not None
+                return row, False
+            return row, True
+
+    def job(self, client_id: str, job_id: str) -> Row:
+        jid = parse_uuid(job_id, "job id")
+        with self.pool.connection() as conn:
+            row = conn.execute(
+                "SELECT * FROM analysis_jobs WHERE id = %s AND client_id = %s", (jid, client_id)
+            ).fetchone()
+        if row is None:
+            raise NotFound(f"analysis job {jid} not found")
+        return row
+
+    def claim_due_job(self, lease_s: float) -> Row | None:
+        """The next job that is due (queued, waiting past its retry time, or whose worker's
+        lease ran out), leased to the caller."""
+        with self.pool.connection() as conn:
+            return conn.execute(
+                """UPDATE analysis_jobs SET state = 'running', lease_until = now() + %s * interval '1 second',
+                       updated_at = now()
+                   WHERE id = (SELECT id FROM analysis_jobs
+                               WHERE (state IN ('queued', 'waiting') AND next_attempt_at <= now())
+                                  OR (state = 'running' AND lease_until < now())
+                               ORDER BY next_attempt_at LIMIT 1 FOR UPDATE SKIP LOCKED)
+                   RETURNING *""",
+                (lease_s,),
+            ).fetchone()
+
+    def extend_lease(self, job_id: Any, lease_s: float) -> None:
+        with self.pool.connection() as conn:
+            conn.execute(
+                "UPDATE analysis_jobs SET lease_until = now() + %s * interval '1 second' WHERE id = %s",
+                (lease_s, job_id),
+            )
+
+    def job_wait(self, job_id: Any, reason: str, delay_s: float) -> None:
+        with self.pool.connection() as conn:
+            conn.execute(
+                """UPDATE analysis_jobs SET state = 'waiting', waiting_reason = %s, attempts = attempts + 1,
+                       next_attempt_at = now() + %s * interval '1 second', lease_until = NULL,
+                       updated_at = now() WHERE id = %s AND state = 'running'""",
+                (reason, delay_s, job_id),
+            )
+
+    def job_fail(self, job_id: Any, error: str) -> None:
+        with self.pool.connection() as conn:
+            conn.execute(
+                """UPDATE analysis_jobs SET state = 'failed', error = %s, lease_until = NULL,
+                       updated_at = now() WHERE id = %s AND state = 'running'""",
+                (error, job_id),
+            )
+
+    def images_done(self, job_id: Any) -> set[Any]:
+        with self.pool.connection() as conn:
+            rows = conn.execute(
+                "SELECT DISTINCT image_id FROM analysis_cells WHERE job_id = %s", (job_id,)
+            ).fetchall()
+        return {r["image_id"] for r in rows}
+
+    def record_image(self, job_id: Any, image_id: Any, cells: list[dict[str, Any]]) -> None:
+        """One image's cells and the job's progress, in one transaction."""
+        with self.pool.connection() as conn, conn.transaction():
+            for c in cells:
+                conn.execute(
+                    """INSERT INTO analysis_cells (job_id, image_id, cell_id, object_key, class_code,
+                           probability, margin, top_classes, error, model_version, algorithm_version)
+                       VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)
+                       ON CONFLICT (job_id, cell_id) DO NOTHING""",
+                    (
+                        job_id,
+                        image_id,
+                        c["cell_id"],
+                        c["object_key"],
+                        c["class_code"],
+                        c["probability"],
+                        c["margin"],
+                        Jsonb(c["top_classes"]),
+                        c["error"],
+                        c["model_version"],
+                        c["algorithm_version"],
+                    ),
+                )
+            conn.execute(
+                """UPDATE analysis_jobs SET images_done = images_done + 1, cells_found = cells_found + %s,
+                       waiting_reason = NULL, updated_at = now() WHERE id = %s""",
+                (len(cells), job_id),
+            )
+
+    def job_cells(self, job_id: Any) -> list[Row]:
+        with self.pool.connection() as conn:
+            return conn.execute(
+                "SELECT * FROM analysis_cells WHERE job_id = %s ORDER BY image_id, cell_id",
+                (job_id,),
+            ).fetchall()
+
+    def job_cell(self, job_id: Any, cell_id: Any) -> Row | None:
+        with self.pool.connection() as conn:
+            return conn.execute(
+                "SELECT * FROM analysis_cells WHERE job_id = %s AND cell_id = %s", (job_id, cell_id)
+            ).fetchone()
+
+    def classified_cells(self, specimen_id: Any, job_id: Any) -> list[ClassifiedCell]:
+        """The job's cells with the newest expert correction of each applied."""
+        with self.pool.connection() as conn:
+            rows = conn.execute(
+                """SELECT a.cell_id, a.class_code, a.probability, a.margin,
+                          c.class_code AS corrected_class, c.reviewer
+                   FROM analysis_cells a
+                   LEFT JOIN LATERAL (SELECT class_code, reviewer FROM cell_corrections
+                                      WHERE specimen_id = %s AND cell_id = a.cell_id
+                                      ORDER BY created_at DESC, id DESC LIMIT 1) c ON true
+                   WHERE a.job_id = %s ORDER BY a.cell_id""",
+                (specimen_id, job_id),
+            ).fetchall()
+        return [
+            ClassifiedCell(
+                str(r["cell_id"]),
+                r["corrected_class"] or r["class_code"],
+                r["probability"] or 0.0,
+                r["margin"] or 0.0,
+                r["reviewer"] or "",
+            )
+            for r in rows
+        ]
+
+    # --- reports and corrections ----------------------------------------------------------
+    def add_report(
+        self,
+        specimen_id: Any,
+        job_id: Any,
+        status: str,
+        body: dict[str, Any],
+        review_state: str = "none",
+    ) -> Row:
+        """The next report version; the first one also marks the job succeeded."""
+        with self.pool.connection() as conn, conn.transaction():
+            conn.execute("SELECT 1 FROM specimens WHERE id = %s FOR UPDATE", (specimen_id,))
+            version = conn.execute(
+                "SELECT coalesce(max(version), 0) + 1 AS v FROM reports WHERE specimen_id = %s",
+                (specimen_id,),
+            ).fetchone()
+            assert version is not None
+            row = conn.execute(
+                """INSERT INTO reports (id, specimen_id, analysis_job_id, version, status, body)
+                   VALUES (%s, %s, %s, %s, %s, %s) RETURNING *""",
+                (uuid.uuid4(), specimen_id, job_id, version["v"], status, Jsonb(body)),
+            ).fetchone()
+            assert row is not None
+            conn.execute(
+                """UPDATE analysis_jobs SET state = 'succeeded', report_id = %s, lease_until = NULL,
+                       waiting_reason = NULL, review_state = %s, updated_at = now()
+                   WHERE id = %s AND state <> 'succeeded'""",
+                (row["id"], review_state, job_id),
+            )
+            return row
+
+    def reports(self, specimen_id: Any) -> list[Row]:
+        with self.pool.connection() as conn:
+            return conn.execute(
+                "SELECT * FROM reports WHERE specimen_id = %s ORDER BY version", (specimen_id,)
+            ).fetchall()
+
+    def add_corrections(
+        self,
+        specimen_id: Any,
+        reviewer: str,
+        corrections: list[tuple[str, str]],
+        decision_ids: list[str] | None = None,
+    ) -> int:
+        """Append corrections; ones from curation decisions already applied are skipped."""
+        added = 0
+        with self.pool.connection() as conn, conn.transaction():
+            for i, (cell_id, class_code) in enumerate(corrections):
+                row = conn.execute(
+                    """INSERT INTO cell_corrections (id, specimen_id, cell_id, class_code, reviewer,
+                           decision_id) VALUES (%s, %s, %s, %s, %s, %s)
+                       ON CONFLICT (decision_id) DO NOTHING RETURNING id""",
+                    (
+                        uuid.uuid4(),
+                        specimen_id,
+                        parse_uuid(cell_id, "cell id"),
+                        class_code,
+                        reviewer,
+                        decision_ids[i] if decision_ids else None,
+                    ),
+                ).fetchone()
+                added += row is not None
+        return added
+
+    # --- review tasks in the curation service ---------------------------------------------
+    def ensure_review_round(self, job_id: Any) -> tuple[str, str]:
+        """The LIS_REVIEW campaign (one per install) and this job's round in it."""
+        with self.pool.connection() as conn, conn.transaction():
+            conn.execute(
+                """INSERT INTO campaigns (id, name, method, dataset, taxonomy, parameters, state)
+                   VALUES (%s, 'LIS specimen review', 'LIS_REVIEW', 'lis', 'paper17', '{}', 'review')
+                   ON CONFLICT (id) DO NOTHING""",
+                (REVIEW_CAMPAIGN,),
+            )
+            conn.execute("SELECT 1 FROM campaigns WHERE id = %s FOR UPDATE", (REVIEW_CAMPAIGN,))
+            conn.execute(
+                """INSERT INTO rounds (id, campaign_id, number, state)
+                   SELECT %s, %s, coalesce(max(number), 0) + 1, 'reviewing' FROM rounds
+                   WHERE campaign_id = %s ON CONFLICT (id) DO NOTHING""",
+                (job_id, REVIEW_CAMPAIGN, REVIEW_CAMPAIGN),
+            )
+        return str(REVIEW_CAMPAIGN), str(job_id)
+
+    def set_review_state(self, job_id: Any, state: str) -> None:
+        with self.pool.connection() as conn:
+            conn.execute(
+                "UPDATE analysis_jobs SET review_state = %s WHERE id = %s", (state, job_id)
+            )
+
+    def jobs_in_review(self) -> list[Row]:
+        with self.pool.connection() as conn:
+            return conn.execute(
+                """SELECT * FROM analysis_jobs WHERE state = 'succeeded'
+                   AND review_state IN ('pending', 'sent') ORDER BY updated_at LIMIT 50"""
+            ).fetchall()
+
+    def report(self, specimen_id: Any, version: int | None = None) -> Row | None:
+        """One report version (the latest when ``version`` is None), or None."""
+        with self.pool.connection() as conn:
+            return conn.execute(
+                """SELECT * FROM reports WHERE specimen_id = %s AND (%s::int IS NULL OR version = %s)
+                   ORDER BY version DESC LIMIT 1""",
+                (specimen_id, version, version),
+            ).fetchone()
+
+
+def _job_by_key(conn: Any, client_id: str, specimen_id: str, key: str | None) -> Row | None:
+    """The job a retried request with this Idempotency-Key already created, if any."""
+    if not key:
+        return None
+    row: Row | None = conn.execute(
+        "SELECT * FROM analysis_jobs WHERE client_id = %s AND idempotency_key = %s",
+        (client_id, key),
+    ).fetchone()
+    if row is not None and row["specimen_id"] != uuid.UUID(str(specimen_id)):
+        raise Conflict("this Idempotency-Key was used for another specimen")
+    return row

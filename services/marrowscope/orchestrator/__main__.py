@@ -1,0 +1,53 @@
+"""Run the orchestrator: ``python -m marrowscope.orchestrator``."""
+
+import asyncio
+
+from marrowscope.core.clients import ServiceClients
+from marrowscope.core.logs import configure_logging
+from marrowscope.core.runtime import open_resources, serve
+from marrowscope.v1 import orchestrator_pb2_grpc
+
+from .runner import CampaignRunner
+from .servicer import SERVICE_NAME, OrchestratorServicer
+from .settings import OrchestratorSettings
+from .store import CampaignStore
+
+
+def main() -> None:
+    configure_logging("orchestrator")
+    settings = OrchestratorSettings()
+    resources = open_resources()
+    store = CampaignStore(resources.pool)
+    clients = ServiceClients(resources.peers)
+    runner = CampaignRunner(
+        store,
+        clients,
+        settings.curation_token.get_secret_value(),
+        settings.review_poll_seconds,
+        settings.classify_chunk,
+        settings.training_deadline_s,
+    )
+    servicer = OrchestratorServicer(store, runner)
+
+    async def resume() -> None:
+        for campaign_id in await asyncio.to_thread(store.running_campaigns):
+            runner.start(campaign_id)
+
+    async def close() -> None:
+        await runner.stop_all()
+        await clients.close()
+
+    serve(
+        settings,
+        [SERVICE_NAME],
+        lambda server: orchestrator_pb2_grpc.add_OrchestratorServiceServicer_to_server(
+            servicer, server
+        ),
+        on_stop=close,
+        resources=resources,
+        on_start=resume,
+    )
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,138 @@
+"""gRPC transport for the orchestrator."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import AsyncIterator
+from dataclasses import asdict
+
+from marrowscope.core import messages
+from marrowscope.core.errors import FailedPrecondition
+from marrowscope.v1 import orchestrator_pb2, orchestrator_pb2_grpc
+
+from .runner import CampaignRunner
+from .store import CampaignParameters, CampaignRecord, CampaignStore
+
+SERVICE_NAME = orchestrator_pb2.DESCRIPTOR.services_by_name["OrchestratorService"].full_name
+METHODS = {
+    orchestrator_pb2.CAMPAIGN_METHOD_ST: "ST",
+    orchestrator_pb2.CAMPAIGN_METHOD_CST: "CST",
+    orchestrator_pb2.CAMPAIGN_METHOD_AL: "AL",
+    orchestrator_pb2.CAMPAIGN_METHOD_CST_AL: "CST_AL",
+    orchestrator_pb2.CAMPAIGN_METHOD_RANDOM: "RANDOM",
+}
+METHOD_ENUM = {v: k for k, v in METHODS.items()}
+CAMPAIGN_STATES = {
+    "created": orchestrator_pb2.CAMPAIGN_STATE_CREATED,
+    "running": orchestrator_pb2.CAMPAIGN_STATE_RUNNING,
+    "paused": orchestrator_pb2.CAMPAIGN_STATE_PAUSED,
+    "completed": orchestrator_pb2.CAMPAIGN_STATE_COMPLETED,
+    "failed": orchestrator_pb2.CAMPAIGN_STATE_FAILED,
+}
+ROUND_STATES = {
+    name: getattr(orchestrator_pb2, f"ROUND_STATE_{name.upper()}")
+    for name in ("training", "predicting", "reviewing", "absorbing", "evaluating", "done", "failed")
+}
+WATCH_POLL_S = 1.0
+
+
+def parameters_from_message(m: orchestrator_pb2.CampaignParameters) -> CampaignParameters:
+    defaults = asdict(CampaignParameters())
+    given = {name: getattr(m, name) for name in defaults if getattr(m, name)}
+    return CampaignParameters(**{**defaults, **given})
+
+
+def campaign_message(c: CampaignRecord) -> orchestrator_pb2.Campaign:
+    p = c.parameters
+    return orchestrator_pb2.Campaign(
+        id=c.id,
+        name=c.name,
+        method=METHOD_ENUM[c.method],
+        dataset=c.dataset,
+        taxonomy=c.taxonomy,
+        state=CAMPAIGN_STATES[c.state],
+        pool_size=c.pool_size,
+        labelled_count=c.labelled_count,
+        error=c.error,
+        created_at=messages.timestamp(c.created_at),
+        parameters=orchestrator_pb2.CampaignParameters(
+            **{**asdict(p), "cst_threshold": p.threshold_for(c.method)}
+        ),
+        rounds=[
+            orchestrator_pb2.Round(
+                id=r.id,
+                number=r.number,
+                state=ROUND_STATES[r.state],
+                model_version=r.model_version_id,
+                teacher_count=r.teacher_count,
+                sampled=r.sampled,
+                cst_candidates=r.cst_candidates,
+                al_candidates=r.al_candidates,
+                decided=r.decided,
+                added=r.added,
+                test_accuracy=r.metrics.get("accuracy", 0.0),
+                test_mean_recall=r.metrics.get("mean_recall", 0.0),
+                metrics_json=json.dumps(r.metrics),
+                training_job_id=r.training_job_id,
+                error=r.error,
+                started_at=messages.timestamp(r.started_at),
+                finished_at=messages.timestamp(r.finished_at),
+            )
+            for r in c.rounds
+        ],
+    )
+
+
+class OrchestratorServicer(orchestrator_pb2_grpc.OrchestratorServiceServicer):
+    def __init__(self, store: CampaignStore, runner: CampaignRunner) -> None:
+        self.store = store
+        self.runner = runner
+
+    async def CreateCampaign(self, request, context):  # type: ignore[no-untyped-def]
+        record = await asyncio.to_thread(
+            self.store.create,
+            request.request_id,
+            request.name,
+            METHODS.get(request.method, ""),
+            request.dataset,
+            request.taxonomy or "paper17",
+            parameters_from_message(request.parameters),
+        )
+        return campaign_message(record)
+
+    async def StartCampaign(self, request, context):  # type: ignore[no-untyped-def]
+        record = await asyncio.to_thread(self.store.get, request.campaign_id)
+        if record.state in ("completed", "failed"):
+            raise FailedPrecondition(f"campaign {record.id} is {record.state}; create a new one")
+        await asyncio.to_thread(self.store.set_state, record.id, "running")
+        self.runner.start(record.id)
+        return campaign_message(await asyncio.to_thread(self.store.get, record.id))
+
+    async def PauseCampaign(self, request, context):  # type: ignore[no-untyped-def]
+        record = await asyncio.to_thread(self.store.get, request.campaign_id)
+        if record.state == "running":
+            await asyncio.to_thread(self.store.set_state, record.id, "paused")
+        return campaign_message(await asyncio.to_thread(self.store.get, record.id))
+
+    async def GetCampaign(self, request, context):  # type: ignore[no-untyped-def]
+        return campaign_message(await asyncio.to_thread(self.store.get, request.campaign_id))
+
+    async def ListCampaigns(self, request, context):  # type: ignore[no-untyped-def]
+        records = await asyncio.to_thread(self.store.all_campaigns)
+        return orchestrator_pb2.ListCampaignsResponse(
+            campaigns=[campaign_message(r) for r in records]
+        )
+
+    async def WatchCampaign(self, request, context) -> AsyncIterator:  # type: ignore[no-untyped-def]
+        last = None
+        while True:
+            record = await asyncio.to_thread(self.store.get, request.campaign_id)
+            message = campaign_message(record)
+            key = message.SerializeToString(deterministic=True)
+            if key != last:
+                last = key
+                yield message
+            if record.state in ("completed", "failed", "paused"):
+                return
+            await asyncio.sleep(WATCH_POLL_S)

@@ -1,0 +1,399 @@
+"""Campaign and round bookkeeping in PostgreSQL (plain Python, used by the round runner).
+
+Every state change is committed before the runner moves on, so a crash resumes the round where
+it stopped and loses no expert decision.
+"""
+
+from __future__ import annotations
+
+import random
+import uuid
+from collections import defaultdict
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from psycopg.types.json import Jsonb
+
+from marrowscope.core.db import DictPool
+from marrowscope.core.errors import FailedPrecondition, InvalidArgument, NotFound
+from marrowscope.core.ids import parse_uuid
+from marrowscope.core.taxonomy import load_taxonomy
+
+from .selection import LabelledCell
+
+METHODS = ("ST", "CST", "AL", "CST_AL", "RANDOM")
+
+
+@dataclass(frozen=True)
+class CampaignParameters:
+    """The paper's values as defaults; CPU demos shrink sizes, epochs and rounds."""
+
+    cst_threshold: float = 0.0  # 0 = 0.99, or 0.9 for CST_AL
+    al_margin: float = 0.2
+    sample_size: int = 5000
+    class_cap: int = 1000
+    initial_per_class: int = 25
+    validation_per_class: int = 50
+    test_per_class: int = 50
+    rounds: int = 25
+    epochs: int = 250
+    input_size: int = 96
+    seed: int = 0
+    batch_size: int = 32
+    width: int = 32  # channels of the model's first stage (the training service's default)
+
+    def threshold_for(self, method: str) -> float:
+        if self.cst_threshold:
+            return self.cst_threshold
+        return 0.9 if method == "CST_AL" else 0.99
+
+
+@dataclass
+class RoundRecord:
+    id: str
+    number: int
+    state: str
+    training_job_id: str = ""
+    model_version_id: str = ""
+    teacher_count: int = 0
+    sampled: int = 0
+    cst_candidates: int = 0
+    al_candidates: int = 0
+    decided: int = 0
+    added: int = 0
+    metrics: dict[str, Any] = field(default_factory=dict)
+    error: str = ""
+    started_at: Any = None
+    finished_at: Any = None
+
+
+@dataclass
+class CampaignRecord:
+    id: str
+    name: str
+    method: str
+    dataset: str
+    taxonomy: str
+    parameters: CampaignParameters
+    state: str
+    error: str
+    created_at: Any
+    rounds: list[RoundRecord] = field(default_factory=list)
+    pool_size: int = 0
+    labelled_count: int = 0
+
+
+class CampaignStore:
+    def __init__(self, pool: DictPool) -> None:
+        self.pool = pool
+
+    def create(
+        self,
+        request_id: str,
+        name: str,
+        method: str,
+        dataset: str,
+        taxonomy_name: str,
+        params: CampaignParameters,
+    ) -> CampaignRecord:
+        if method not in METHODS:
+            raise InvalidArgument(f"method must be one of {', '.join(METHODS)}")
+        taxonomy = load_taxonomy(taxonomy_name)
+        with self.pool.connection() as conn:
+            if request_id:
+                found = conn.execute(
+                    "SELECT id FROM campaigns WHERE request_id = %s", (request_id,)
+                ).fetchone()
+                if found:
+                    return self.get(str(found["id"]))
+            rows = conn.execute(
+                """SELECT c.id, l.class_code FROM cells c
+                   JOIN LATERAL (SELECT class_code FROM labels WHERE cell_id = c.id
+                       AND source = 'reference' AND taxonomy = %s ORDER BY id DESC LIMIT 1) l ON true
+                   WHERE c.dataset = %s ORDER BY c.id""",
+                (taxonomy.name, dataset),
+            ).fetchall()
+        if not rows:
+            raise NotFound(
+                f"dataset {dataset!r} has no cells with {taxonomy.name} labels; import it first"
+            )
+        by_class: dict[str, list[str]] = defaultdict(list)
+        for row in rows:
+            by_class[row["class_code"]].append(str(row["id"]))
+        rng = random.Random(params.seed)
+        roles: list[tuple[str, str, str]] = []  # cell, role, class
+        need = params.test_per_class + params.validation_per_class + params.initial_per_class
+        for code in taxonomy.codes:
+            members = sorted(by_class.get(code, []))
+            if len(members) < need:
+                raise FailedPrecondition(
+                    f"class {code} has {len(members)} labelled cells in {dataset}; the split "
+                    f"needs {need} (test + validation + initial); lower the per-class sizes"
+                )
+            rng.shuffle(members)
+            cuts = [
+                params.test_per_class,
+                params.test_per_class + params.validation_per_class,
+                need,
+            ]
+            roles += [(c, "test", code) for c in members[: cuts[0]]]
+            roles += [(c, "validation", code) for c in members[cuts[0] : cuts[1]]]
+            roles += [(c, "teacher", code) for c in members[cuts[1] : cuts[2]]]
+            roles += [(c, "pool", code) for c in members[cuts[2] :]]
+        campaign_id = uuid.uuid4()
+        with self.pool.connection() as conn, conn.transaction():
+            conn.execute(
+                """INSERT INTO campaigns (id, request_id, name, method, dataset, taxonomy,
+                       parameters) VALUES (%s, %s, %s, %s, %s, %s, %s)""",
+                (
+                    campaign_id,
+                    request_id or None,
+                    name or f"{method} on {dataset}",
+                    method,
+                    dataset,
+                    taxonomy.name,
+                    Jsonb(asdict(params)),
+                ),
+            )
+            with conn.cursor() as cur:
+                cur.executemany(
+                    "INSERT INTO campaign_cells (campaign_id, cell_id, role) VALUES (%s, %s, %s)",
+                    [(campaign_id, c, role) for c, role, _ in roles],
+                )
+                # The initial teacher labels: in the paper experts labelled 25 per class.
+                cur.executemany(
+                    """INSERT INTO labels (cell_id, taxonomy, class_code, source, campaign_id,
+                           round_number, user_name) VALUES (%s, %s, %s, 'import', %s, 0, 'dataset')""",
+                    [
+                        (c, taxonomy.name, code, campaign_id)
+                        for c, role, code in roles
+                        if role == "teacher"
+                    ],
+                )
+        return self.get(str(campaign_id))
+
+    def get(self, campaign_id: str) -> CampaignRecord:
+        campaign_id = parse_uuid(campaign_id, "campaign id")
+        with self.pool.connection() as conn:
+            row = conn.execute("SELECT * FROM campaigns WHERE id = %s", (campaign_id,)).fetchone()
+            if row is None:
+                raise NotFound(f"campaign {campaign_id} not found")
+            rounds = conn.execute(
+                "SELECT * FROM rounds WHERE campaign_id = %s ORDER BY number", (campaign_id,)
+            ).fetchall()
+            counts = {
+                r["role"]: r["n"]
+                for r in conn.execute(
+                    """SELECT role, count(*) AS n FROM campaign_cells WHERE campaign_id = %s
+                       GROUP BY role""",
+                    (campaign_id,),
+                ).fetchall()
+            }
+        return CampaignRecord(
+            str(row["id"]),
+            row["name"],
+            row["method"],
+            row["dataset"],
+            row["taxonomy"],
+            CampaignParameters(**row["parameters"]),
+            row["state"],
+            row["error"] or "",
+            row["created_at"],
+            [_round(r) for r in rounds],
+            counts.get("pool", 0),
+            counts.get("teacher", 0),
+        )
+
+    def all_campaigns(self) -> list[CampaignRecord]:
+        with self.pool.connection() as conn:
+            # LIS_REVIEW campaigns hold the LIS API's specimen reviews: not SSL campaigns.
+            ids = conn.execute(
+                "SELECT id FROM campaigns WHERE method <> 'LIS_REVIEW' ORDER BY created_at DESC"
+            ).fetchall()
+        return [self.get(str(r["id"])) for r in ids]
+
+    def set_state(self, campaign_id: str, state: str, error: str = "") -> None:
+        with self.pool.connection() as conn:
+            conn.execute(
+                """UPDATE campaigns SET state = %s, error = %s, updated_at = now()
+                   WHERE id = %s""",
+                (state, error or None, campaign_id),
+            )
+
+    def running_campaigns(self) -> list[str]:
+        with self.pool.connection() as conn:
+            rows = conn.execute("SELECT id FROM campaigns WHERE state = 'running'").fetchall()
+        return [str(r["id"]) for r in rows]
+
+    def open_round(self, campaign_id: str, number: int) -> RoundRecord:
+        with self.pool.connection() as conn:
+            conn.execute(
+                """INSERT INTO rounds (id, campaign_id, number, state) VALUES (%s, %s, %s, 'training')
+                   ON CONFLICT (campaign_id, number) DO NOTHING""",
+                (uuid.uuid4(), campaign_id, number),
+            )
+            row = conn.execute(
+                "SELECT * FROM rounds WHERE campaign_id = %s AND number = %s", (campaign_id, number)
+            ).fetchone()
+        assert row is not None
+        return _round(row)
+
+    def update_round(self, round_id: str, **fields: Any) -> None:
+        allowed = set(RoundRecord.__dataclass_fields__) - {"id", "number", "started_at"}
+        if not set(fields) <= allowed:
+            raise ValueError(f"unknown round fields {set(fields) - allowed}")
+        values = {
+            k: Jsonb(v) if k == "metrics" else (v or None if k.endswith("_id") else v)
+            for k, v in fields.items()
+        }
+        assignments = ", ".join(f"{k} = %({k})s" for k in values)
+        with self.pool.connection() as conn:
+            conn.execute(
+                f"UPDATE rounds SET {assignments} WHERE id = %(round_id)s".encode(),  # type: ignore[call-overload]
+                {**values, "round_id": round_id},
+            )
+
+    def labelled(self, campaign_id: str, taxonomy: str) -> list[LabelledCell]:
+        """Teacher cells with their current (newest) campaign label."""
+        with self.pool.connection() as conn:
+            rows = conn.execute(
+                """SELECT DISTINCT ON (cc.cell_id) cc.cell_id, c.object_key, l.class_code,
+                       cc.round_added
+                   FROM campaign_cells cc JOIN cells c ON c.id = cc.cell_id
+                   JOIN labels l ON l.cell_id = cc.cell_id AND l.campaign_id = cc.campaign_id
+                       AND l.taxonomy = %s
+                   WHERE cc.campaign_id = %s AND cc.role = 'teacher'
+                   ORDER BY cc.cell_id, l.id DESC""",
+                (taxonomy, campaign_id),
+            ).fetchall()
+        return [
+            LabelledCell(str(r["cell_id"]), r["object_key"], r["class_code"], r["round_added"])
+            for r in rows
+        ]
+
+    def reference_set(self, campaign_id: str, role: str, taxonomy: str) -> list[LabelledCell]:
+        """Validation or test cells with the dataset's reference label."""
+        with self.pool.connection() as conn:
+            rows = conn.execute(
+                """SELECT cc.cell_id, c.object_key, l.class_code FROM campaign_cells cc
+                   JOIN cells c ON c.id = cc.cell_id
+                   JOIN LATERAL (SELECT class_code FROM labels WHERE cell_id = cc.cell_id
+                       AND source = 'reference' AND taxonomy = %s ORDER BY id DESC LIMIT 1) l
+                       ON true
+                   WHERE cc.campaign_id = %s AND cc.role = %s ORDER BY cc.cell_id""",
+                (taxonomy, campaign_id, role),
+            ).fetchall()
+        return [LabelledCell(str(r["cell_id"]), r["object_key"], r["class_code"], 0) for r in rows]
+
+    def pool_cells(self, campaign_id: str) -> list[tuple[str, str]]:
+        with self.pool.connection() as conn:
+            rows = conn.execute(
+                """SELECT cc.cell_id, c.object_key FROM campaign_cells cc
+                   JOIN cells c ON c.id = cc.cell_id
+                   WHERE cc.campaign_id = %s AND cc.role = 'pool' ORDER BY cc.cell_id""",
+                (campaign_id,),
+            ).fetchall()
+        return [(str(r["cell_id"]), r["object_key"]) for r in rows]
+
+    def absorb(
+        self,
+        campaign_id: str,
+        taxonomy: str,
+        round_number: int,
+        decisions: Sequence[tuple[str | None, str, str, str, str]],
+    ) -> AbsorbResult:
+        """Move decided cells out of the pool into the labelled set (or rejected).
+
+        ``decisions``: (decision id or None, cell id, action, class, user); action is
+        'confirm', 'correct', 'label' (expert), 'unchecked' (plain self-training's pseudo-label)
+        or 'too_difficult' (rejected). Idempotent: a cell gets its label only when it leaves
+        the pool, so a retried absorption changes nothing and counts nothing twice.
+        """
+        result = AbsorbResult()
+        with self.pool.connection() as conn, conn.transaction():
+            for decision_id, cell_id, action, class_code, user in decisions:
+                role = "rejected" if action == "too_difficult" else "teacher"
+                moved = conn.execute(
+                    """UPDATE campaign_cells SET role = %s, round_added = %s
+                       WHERE campaign_id = %s AND cell_id = %s AND role = 'pool'
+                       RETURNING cell_id""",
+                    (role, round_number, campaign_id, cell_id),
+                ).fetchone()
+                if moved is None:
+                    continue
+                if role == "rejected":
+                    result.rejected += 1
+                    continue
+                conn.execute(
+                    """INSERT INTO labels (cell_id, taxonomy, class_code, source, user_name,
+                           campaign_id, round_number, decision_id)
+                       VALUES (%s, %s, %s, %s, %s, %s, %s, %s)""",
+                    (
+                        cell_id,
+                        taxonomy,
+                        class_code,
+                        "pseudo" if action == "unchecked" else "expert",
+                        user,
+                        campaign_id,
+                        round_number,
+                        decision_id,
+                    ),
+                )
+                by_class = result.additions.setdefault(action, {})
+                by_class[class_code] = by_class.get(class_code, 0) + 1
+                if action == "unchecked":
+                    # Only measurable in experiments, where the dataset has reference labels.
+                    reference = conn.execute(
+                        """SELECT class_code FROM labels WHERE cell_id = %s AND taxonomy = %s
+                           AND source = 'reference' ORDER BY id DESC LIMIT 1""",
+                        (cell_id, taxonomy),
+                    ).fetchone()
+                    if reference is not None:
+                        result.pseudo_checked += 1
+                        result.pseudo_wrong += int(reference["class_code"] != class_code)
+        return result
+
+
+@dataclass
+class AbsorbResult:
+    """What one round's absorption added, per source and class."""
+
+    additions: dict[str, dict[str, int]] = field(default_factory=dict)  # action -> class -> n
+    rejected: int = 0
+    pseudo_checked: int = 0
+    pseudo_wrong: int = 0
+
+    @property
+    def added(self) -> int:
+        return sum(sum(c.values()) for c in self.additions.values())
+
+    def to_json(self) -> dict:
+        return {
+            "additions": self.additions,
+            "rejected": self.rejected,
+            "added": self.added,
+            "wrong_pseudo_label_fraction": (
+                self.pseudo_wrong / self.pseudo_checked if self.pseudo_checked else None
+            ),
+        }
+
+
+def _round(row: dict[str, Any]) -> RoundRecord:
+    return RoundRecord(
+        str(row["id"]),
+        row["number"],
+        row["state"],
+        str(row["training_job_id"] or ""),
+        str(row["model_version_id"] or ""),
+        row["teacher_count"],
+        row["sampled"],
+        row["cst_candidates"],
+        row["al_candidates"],
+        row["decided"],
+        row["added"],
+        dict(row["metrics"]),
+        row["error"] or "",
+        row["started_at"],
+        row["finished_at"],
+    )

@@ -1,0 +1,187 @@
+"""``unet-<hash>``: white cells found by a U-Net through ONNX Runtime (the paper's approach).
+
+The model (trained by :mod:`marrowscope.training.field_unet`) sees the whole field squeezed
+to its input side and gives per-pixel probabilities of white-cell body, white-cell core, red
+cell core and platelet core. Each white-cell core is one cell; the body pixels go to the
+nearest core (a Voronoi split, so touching cells stay apart), and a body without a core of its
+own becomes a cell too. Boxes and masks come from the body map brought back to the field's
+resolution. Red cells and platelets are counted as cores.
+
+The version names the weights (hash of the ONNX file) and the post-processing, so the same
+image and version give the same cells.
+"""
+
+from __future__ import annotations
+
+import hashlib
+
+import numpy as np
+import onnxruntime as ort
+from PIL import Image
+from scipy import ndimage
+
+from marrowscope.core.errors import FailedPrecondition
+from marrowscope.core.onnx_providers import open_session
+
+from .algorithm import CellRegion, Segmentation
+from .stain import saturation
+
+POSTPROCESS_VERSION = "p1"
+
+
+def model_input(
+    rgb: np.ndarray, side: int, box: tuple[float, float, float, float] | None = None
+) -> np.ndarray:
+    """What the U-Net sees: the field (or its region ``box`` = x0, y0, x1, y1) squeezed to
+    ``side`` x ``side`` RGB, aspect not kept. Training crops go through this too, so both
+    resample alike."""
+    return np.asarray(Image.fromarray(rgb).resize((side, side), Image.Resampling.BILINEAR, box=box))
+
+
+class UNetSegmenter:
+    """:class:`~.algorithm.SegmentationAlgorithm` over an exported field U-Net."""
+
+    def __init__(
+        self,
+        onnx_bytes: bytes,
+        threads: int = 1,
+        prefer_cuda: bool = False,
+        threshold: float = 0.5,
+        min_core_fraction: float = 0.0015,  # of the model's input area: smaller is noise
+        min_body_fraction: float = 0.01,  # a body without a core needs this much of the input
+        max_cell_fraction: float = 0.8,
+    ) -> None:
+        options = ort.SessionOptions()
+        options.intra_op_num_threads = threads
+        options.inter_op_num_threads = 1
+        try:
+            self._session = open_session(onnx_bytes, options, prefer_cuda)
+        except Exception as error:  # noqa: BLE001 - ORT raises its own hierarchy
+            raise FailedPrecondition(f"not a loadable ONNX segmentation model: {error}") from error
+        meta = self._session.get_modelmeta().custom_metadata_map
+        channels = meta.get("marrowscope.channels", "").split(",")
+        if channels[:2] != ["wbc_cell", "wbc_core"] or "marrowscope.input_size" not in meta:
+            raise FailedPrecondition(
+                "the ONNX model is not a Marrowscope field U-Net (metadata missing): export "
+                "it with `marrowscope train-segmenter`"
+            )
+        self._channels = {name: i for i, name in enumerate(channels)}
+        self.provider = self._session.get_providers()[0]
+        self.input_size = int(meta["marrowscope.input_size"])
+        self.threshold = threshold
+        self.min_core_fraction = min_core_fraction
+        self.min_body_fraction = min_body_fraction
+        self.max_cell_fraction = max_cell_fraction
+        digest = hashlib.sha256(onnx_bytes).hexdigest()[:12]
+        self._version = f"unet-{digest}-{POSTPROCESS_VERSION}"
+
+    @property
+    def version(self) -> str:
+        return self._version
+
+    def probabilities(self, rgb: np.ndarray) -> np.ndarray:
+        """(channels, side, side) probabilities for the whole field at the model's side."""
+        small = model_input(rgb, self.input_size)
+        batch = (small.astype(np.float32) / 255.0).transpose(2, 0, 1)[None]
+        return self._session.run(None, {"rgb": np.ascontiguousarray(batch)})[0][0]
+
+    def _instances(self, probs: np.ndarray) -> tuple[np.ndarray, int]:
+        """Instance labels at the model's side: one per core, plus bodies without one."""
+        side = probs.shape[-1]
+        body = probs[self._channels["wbc_cell"]] > self.threshold
+        cores, count = ndimage.label(probs[self._channels["wbc_core"]] > self.threshold)
+        if count:
+            areas = np.bincount(cores.ravel(), minlength=count + 1)
+            keep = areas >= self.min_core_fraction * side * side
+            keep[0] = False
+            renumber = np.zeros(count + 1, np.int32)
+            renumber[keep] = np.arange(1, int(keep.sum()) + 1)
+            cores, count = renumber[cores], int(keep.sum())
+        # Per connected body: its pixels go to the nearest of its own cores (touching cells
+        # split between their cores); a body without a core is one cell if large enough.
+        owner = np.zeros_like(cores)
+        blobs, _ = ndimage.label(body | (cores > 0))
+        for number, where in enumerate(ndimage.find_objects(blobs), start=1):
+            if where is None:
+                continue
+            region = blobs[where] == number
+            inside = np.where(region, cores[where], 0)
+            ids = np.unique(inside[inside > 0])
+            if len(ids) == 1:
+                owner[where][region] = ids[0]
+            elif len(ids) > 1:
+                _, (iy, ix) = ndimage.distance_transform_edt(inside == 0, return_indices=True)
+                owner[where][region] = inside[iy, ix][region]
+            elif region.sum() >= self.min_body_fraction * side * side:
+                count += 1
+                owner[where][region] = count
+        return owner, count
+
+    def _count(self, probs: np.ndarray, channel: str) -> int:
+        if channel not in self._channels:
+            return 0
+        _, count = ndimage.label(probs[self._channels[channel]] > self.threshold)
+        return int(count)
+
+    def _regions(self, rgb: np.ndarray) -> tuple[list[CellRegion], np.ndarray]:
+        height, width = rgb.shape[:2]
+        probs = self.probabilities(rgb)
+        owner_small, count = self._instances(probs)
+        if not count:
+            return [], probs
+        # Back at the field's resolution: the body map smoothly, the owners as they are.
+        body = (
+            np.asarray(
+                Image.fromarray(probs[self._channels["wbc_cell"]]).resize(
+                    (width, height), Image.Resampling.BILINEAR
+                )
+            )
+            > self.threshold
+        )
+        owner_full = np.asarray(
+            Image.fromarray(owner_small.astype(np.int32)).resize(
+                (width, height), Image.Resampling.NEAREST
+            )
+        )
+        owner = np.where(body, owner_full, 0)
+        cells = []
+        for k, where in enumerate(ndimage.find_objects(owner), start=1):
+            if where is None:
+                continue
+            rows, cols = where
+            mask = owner[where] == k
+            flags = []
+            if rows.start == 0 or cols.start == 0 or rows.stop >= height or cols.stop >= width:
+                flags.append("touches_border")
+            if mask.sum() > self.max_cell_fraction * height * width:
+                flags.append("too_large")
+            # Touching another cell: a neighbour's pixel within 2 px (window grown by as much).
+            y0, x0 = max(0, rows.start - 2), max(0, cols.start - 2)
+            around = owner[y0 : rows.stop + 2, x0 : cols.stop + 2]
+            near = ndimage.binary_dilation(around == k, iterations=2)
+            if np.any(near & (around > 0) & (around != k)):
+                flags.append("overlaps_cell")
+            if float(np.percentile(saturation(rgb[where])[mask], 95)) < 60:
+                flags.append("low_contrast")
+            box = (cols.start, rows.start, cols.stop - cols.start, rows.stop - rows.start)
+            cells.append(CellRegion(box, mask, flags))
+        return cells, probs
+
+    def segment(self, rgb: np.ndarray) -> Segmentation:
+        cells, probs = self._regions(rgb)
+        return Segmentation(
+            cells, self._count(probs, "rbc_core"), self._count(probs, "platelet_core")
+        )
+
+    def center_cell(self, rgb: np.ndarray) -> CellRegion | None:
+        """The white cell nearest the image centre, or None when the model finds none."""
+        cells, _ = self._regions(rgb)
+        if not cells:
+            return None
+        height, width = rgb.shape[:2]
+        return min(
+            cells,
+            key=lambda c: np.hypot(
+                c.box[0] + c.box[2] / 2 - width / 2, c.box[1] + c.box[3] / 2 - height / 2
+            ),
+        )

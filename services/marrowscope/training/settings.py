@@ -1,0 +1,45 @@
+"""Training service settings (env prefix ``MARROWSCOPE_TRAINING_``)."""
+
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic_settings import BaseSettings
+
+from marrowscope.core.settings import DEFAULT_PORTS, GrpcServerSettings, settings_config
+
+
+class TrainingSettings(GrpcServerSettings):
+    model_config = settings_config("MARROWSCOPE_TRAINING_")
+    port: int = DEFAULT_PORTS["training"]
+    # local: a subprocess per job; kubernetes: a Kubernetes Job per job (KubeJobSettings)
+    runner: Literal["local", "kubernetes"] = "local"
+    job_log_dir: Path = Path(".marrowscope/logs/jobs")
+    max_concurrent_jobs: int = 1
+    torch_threads: int = 0  # 0 = all cores
+    model_width: int = 32  # channels of the first stage (the paper-like default)
+
+
+class KubeJobSettings(BaseSettings):
+    """Training Jobs on Kubernetes (env prefix ``MARROWSCOPE_TRAINING_KUBE_``; set by the chart)."""
+
+    model_config = settings_config("MARROWSCOPE_TRAINING_KUBE_")
+    namespace: str = ""  # default: the service's own namespace
+    image: str = ""
+    image_pull_policy: str = "IfNotPresent"
+    gpus: int = 0
+    cpu: str = "2"
+    memory: str = "8Gi"
+    backoff_limit: int = 1
+    active_deadline_s: int = 6 * 3600
+    ttl_after_finished_s: int = 3600
+    service_account: str = ""
+    # Where the pod gets its database / object-store settings and credentials.
+    env_from_secrets: list[str] = []
+    env_from_configmaps: list[str] = []
+    # Single variables from Secrets whose key names are not env names: {"ENV": "secret:key"}.
+    secret_env: dict[str, str] = {}
+    node_selector: dict[str, str] = {}
+    tolerations: list[dict[str, Any]] = []
+    extra_labels: dict[str, str] = {}
+    api_host: str = ""  # empty: in-cluster service account, else ~/.kube/config
+    poll_s: float = 5.0
