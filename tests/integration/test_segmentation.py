@@ -108,16 +108,6 @@ def test_service_segments_idempotently_crops_centre_cells_and_refuses_bad_input(
             crop = np.asarray(Image.open(io.BytesIO(store.get(centre.crop.key))))
             assert crop.shape == (282, 282, 3)
             assert crop[0, 0].max() == 0 and crop[141, 141].max() > 0  # black outside, cell inside
-            imported = await stub.ImportCells(
-                segmentation_pb2.ImportCellsRequest(
-                    dataset="pbc-centre",
-                    taxonomy="pbc11",
-                    crop_center_cell=True,
-                    cells=[segmentation_pb2.ImportCell(object_key=cell_key, reference_label="LY")],
-                )
-            )
-            assert imported.cells[0].object_key == centre.crop.key
-
             for name, key in bad_keys.items():
                 with pytest.raises(grpc.aio.AioRpcError) as error:
                     await stub.Segment(segmentation_pb2.SegmentRequest(field_image_key=key))

@@ -10,7 +10,7 @@ from marrowscope.core.clients import ServiceClients
 from marrowscope.core.images import encode_png
 from marrowscope.core.objectstore import ObjectStore, put_content_addressed
 from marrowscope.core.synthetic import SyntheticCell
-from marrowscope.v1 import segmentation_pb2
+from marrowscope.v1 import orchestrator_pb2
 
 
 async def import_synthetic(
@@ -27,12 +27,12 @@ async def import_synthetic(
     pending: list[tuple[str, str]] = []
 
     async def flush() -> None:
-        response = await clients.segmentation.ImportCells(
-            segmentation_pb2.ImportCellsRequest(
+        response = await clients.orchestrator.ImportCells(
+            orchestrator_pb2.ImportCellsRequest(
                 dataset=dataset,
                 taxonomy=taxonomy,
                 cells=[
-                    segmentation_pb2.ImportCell(object_key=k, reference_label=c) for k, c in pending
+                    orchestrator_pb2.ImportCell(object_key=k, reference_label=c) for k, c in pending
                 ],
             ),
             timeout=120,

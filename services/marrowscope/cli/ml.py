@@ -28,7 +28,13 @@ from marrowscope.core.images import decode_image
 from marrowscope.core.objectstore import ObjectStore, put_content_addressed
 from marrowscope.core.preprocess import InputSpecData, decode_for_model, input_dtype_of
 from marrowscope.core.taxonomy import load_taxonomy
-from marrowscope.v1 import common_pb2, inference_pb2, segmentation_pb2, training_pb2
+from marrowscope.v1 import (
+    common_pb2,
+    inference_pb2,
+    orchestrator_pb2,
+    segmentation_pb2,
+    training_pb2,
+)
 
 from .bootstrap import wait_for_job
 
@@ -82,13 +88,13 @@ async def register_cells(
     )
     for start in range(0, len(stored), 500):
         part = stored[start : start + 500]
-        response = await clients.segmentation.ImportCells(
-            segmentation_pb2.ImportCellsRequest(
+        response = await clients.orchestrator.ImportCells(
+            orchestrator_pb2.ImportCellsRequest(
                 dataset=dataset,
                 taxonomy=taxonomy,
                 crop_center_cell=center_crop,
                 cells=[
-                    segmentation_pb2.ImportCell(
+                    orchestrator_pb2.ImportCell(
                         object_key=s.key, reference_label=s.image.class_code
                     )
                     for s in part

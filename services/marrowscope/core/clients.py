@@ -25,7 +25,7 @@ from .settings import PeerSettings
 IDEMPOTENT_METHODS = {
     "segmentation": (
         "marrowscope.v1.SegmentationService",
-        ["Segment", "ImportCells", "CropCenterCell"],
+        ["Segment", "CropCenterCell"],
     ),
     "inference": ("marrowscope.v1.InferenceService", ["Classify", "GetServingModel", "LoadModel"]),
     "training": (
@@ -52,7 +52,14 @@ IDEMPOTENT_METHODS = {
     ),
     "orchestrator": (
         "marrowscope.v1.OrchestratorService",
-        ["CreateCampaign", "StartCampaign", "PauseCampaign", "GetCampaign", "ListCampaigns"],
+        [
+            "CreateCampaign",
+            "StartCampaign",
+            "PauseCampaign",
+            "GetCampaign",
+            "ListCampaigns",
+            "ImportCells",
+        ],
     ),
 }
 

@@ -7,6 +7,7 @@ from marrowscope.core.logs import configure_logging
 from marrowscope.core.runtime import open_resources, serve
 from marrowscope.v1 import orchestrator_pb2_grpc
 
+from .datasets import DatasetImporter, segmentation_cropper
 from .runner import CampaignRunner
 from .servicer import SERVICE_NAME, OrchestratorServicer
 from .settings import OrchestratorSettings
@@ -27,7 +28,10 @@ def main() -> None:
         settings.classify_chunk,
         settings.training_deadline_s,
     )
-    servicer = OrchestratorServicer(store, runner)
+    importer = DatasetImporter(
+        resources.pool, resources.store, segmentation_cropper(clients.segmentation)
+    )
+    servicer = OrchestratorServicer(store, runner, importer)
 
     async def resume() -> None:
         for campaign_id in await asyncio.to_thread(store.running_campaigns):

@@ -7,10 +7,13 @@ import json
 from collections.abc import AsyncIterator
 from dataclasses import asdict
 
+import grpc
+
 from marrowscope.core import messages
 from marrowscope.core.errors import FailedPrecondition
-from marrowscope.v1 import orchestrator_pb2, orchestrator_pb2_grpc
+from marrowscope.v1 import common_pb2, orchestrator_pb2, orchestrator_pb2_grpc
 
+from .datasets import DatasetImporter
 from .runner import CampaignRunner
 from .store import CampaignParameters, CampaignRecord, CampaignStore
 
@@ -85,11 +88,32 @@ def campaign_message(c: CampaignRecord) -> orchestrator_pb2.Campaign:
 
 
 class OrchestratorServicer(orchestrator_pb2_grpc.OrchestratorServiceServicer):
-    def __init__(self, store: CampaignStore, runner: CampaignRunner) -> None:
+    def __init__(
+        self, store: CampaignStore, runner: CampaignRunner, importer: DatasetImporter
+    ) -> None:
         self.store = store
         self.runner = runner
+        self.importer = importer
 
-    async def CreateCampaign(self, request, context):  # type: ignore[no-untyped-def]
+    async def ImportCells(
+        self, request: orchestrator_pb2.ImportCellsRequest, context: grpc.aio.ServicerContext
+    ) -> orchestrator_pb2.ImportCellsResponse:
+        imported = await self.importer.import_cells(
+            request.dataset,
+            request.taxonomy or "paper17",
+            [(c.object_key, c.reference_label) for c in request.cells],
+            request.crop_center_cell,
+        )
+        return orchestrator_pb2.ImportCellsResponse(
+            cells=[
+                common_pb2.CellRef(cell_id=c.cell_id, object_key=c.object_key) for c in imported
+            ],
+            created=sum(c.created for c in imported),
+        )
+
+    async def CreateCampaign(
+        self, request: orchestrator_pb2.CreateCampaignRequest, context: grpc.aio.ServicerContext
+    ) -> orchestrator_pb2.Campaign:
         record = await asyncio.to_thread(
             self.store.create,
             request.request_id,
@@ -101,7 +125,9 @@ class OrchestratorServicer(orchestrator_pb2_grpc.OrchestratorServiceServicer):
         )
         return campaign_message(record)
 
-    async def StartCampaign(self, request, context):  # type: ignore[no-untyped-def]
+    async def StartCampaign(
+        self, request: orchestrator_pb2.CampaignIdRequest, context: grpc.aio.ServicerContext
+    ) -> orchestrator_pb2.Campaign:
         record = await asyncio.to_thread(self.store.get, request.campaign_id)
         if record.state in ("completed", "failed"):
             raise FailedPrecondition(f"campaign {record.id} is {record.state}; create a new one")
@@ -109,22 +135,30 @@ class OrchestratorServicer(orchestrator_pb2_grpc.OrchestratorServiceServicer):
         self.runner.start(record.id)
         return campaign_message(await asyncio.to_thread(self.store.get, record.id))
 
-    async def PauseCampaign(self, request, context):  # type: ignore[no-untyped-def]
+    async def PauseCampaign(
+        self, request: orchestrator_pb2.CampaignIdRequest, context: grpc.aio.ServicerContext
+    ) -> orchestrator_pb2.Campaign:
         record = await asyncio.to_thread(self.store.get, request.campaign_id)
         if record.state == "running":
             await asyncio.to_thread(self.store.set_state, record.id, "paused")
         return campaign_message(await asyncio.to_thread(self.store.get, record.id))
 
-    async def GetCampaign(self, request, context):  # type: ignore[no-untyped-def]
+    async def GetCampaign(
+        self, request: orchestrator_pb2.CampaignIdRequest, context: grpc.aio.ServicerContext
+    ) -> orchestrator_pb2.Campaign:
         return campaign_message(await asyncio.to_thread(self.store.get, request.campaign_id))
 
-    async def ListCampaigns(self, request, context):  # type: ignore[no-untyped-def]
+    async def ListCampaigns(
+        self, request: orchestrator_pb2.ListCampaignsRequest, context: grpc.aio.ServicerContext
+    ) -> orchestrator_pb2.ListCampaignsResponse:
         records = await asyncio.to_thread(self.store.all_campaigns)
         return orchestrator_pb2.ListCampaignsResponse(
             campaigns=[campaign_message(r) for r in records]
         )
 
-    async def WatchCampaign(self, request, context) -> AsyncIterator:  # type: ignore[no-untyped-def]
+    async def WatchCampaign(
+        self, request: orchestrator_pb2.CampaignIdRequest, context: grpc.aio.ServicerContext
+    ) -> AsyncIterator[orchestrator_pb2.Campaign]:
         last = None
         while True:
             record = await asyncio.to_thread(self.store.get, request.campaign_id)

@@ -15,6 +15,7 @@ from typing import Any
 
 from psycopg.types.json import Jsonb
 
+from marrowscope.core import cell_registry
 from marrowscope.core.db import DictPool
 from marrowscope.core.errors import FailedPrecondition, InvalidArgument, NotFound
 from marrowscope.core.ids import parse_uuid
@@ -161,16 +162,21 @@ class CampaignStore:
                     "INSERT INTO campaign_cells (campaign_id, cell_id, role) VALUES (%s, %s, %s)",
                     [(campaign_id, c, role) for c, role, _ in roles],
                 )
-                # The initial teacher labels: in the paper experts labelled 25 per class.
-                cur.executemany(
-                    """INSERT INTO labels (cell_id, taxonomy, class_code, source, campaign_id,
-                           round_number, user_name) VALUES (%s, %s, %s, 'import', %s, 0, 'dataset')""",
-                    [
-                        (c, taxonomy.name, code, campaign_id)
-                        for c, role, code in roles
-                        if role == "teacher"
-                    ],
+            # The initial teacher labels: in the paper experts labelled 25 per class.
+            initial = [
+                cell_registry.NewLabel(
+                    cell_id=c,
+                    taxonomy=taxonomy.name,
+                    class_code=code,
+                    source="import",
+                    user_name="dataset",
+                    campaign_id=str(campaign_id),
+                    round_number=0,
                 )
+                for c, role, code in roles
+                if role == "teacher"
+            ]
+            cell_registry.add_labels(conn, initial)
         return self.get(str(campaign_id))
 
     def get(self, campaign_id: str) -> CampaignRecord:
@@ -207,10 +213,7 @@ class CampaignStore:
 
     def all_campaigns(self) -> list[CampaignRecord]:
         with self.pool.connection() as conn:
-            # LIS_REVIEW campaigns hold the LIS API's specimen reviews: not SSL campaigns.
-            ids = conn.execute(
-                "SELECT id FROM campaigns WHERE method <> 'LIS_REVIEW' ORDER BY created_at DESC"
-            ).fetchall()
+            ids = conn.execute("SELECT id FROM campaigns ORDER BY created_at DESC").fetchall()
         return [self.get(str(r["id"])) for r in ids]
 
     def set_state(self, campaign_id: str, state: str, error: str = "") -> None:
@@ -325,33 +328,25 @@ class CampaignStore:
                 if role == "rejected":
                     result.rejected += 1
                     continue
-                conn.execute(
-                    """INSERT INTO labels (cell_id, taxonomy, class_code, source, user_name,
-                           campaign_id, round_number, decision_id)
-                       VALUES (%s, %s, %s, %s, %s, %s, %s, %s)""",
-                    (
-                        cell_id,
-                        taxonomy,
-                        class_code,
-                        "pseudo" if action == "unchecked" else "expert",
-                        user,
-                        campaign_id,
-                        round_number,
-                        decision_id,
-                    ),
+                label = cell_registry.NewLabel(
+                    cell_id=cell_id,
+                    taxonomy=taxonomy,
+                    class_code=class_code,
+                    source="pseudo" if action == "unchecked" else "expert",
+                    user_name=user,
+                    campaign_id=campaign_id,
+                    round_number=round_number,
+                    decision_id=decision_id,
                 )
+                cell_registry.add_labels(conn, [label])
                 by_class = result.additions.setdefault(action, {})
                 by_class[class_code] = by_class.get(class_code, 0) + 1
                 if action == "unchecked":
                     # Only measurable in experiments, where the dataset has reference labels.
-                    reference = conn.execute(
-                        """SELECT class_code FROM labels WHERE cell_id = %s AND taxonomy = %s
-                           AND source = 'reference' ORDER BY id DESC LIMIT 1""",
-                        (cell_id, taxonomy),
-                    ).fetchone()
+                    reference = cell_registry.reference_label(conn, cell_id, taxonomy)
                     if reference is not None:
                         result.pseudo_checked += 1
-                        result.pseudo_wrong += int(reference["class_code"] != class_code)
+                        result.pseudo_wrong += int(reference != class_code)
         return result
 
 

@@ -5,6 +5,8 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncIterator
 
+import grpc
+
 from marrowscope.core.errors import InvalidArgument
 from marrowscope.core.objectstore import StoredObject
 from marrowscope.v1 import common_pb2, segmentation_pb2, segmentation_pb2_grpc
@@ -60,7 +62,9 @@ class SegmentationServicer(segmentation_pb2_grpc.SegmentationServiceServicer):
     def __init__(self, service: SegmentationService) -> None:
         self.service = service
 
-    async def Segment(self, request, context):  # type: ignore[no-untyped-def]
+    async def Segment(
+        self, request: segmentation_pb2.SegmentRequest, context: grpc.aio.ServicerContext
+    ) -> segmentation_pb2.SegmentResponse:
         if not request.field_image_key:
             raise InvalidArgument("field_image_key is required")
         result = await asyncio.to_thread(
@@ -68,27 +72,17 @@ class SegmentationServicer(segmentation_pb2_grpc.SegmentationServiceServicer):
         )
         return _response(result)
 
-    async def SegmentStream(self, request_iterator, context) -> AsyncIterator:  # type: ignore[no-untyped-def]
+    async def SegmentStream(
+        self,
+        request_iterator: AsyncIterator[segmentation_pb2.SegmentRequest],
+        context: grpc.aio.ServicerContext,
+    ) -> AsyncIterator[segmentation_pb2.SegmentResponse]:
         async for request in request_iterator:
             yield await self.Segment(request, context)
 
-    async def ImportCells(self, request, context):  # type: ignore[no-untyped-def]
-        cells = [(c.object_key, c.reference_label) for c in request.cells]
-        imported = await asyncio.to_thread(
-            self.service.import_cells,
-            request.dataset,
-            request.taxonomy or "paper17",
-            cells,
-            request.crop_center_cell,
-        )
-        return segmentation_pb2.ImportCellsResponse(
-            cells=[
-                common_pb2.CellRef(cell_id=c.cell_id, object_key=c.object_key) for c in imported
-            ],
-            created=sum(c.created for c in imported),
-        )
-
-    async def CropCenterCell(self, request, context):  # type: ignore[no-untyped-def]
+    async def CropCenterCell(
+        self, request: segmentation_pb2.CropCenterCellRequest, context: grpc.aio.ServicerContext
+    ) -> segmentation_pb2.CropCenterCellResponse:
         if not request.image_key:
             raise InvalidArgument("image_key is required")
         crop, box = await asyncio.to_thread(self.service.crop_center_cell, request.image_key)

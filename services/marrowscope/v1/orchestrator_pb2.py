@@ -23,35 +23,42 @@ _sym_db = _symbol_database.Default()
 
 
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
+from marrowscope.v1 import common_pb2 as marrowscope_dot_v1_dot_common__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n!marrowscope/v1/orchestrator.proto\x12\x0emarrowscope.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"\x9c\x02\n\x12\x43\x61mpaignParameters\x12\x15\n\rcst_threshold\x18\x01 \x01(\x02\x12\x11\n\tal_margin\x18\x02 \x01(\x02\x12\x13\n\x0bsample_size\x18\x03 \x01(\x05\x12\x11\n\tclass_cap\x18\x04 \x01(\x05\x12\x19\n\x11initial_per_class\x18\x05 \x01(\x05\x12\x1c\n\x14validation_per_class\x18\x06 \x01(\x05\x12\x16\n\x0etest_per_class\x18\x07 \x01(\x05\x12\x0e\n\x06rounds\x18\x08 \x01(\x05\x12\x0e\n\x06\x65pochs\x18\t \x01(\x05\x12\x12\n\ninput_size\x18\n \x01(\x05\x12\x0c\n\x04seed\x18\x0b \x01(\x03\x12\x12\n\nbatch_size\x18\x0c \x01(\x05\x12\r\n\x05width\x18\r \x01(\x05\"\xc4\x01\n\x15\x43reateCampaignRequest\x12\x12\n\nrequest_id\x18\x01 \x01(\t\x12\x0c\n\x04name\x18\x02 \x01(\t\x12.\n\x06method\x18\x03 \x01(\x0e\x32\x1e.marrowscope.v1.CampaignMethod\x12\x0f\n\x07\x64\x61taset\x18\x04 \x01(\t\x12\x10\n\x08taxonomy\x18\x05 \x01(\t\x12\x36\n\nparameters\x18\x06 \x01(\x0b\x32\".marrowscope.v1.CampaignParameters\"(\n\x11\x43\x61mpaignIdRequest\x12\x13\n\x0b\x63\x61mpaign_id\x18\x01 \x01(\t\"\x16\n\x14ListCampaignsRequest\"D\n\x15ListCampaignsResponse\x12+\n\tcampaigns\x18\x01 \x03(\x0b\x32\x18.marrowscope.v1.Campaign\"\xac\x03\n\x05Round\x12\n\n\x02id\x18\x01 \x01(\t\x12\x0e\n\x06number\x18\x02 \x01(\x05\x12)\n\x05state\x18\x03 \x01(\x0e\x32\x1a.marrowscope.v1.RoundState\x12\x15\n\rmodel_version\x18\x04 \x01(\t\x12\x15\n\rteacher_count\x18\x05 \x01(\x05\x12\x0f\n\x07sampled\x18\x06 \x01(\x05\x12\x16\n\x0e\x63st_candidates\x18\x07 \x01(\x05\x12\x15\n\ral_candidates\x18\x08 \x01(\x05\x12\x0f\n\x07\x64\x65\x63ided\x18\t \x01(\x05\x12\r\n\x05\x61\x64\x64\x65\x64\x18\n \x01(\x05\x12\x15\n\rtest_accuracy\x18\x0b \x01(\x01\x12\x18\n\x10test_mean_recall\x18\x0c \x01(\x01\x12\x17\n\x0ftraining_job_id\x18\r \x01(\t\x12.\n\nstarted_at\x18\x0e \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12/\n\x0b\x66inished_at\x18\x0f \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\r\n\x05\x65rror\x18\x10 \x01(\t\x12\x14\n\x0cmetrics_json\x18\x11 \x01(\t\"\xee\x02\n\x08\x43\x61mpaign\x12\n\n\x02id\x18\x01 \x01(\t\x12\x0c\n\x04name\x18\x02 \x01(\t\x12.\n\x06method\x18\x03 \x01(\x0e\x32\x1e.marrowscope.v1.CampaignMethod\x12\x0f\n\x07\x64\x61taset\x18\x04 \x01(\t\x12\x10\n\x08taxonomy\x18\x05 \x01(\t\x12\x36\n\nparameters\x18\x06 \x01(\x0b\x32\".marrowscope.v1.CampaignParameters\x12,\n\x05state\x18\x07 \x01(\x0e\x32\x1d.marrowscope.v1.CampaignState\x12%\n\x06rounds\x18\x08 \x03(\x0b\x32\x15.marrowscope.v1.Round\x12\x11\n\tpool_size\x18\t \x01(\x05\x12\x16\n\x0elabelled_count\x18\n \x01(\x05\x12\r\n\x05\x65rror\x18\x0b \x01(\t\x12.\n\ncreated_at\x18\x0c \x01(\x0b\x32\x1a.google.protobuf.Timestamp*\xb2\x01\n\x0e\x43\x61mpaignMethod\x12\x1f\n\x1b\x43\x41MPAIGN_METHOD_UNSPECIFIED\x10\x00\x12\x16\n\x12\x43\x41MPAIGN_METHOD_ST\x10\x01\x12\x17\n\x13\x43\x41MPAIGN_METHOD_CST\x10\x02\x12\x16\n\x12\x43\x41MPAIGN_METHOD_AL\x10\x03\x12\x1a\n\x16\x43\x41MPAIGN_METHOD_CST_AL\x10\x04\x12\x1a\n\x16\x43\x41MPAIGN_METHOD_RANDOM\x10\x05*\xbb\x01\n\rCampaignState\x12\x1e\n\x1a\x43\x41MPAIGN_STATE_UNSPECIFIED\x10\x00\x12\x1a\n\x16\x43\x41MPAIGN_STATE_CREATED\x10\x01\x12\x1a\n\x16\x43\x41MPAIGN_STATE_RUNNING\x10\x02\x12\x19\n\x15\x43\x41MPAIGN_STATE_PAUSED\x10\x03\x12\x1c\n\x18\x43\x41MPAIGN_STATE_COMPLETED\x10\x04\x12\x19\n\x15\x43\x41MPAIGN_STATE_FAILED\x10\x05*\xdf\x01\n\nRoundState\x12\x1b\n\x17ROUND_STATE_UNSPECIFIED\x10\x00\x12\x18\n\x14ROUND_STATE_TRAINING\x10\x01\x12\x1a\n\x16ROUND_STATE_PREDICTING\x10\x02\x12\x19\n\x15ROUND_STATE_REVIEWING\x10\x03\x12\x19\n\x15ROUND_STATE_ABSORBING\x10\x04\x12\x1a\n\x16ROUND_STATE_EVALUATING\x10\x05\x12\x14\n\x10ROUND_STATE_DONE\x10\x06\x12\x16\n\x12ROUND_STATE_FAILED\x10\x07\x32\xfe\x03\n\x13OrchestratorService\x12Q\n\x0e\x43reateCampaign\x12%.marrowscope.v1.CreateCampaignRequest\x1a\x18.marrowscope.v1.Campaign\x12L\n\rStartCampaign\x12!.marrowscope.v1.CampaignIdRequest\x1a\x18.marrowscope.v1.Campaign\x12L\n\rPauseCampaign\x12!.marrowscope.v1.CampaignIdRequest\x1a\x18.marrowscope.v1.Campaign\x12J\n\x0bGetCampaign\x12!.marrowscope.v1.CampaignIdRequest\x1a\x18.marrowscope.v1.Campaign\x12\\\n\rListCampaigns\x12$.marrowscope.v1.ListCampaignsRequest\x1a%.marrowscope.v1.ListCampaignsResponse\x12N\n\rWatchCampaign\x12!.marrowscope.v1.CampaignIdRequest\x1a\x18.marrowscope.v1.Campaign0\x01\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n!marrowscope/v1/orchestrator.proto\x12\x0emarrowscope.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x1bmarrowscope/v1/common.proto\"\x9c\x02\n\x12\x43\x61mpaignParameters\x12\x15\n\rcst_threshold\x18\x01 \x01(\x02\x12\x11\n\tal_margin\x18\x02 \x01(\x02\x12\x13\n\x0bsample_size\x18\x03 \x01(\x05\x12\x11\n\tclass_cap\x18\x04 \x01(\x05\x12\x19\n\x11initial_per_class\x18\x05 \x01(\x05\x12\x1c\n\x14validation_per_class\x18\x06 \x01(\x05\x12\x16\n\x0etest_per_class\x18\x07 \x01(\x05\x12\x0e\n\x06rounds\x18\x08 \x01(\x05\x12\x0e\n\x06\x65pochs\x18\t \x01(\x05\x12\x12\n\ninput_size\x18\n \x01(\x05\x12\x0c\n\x04seed\x18\x0b \x01(\x03\x12\x12\n\nbatch_size\x18\x0c \x01(\x05\x12\r\n\x05width\x18\r \x01(\x05\"\xc4\x01\n\x15\x43reateCampaignRequest\x12\x12\n\nrequest_id\x18\x01 \x01(\t\x12\x0c\n\x04name\x18\x02 \x01(\t\x12.\n\x06method\x18\x03 \x01(\x0e\x32\x1e.marrowscope.v1.CampaignMethod\x12\x0f\n\x07\x64\x61taset\x18\x04 \x01(\t\x12\x10\n\x08taxonomy\x18\x05 \x01(\t\x12\x36\n\nparameters\x18\x06 \x01(\x0b\x32\".marrowscope.v1.CampaignParameters\"(\n\x11\x43\x61mpaignIdRequest\x12\x13\n\x0b\x63\x61mpaign_id\x18\x01 \x01(\t\"\x16\n\x14ListCampaignsRequest\"D\n\x15ListCampaignsResponse\x12+\n\tcampaigns\x18\x01 \x03(\x0b\x32\x18.marrowscope.v1.Campaign\"\xac\x03\n\x05Round\x12\n\n\x02id\x18\x01 \x01(\t\x12\x0e\n\x06number\x18\x02 \x01(\x05\x12)\n\x05state\x18\x03 \x01(\x0e\x32\x1a.marrowscope.v1.RoundState\x12\x15\n\rmodel_version\x18\x04 \x01(\t\x12\x15\n\rteacher_count\x18\x05 \x01(\x05\x12\x0f\n\x07sampled\x18\x06 \x01(\x05\x12\x16\n\x0e\x63st_candidates\x18\x07 \x01(\x05\x12\x15\n\ral_candidates\x18\x08 \x01(\x05\x12\x0f\n\x07\x64\x65\x63ided\x18\t \x01(\x05\x12\r\n\x05\x61\x64\x64\x65\x64\x18\n \x01(\x05\x12\x15\n\rtest_accuracy\x18\x0b \x01(\x01\x12\x18\n\x10test_mean_recall\x18\x0c \x01(\x01\x12\x17\n\x0ftraining_job_id\x18\r \x01(\t\x12.\n\nstarted_at\x18\x0e \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12/\n\x0b\x66inished_at\x18\x0f \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\r\n\x05\x65rror\x18\x10 \x01(\t\x12\x14\n\x0cmetrics_json\x18\x11 \x01(\t\"\xee\x02\n\x08\x43\x61mpaign\x12\n\n\x02id\x18\x01 \x01(\t\x12\x0c\n\x04name\x18\x02 \x01(\t\x12.\n\x06method\x18\x03 \x01(\x0e\x32\x1e.marrowscope.v1.CampaignMethod\x12\x0f\n\x07\x64\x61taset\x18\x04 \x01(\t\x12\x10\n\x08taxonomy\x18\x05 \x01(\t\x12\x36\n\nparameters\x18\x06 \x01(\x0b\x32\".marrowscope.v1.CampaignParameters\x12,\n\x05state\x18\x07 \x01(\x0e\x32\x1d.marrowscope.v1.CampaignState\x12%\n\x06rounds\x18\x08 \x03(\x0b\x32\x15.marrowscope.v1.Round\x12\x11\n\tpool_size\x18\t \x01(\x05\x12\x16\n\x0elabelled_count\x18\n \x01(\x05\x12\r\n\x05\x65rror\x18\x0b \x01(\t\x12.\n\ncreated_at\x18\x0c \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"9\n\nImportCell\x12\x12\n\nobject_key\x18\x01 \x01(\t\x12\x17\n\x0freference_label\x18\x02 \x01(\t\"|\n\x12ImportCellsRequest\x12\x0f\n\x07\x64\x61taset\x18\x01 \x01(\t\x12\x10\n\x08taxonomy\x18\x02 \x01(\t\x12)\n\x05\x63\x65lls\x18\x03 \x03(\x0b\x32\x1a.marrowscope.v1.ImportCell\x12\x18\n\x10\x63rop_center_cell\x18\x04 \x01(\x08\"N\n\x13ImportCellsResponse\x12&\n\x05\x63\x65lls\x18\x01 \x03(\x0b\x32\x17.marrowscope.v1.CellRef\x12\x0f\n\x07\x63reated\x18\x02 \x01(\x05*\xb2\x01\n\x0e\x43\x61mpaignMethod\x12\x1f\n\x1b\x43\x41MPAIGN_METHOD_UNSPECIFIED\x10\x00\x12\x16\n\x12\x43\x41MPAIGN_METHOD_ST\x10\x01\x12\x17\n\x13\x43\x41MPAIGN_METHOD_CST\x10\x02\x12\x16\n\x12\x43\x41MPAIGN_METHOD_AL\x10\x03\x12\x1a\n\x16\x43\x41MPAIGN_METHOD_CST_AL\x10\x04\x12\x1a\n\x16\x43\x41MPAIGN_METHOD_RANDOM\x10\x05*\xbb\x01\n\rCampaignState\x12\x1e\n\x1a\x43\x41MPAIGN_STATE_UNSPECIFIED\x10\x00\x12\x1a\n\x16\x43\x41MPAIGN_STATE_CREATED\x10\x01\x12\x1a\n\x16\x43\x41MPAIGN_STATE_RUNNING\x10\x02\x12\x19\n\x15\x43\x41MPAIGN_STATE_PAUSED\x10\x03\x12\x1c\n\x18\x43\x41MPAIGN_STATE_COMPLETED\x10\x04\x12\x19\n\x15\x43\x41MPAIGN_STATE_FAILED\x10\x05*\xdf\x01\n\nRoundState\x12\x1b\n\x17ROUND_STATE_UNSPECIFIED\x10\x00\x12\x18\n\x14ROUND_STATE_TRAINING\x10\x01\x12\x1a\n\x16ROUND_STATE_PREDICTING\x10\x02\x12\x19\n\x15ROUND_STATE_REVIEWING\x10\x03\x12\x19\n\x15ROUND_STATE_ABSORBING\x10\x04\x12\x1a\n\x16ROUND_STATE_EVALUATING\x10\x05\x12\x14\n\x10ROUND_STATE_DONE\x10\x06\x12\x16\n\x12ROUND_STATE_FAILED\x10\x07\x32\xd6\x04\n\x13OrchestratorService\x12Q\n\x0e\x43reateCampaign\x12%.marrowscope.v1.CreateCampaignRequest\x1a\x18.marrowscope.v1.Campaign\x12L\n\rStartCampaign\x12!.marrowscope.v1.CampaignIdRequest\x1a\x18.marrowscope.v1.Campaign\x12L\n\rPauseCampaign\x12!.marrowscope.v1.CampaignIdRequest\x1a\x18.marrowscope.v1.Campaign\x12J\n\x0bGetCampaign\x12!.marrowscope.v1.CampaignIdRequest\x1a\x18.marrowscope.v1.Campaign\x12\\\n\rListCampaigns\x12$.marrowscope.v1.ListCampaignsRequest\x1a%.marrowscope.v1.ListCampaignsResponse\x12N\n\rWatchCampaign\x12!.marrowscope.v1.CampaignIdRequest\x1a\x18.marrowscope.v1.Campaign0\x01\x12V\n\x0bImportCells\x12\".marrowscope.v1.ImportCellsRequest\x1a#.marrowscope.v1.ImportCellsResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'marrowscope.v1.orchestrator_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_CAMPAIGNMETHOD']._serialized_start=1509
-  _globals['_CAMPAIGNMETHOD']._serialized_end=1687
-  _globals['_CAMPAIGNSTATE']._serialized_start=1690
-  _globals['_CAMPAIGNSTATE']._serialized_end=1877
-  _globals['_ROUNDSTATE']._serialized_start=1880
-  _globals['_ROUNDSTATE']._serialized_end=2103
-  _globals['_CAMPAIGNPARAMETERS']._serialized_start=87
-  _globals['_CAMPAIGNPARAMETERS']._serialized_end=371
-  _globals['_CREATECAMPAIGNREQUEST']._serialized_start=374
-  _globals['_CREATECAMPAIGNREQUEST']._serialized_end=570
-  _globals['_CAMPAIGNIDREQUEST']._serialized_start=572
-  _globals['_CAMPAIGNIDREQUEST']._serialized_end=612
-  _globals['_LISTCAMPAIGNSREQUEST']._serialized_start=614
-  _globals['_LISTCAMPAIGNSREQUEST']._serialized_end=636
-  _globals['_LISTCAMPAIGNSRESPONSE']._serialized_start=638
-  _globals['_LISTCAMPAIGNSRESPONSE']._serialized_end=706
-  _globals['_ROUND']._serialized_start=709
-  _globals['_ROUND']._serialized_end=1137
-  _globals['_CAMPAIGN']._serialized_start=1140
-  _globals['_CAMPAIGN']._serialized_end=1506
-  _globals['_ORCHESTRATORSERVICE']._serialized_start=2106
-  _globals['_ORCHESTRATORSERVICE']._serialized_end=2616
+  _globals['_CAMPAIGNMETHOD']._serialized_start=1803
+  _globals['_CAMPAIGNMETHOD']._serialized_end=1981
+  _globals['_CAMPAIGNSTATE']._serialized_start=1984
+  _globals['_CAMPAIGNSTATE']._serialized_end=2171
+  _globals['_ROUNDSTATE']._serialized_start=2174
+  _globals['_ROUNDSTATE']._serialized_end=2397
+  _globals['_CAMPAIGNPARAMETERS']._serialized_start=116
+  _globals['_CAMPAIGNPARAMETERS']._serialized_end=400
+  _globals['_CREATECAMPAIGNREQUEST']._serialized_start=403
+  _globals['_CREATECAMPAIGNREQUEST']._serialized_end=599
+  _globals['_CAMPAIGNIDREQUEST']._serialized_start=601
+  _globals['_CAMPAIGNIDREQUEST']._serialized_end=641
+  _globals['_LISTCAMPAIGNSREQUEST']._serialized_start=643
+  _globals['_LISTCAMPAIGNSREQUEST']._serialized_end=665
+  _globals['_LISTCAMPAIGNSRESPONSE']._serialized_start=667
+  _globals['_LISTCAMPAIGNSRESPONSE']._serialized_end=735
+  _globals['_ROUND']._serialized_start=738
+  _globals['_ROUND']._serialized_end=1166
+  _globals['_CAMPAIGN']._serialized_start=1169
+  _globals['_CAMPAIGN']._serialized_end=1535
+  _globals['_IMPORTCELL']._serialized_start=1537
+  _globals['_IMPORTCELL']._serialized_end=1594
+  _globals['_IMPORTCELLSREQUEST']._serialized_start=1596
+  _globals['_IMPORTCELLSREQUEST']._serialized_end=1720
+  _globals['_IMPORTCELLSRESPONSE']._serialized_start=1722
+  _globals['_IMPORTCELLSRESPONSE']._serialized_end=1800
+  _globals['_ORCHESTRATORSERVICE']._serialized_start=2400
+  _globals['_ORCHESTRATORSERVICE']._serialized_end=2998
 # @@protoc_insertion_point(module_scope)

@@ -1,6 +1,7 @@
 import datetime
 
 from google.protobuf import timestamp_pb2 as _timestamp_pb2
+from marrowscope.v1 import common_pb2 as _common_pb2
 from google.protobuf.internal import containers as _containers
 from google.protobuf.internal import enum_type_wrapper as _enum_type_wrapper
 from google.protobuf import descriptor as _descriptor
@@ -186,3 +187,31 @@ class Campaign(_message.Message):
     error: str
     created_at: _timestamp_pb2.Timestamp
     def __init__(self, id: _Optional[str] = ..., name: _Optional[str] = ..., method: _Optional[_Union[CampaignMethod, str]] = ..., dataset: _Optional[str] = ..., taxonomy: _Optional[str] = ..., parameters: _Optional[_Union[CampaignParameters, _Mapping]] = ..., state: _Optional[_Union[CampaignState, str]] = ..., rounds: _Optional[_Iterable[_Union[Round, _Mapping]]] = ..., pool_size: _Optional[int] = ..., labelled_count: _Optional[int] = ..., error: _Optional[str] = ..., created_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
+
+class ImportCell(_message.Message):
+    __slots__ = ("object_key", "reference_label")
+    OBJECT_KEY_FIELD_NUMBER: _ClassVar[int]
+    REFERENCE_LABEL_FIELD_NUMBER: _ClassVar[int]
+    object_key: str
+    reference_label: str
+    def __init__(self, object_key: _Optional[str] = ..., reference_label: _Optional[str] = ...) -> None: ...
+
+class ImportCellsRequest(_message.Message):
+    __slots__ = ("dataset", "taxonomy", "cells", "crop_center_cell")
+    DATASET_FIELD_NUMBER: _ClassVar[int]
+    TAXONOMY_FIELD_NUMBER: _ClassVar[int]
+    CELLS_FIELD_NUMBER: _ClassVar[int]
+    CROP_CENTER_CELL_FIELD_NUMBER: _ClassVar[int]
+    dataset: str
+    taxonomy: str
+    cells: _containers.RepeatedCompositeFieldContainer[ImportCell]
+    crop_center_cell: bool
+    def __init__(self, dataset: _Optional[str] = ..., taxonomy: _Optional[str] = ..., cells: _Optional[_Iterable[_Union[ImportCell, _Mapping]]] = ..., crop_center_cell: _Optional[bool] = ...) -> None: ...
+
+class ImportCellsResponse(_message.Message):
+    __slots__ = ("cells", "created")
+    CELLS_FIELD_NUMBER: _ClassVar[int]
+    CREATED_FIELD_NUMBER: _ClassVar[int]
+    cells: _containers.RepeatedCompositeFieldContainer[_common_pb2.CellRef]
+    created: int
+    def __init__(self, cells: _Optional[_Iterable[_Union[_common_pb2.CellRef, _Mapping]]] = ..., created: _Optional[int] = ...) -> None: ...

@@ -64,6 +64,11 @@ class OrchestratorServiceStub:
                 request_serializer=marrowscope_dot_v1_dot_orchestrator__pb2.CampaignIdRequest.SerializeToString,
                 response_deserializer=marrowscope_dot_v1_dot_orchestrator__pb2.Campaign.FromString,
                 _registered_method=True)
+        self.ImportCells = channel.unary_unary(
+                '/marrowscope.v1.OrchestratorService/ImportCells',
+                request_serializer=marrowscope_dot_v1_dot_orchestrator__pb2.ImportCellsRequest.SerializeToString,
+                response_deserializer=marrowscope_dot_v1_dot_orchestrator__pb2.ImportCellsResponse.FromString,
+                _registered_method=True)
 
 
 class OrchestratorServiceServicer:
@@ -109,6 +114,15 @@ class OrchestratorServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def ImportCells(self, request, context):
+        """Registers single-cell images (already in the object store) as cells of a dataset that
+        campaigns draw from, optionally with the dataset's reference label and cut to the central
+        nucleated cell by the segmentation service. Idempotent by image content.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_OrchestratorServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -141,6 +155,11 @@ def add_OrchestratorServiceServicer_to_server(servicer, server):
                     servicer.WatchCampaign,
                     request_deserializer=marrowscope_dot_v1_dot_orchestrator__pb2.CampaignIdRequest.FromString,
                     response_serializer=marrowscope_dot_v1_dot_orchestrator__pb2.Campaign.SerializeToString,
+            ),
+            'ImportCells': grpc.unary_unary_rpc_method_handler(
+                    servicer.ImportCells,
+                    request_deserializer=marrowscope_dot_v1_dot_orchestrator__pb2.ImportCellsRequest.FromString,
+                    response_serializer=marrowscope_dot_v1_dot_orchestrator__pb2.ImportCellsResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -305,6 +324,33 @@ class OrchestratorService:
             '/marrowscope.v1.OrchestratorService/WatchCampaign',
             marrowscope_dot_v1_dot_orchestrator__pb2.CampaignIdRequest.SerializeToString,
             marrowscope_dot_v1_dot_orchestrator__pb2.Campaign.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ImportCells(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/marrowscope.v1.OrchestratorService/ImportCells',
+            marrowscope_dot_v1_dot_orchestrator__pb2.ImportCellsRequest.SerializeToString,
+            marrowscope_dot_v1_dot_orchestrator__pb2.ImportCellsResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -65,34 +65,6 @@ class SegmentResponse(_message.Message):
     platelet_count: int
     def __init__(self, field_image_id: _Optional[str] = ..., field_image_key: _Optional[str] = ..., algorithm_version: _Optional[str] = ..., cells: _Optional[_Iterable[_Union[SegmentedCell, _Mapping]]] = ..., red_cell_count: _Optional[int] = ..., platelet_count: _Optional[int] = ...) -> None: ...
 
-class ImportCell(_message.Message):
-    __slots__ = ("object_key", "reference_label")
-    OBJECT_KEY_FIELD_NUMBER: _ClassVar[int]
-    REFERENCE_LABEL_FIELD_NUMBER: _ClassVar[int]
-    object_key: str
-    reference_label: str
-    def __init__(self, object_key: _Optional[str] = ..., reference_label: _Optional[str] = ...) -> None: ...
-
-class ImportCellsRequest(_message.Message):
-    __slots__ = ("dataset", "taxonomy", "cells", "crop_center_cell")
-    DATASET_FIELD_NUMBER: _ClassVar[int]
-    TAXONOMY_FIELD_NUMBER: _ClassVar[int]
-    CELLS_FIELD_NUMBER: _ClassVar[int]
-    CROP_CENTER_CELL_FIELD_NUMBER: _ClassVar[int]
-    dataset: str
-    taxonomy: str
-    cells: _containers.RepeatedCompositeFieldContainer[ImportCell]
-    crop_center_cell: bool
-    def __init__(self, dataset: _Optional[str] = ..., taxonomy: _Optional[str] = ..., cells: _Optional[_Iterable[_Union[ImportCell, _Mapping]]] = ..., crop_center_cell: _Optional[bool] = ...) -> None: ...
-
-class ImportCellsResponse(_message.Message):
-    __slots__ = ("cells", "created")
-    CELLS_FIELD_NUMBER: _ClassVar[int]
-    CREATED_FIELD_NUMBER: _ClassVar[int]
-    cells: _containers.RepeatedCompositeFieldContainer[_common_pb2.CellRef]
-    created: int
-    def __init__(self, cells: _Optional[_Iterable[_Union[_common_pb2.CellRef, _Mapping]]] = ..., created: _Optional[int] = ...) -> None: ...
-
 class CropCenterCellRequest(_message.Message):
     __slots__ = ("image_key",)
     IMAGE_KEY_FIELD_NUMBER: _ClassVar[int]

@@ -44,11 +44,6 @@ class SegmentationServiceStub:
                 request_serializer=marrowscope_dot_v1_dot_segmentation__pb2.SegmentRequest.SerializeToString,
                 response_deserializer=marrowscope_dot_v1_dot_segmentation__pb2.SegmentResponse.FromString,
                 _registered_method=True)
-        self.ImportCells = channel.unary_unary(
-                '/marrowscope.v1.SegmentationService/ImportCells',
-                request_serializer=marrowscope_dot_v1_dot_segmentation__pb2.ImportCellsRequest.SerializeToString,
-                response_deserializer=marrowscope_dot_v1_dot_segmentation__pb2.ImportCellsResponse.FromString,
-                _registered_method=True)
         self.CropCenterCell = channel.unary_unary(
                 '/marrowscope.v1.SegmentationService/CropCenterCell',
                 request_serializer=marrowscope_dot_v1_dot_segmentation__pb2.CropCenterCellRequest.SerializeToString,
@@ -74,14 +69,6 @@ class SegmentationServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
-    def ImportCells(self, request, context):
-        """Registers single-cell images (already in the object store) as cells, optionally with the
-        dataset's reference label. Idempotent by image content.
-        """
-        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
-        context.set_details('Method not implemented!')
-        raise NotImplementedError('Method not implemented!')
-
     def CropCenterCell(self, request, context):
         """Centre-cell mode: keep the central nucleated cell of a single-cell image, remove the rest.
         """
@@ -101,11 +88,6 @@ def add_SegmentationServiceServicer_to_server(servicer, server):
                     servicer.SegmentStream,
                     request_deserializer=marrowscope_dot_v1_dot_segmentation__pb2.SegmentRequest.FromString,
                     response_serializer=marrowscope_dot_v1_dot_segmentation__pb2.SegmentResponse.SerializeToString,
-            ),
-            'ImportCells': grpc.unary_unary_rpc_method_handler(
-                    servicer.ImportCells,
-                    request_deserializer=marrowscope_dot_v1_dot_segmentation__pb2.ImportCellsRequest.FromString,
-                    response_serializer=marrowscope_dot_v1_dot_segmentation__pb2.ImportCellsResponse.SerializeToString,
             ),
             'CropCenterCell': grpc.unary_unary_rpc_method_handler(
                     servicer.CropCenterCell,
@@ -167,33 +149,6 @@ class SegmentationService:
             '/marrowscope.v1.SegmentationService/SegmentStream',
             marrowscope_dot_v1_dot_segmentation__pb2.SegmentRequest.SerializeToString,
             marrowscope_dot_v1_dot_segmentation__pb2.SegmentResponse.FromString,
-            options,
-            channel_credentials,
-            insecure,
-            call_credentials,
-            compression,
-            wait_for_ready,
-            timeout,
-            metadata,
-            _registered_method=True)
-
-    @staticmethod
-    def ImportCells(request,
-            target,
-            options=(),
-            channel_credentials=None,
-            call_credentials=None,
-            insecure=False,
-            compression=None,
-            wait_for_ready=None,
-            timeout=None,
-            metadata=None):
-        return grpc.experimental.unary_unary(
-            request,
-            target,
-            '/marrowscope.v1.SegmentationService/ImportCells',
-            marrowscope_dot_v1_dot_segmentation__pb2.ImportCellsRequest.SerializeToString,
-            marrowscope_dot_v1_dot_segmentation__pb2.ImportCellsResponse.FromString,
             options,
             channel_credentials,
             insecure,

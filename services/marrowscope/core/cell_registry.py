@@ -1,0 +1,154 @@
+"""The cell registry: field images, single-cell images and their labels.
+
+This module owns the tables ``field_images``, ``cells`` and ``labels``: no other module writes
+them. Services read them in their own queries (they are the shared core's, like
+``model_versions``), but every write goes through the functions here, each on the caller's
+connection so that it joins the caller's transaction.
+
+Cells are registered idempotently by their origin key ('seg:<field sha256>:<algorithm
+version>:<index>' or 'import:<dataset>:<image sha256>[:center]'); labels are append-only and a
+cell's current label in a context is its newest row.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from .db import DictConnection
+from .ids import parse_uuid
+
+LABEL_SOURCES = ("reference", "import", "expert", "pseudo")
+
+
+@dataclass(frozen=True)
+class NewCell:
+    origin_key: str
+    object_key: str
+    sha256: str
+    dataset: str | None = None
+    field_image_id: str | None = None
+    box: tuple[int, int, int, int] | None = None
+    mask_rle: str | None = None
+    area: int | None = None
+    quality_flags: Sequence[str] = ()
+    algorithm_version: str | None = None
+
+
+@dataclass(frozen=True)
+class NewLabel:
+    cell_id: str
+    taxonomy: str
+    class_code: str
+    source: str  # one of LABEL_SOURCES
+    user_name: str | None = None
+    campaign_id: str | None = None
+    round_number: int | None = None
+    decision_id: str | None = None
+
+
+def register_field_image(
+    conn: DictConnection, object_key: str, sha256: str, width: int, height: int, fmt: str
+) -> str:
+    """The id of the field image stored at ``object_key`` (registered on first sight)."""
+    row = conn.execute(
+        """INSERT INTO field_images (id, object_key, sha256, width, height, format)
+           VALUES (%s, %s, %s, %s, %s, %s)
+           ON CONFLICT (object_key) DO UPDATE SET object_key = EXCLUDED.object_key
+           RETURNING id""",
+        (uuid.uuid4(), object_key, sha256, width, height, fmt),
+    ).fetchone()
+    assert row is not None
+    return str(row["id"])
+
+
+def register_cell(conn: DictConnection, cell: NewCell) -> tuple[str, bool]:
+    """(cell id, created): the cell of ``cell.origin_key``, registered on first sight."""
+    row = conn.execute(
+        """INSERT INTO cells (id, origin_key, object_key, sha256, dataset, field_image_id,
+                              box, mask_rle, area, quality_flags, algorithm_version)
+           VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)
+           ON CONFLICT (origin_key) DO NOTHING
+           RETURNING id""",
+        (
+            uuid.uuid4(),
+            cell.origin_key,
+            cell.object_key,
+            cell.sha256,
+            cell.dataset,
+            cell.field_image_id,
+            list(cell.box) if cell.box else None,
+            cell.mask_rle,
+            cell.area,
+            list(cell.quality_flags),
+            cell.algorithm_version,
+        ),
+    ).fetchone()
+    if row is not None:
+        return str(row["id"]), True
+    found = conn.execute(
+        "SELECT id FROM cells WHERE origin_key = %s", (cell.origin_key,)
+    ).fetchone()
+    assert found is not None
+    return str(found["id"]), False
+
+
+def add_labels(conn: DictConnection, labels: Sequence[NewLabel]) -> None:
+    """Append labels (one row each; a decision id labels at most one cell)."""
+    for label in labels:
+        if label.source not in LABEL_SOURCES:
+            raise ValueError(f"label source must be one of {LABEL_SOURCES}, not {label.source!r}")
+    with conn.cursor() as cur:
+        cur.executemany(
+            """INSERT INTO labels (cell_id, taxonomy, class_code, source, user_name,
+                   campaign_id, round_number, decision_id)
+               VALUES (%s, %s, %s, %s, %s, %s, %s, %s)""",
+            [
+                (
+                    label.cell_id,
+                    label.taxonomy,
+                    label.class_code,
+                    label.source,
+                    label.user_name,
+                    label.campaign_id,
+                    label.round_number,
+                    label.decision_id,
+                )
+                for label in labels
+            ],
+        )
+
+
+def reference_label(conn: DictConnection, cell_id: str, taxonomy: str) -> str | None:
+    """The dataset's own (reference) label of a cell in ``taxonomy``, if it has one."""
+    row = conn.execute(
+        """SELECT class_code FROM labels WHERE cell_id = %s AND taxonomy = %s
+           AND source = 'reference' ORDER BY id DESC LIMIT 1""",
+        (cell_id, taxonomy),
+    ).fetchone()
+    return None if row is None else str(row["class_code"])
+
+
+def cell_object_key(conn: DictConnection, cell_id: str) -> str | None:
+    """The object key of a cell's image, or None for an unknown cell."""
+    row = conn.execute(
+        "SELECT object_key FROM cells WHERE id = %s", (parse_uuid(cell_id, "cell id"),)
+    ).fetchone()
+    return None if row is None else str(row["object_key"])
+
+
+def confirmed_examples(
+    conn: DictConnection, taxonomy: str, dataset: str, class_code: str, limit: int
+) -> list[str]:
+    """Ids of cells of ``dataset`` with a confirmed label of ``class_code`` (a reference,
+    imported or expert label): what an expert compares an unsure cell with."""
+    rows = conn.execute(
+        """SELECT DISTINCT ON (l.cell_id) l.cell_id FROM labels l
+           JOIN cells c ON c.id = l.cell_id
+           WHERE l.class_code = %s AND l.taxonomy = %s AND c.dataset = %s
+             AND l.source IN ('import', 'expert', 'reference')
+           ORDER BY l.cell_id LIMIT %s""",
+        (class_code, taxonomy, dataset, limit),
+    ).fetchall()
+    return [str(r["cell_id"]) for r in rows]
