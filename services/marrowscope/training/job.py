@@ -18,7 +18,6 @@ from concurrent.futures import ThreadPoolExecutor
 import numpy as np
 import psycopg
 from psycopg.rows import dict_row
-from psycopg.types.json import Jsonb
 
 from marrowscope.core.db import DictConnection
 from marrowscope.core.logs import configure_logging
@@ -28,6 +27,7 @@ from marrowscope.core.preprocess import InputSpecData, decode_for_model
 from marrowscope.core.settings import DatabaseSettings, ObjectStoreSettings
 from marrowscope.core.taxonomy import load_taxonomy
 
+from . import store as jobs
 from .trainer import Cancelled, EpochResult, HyperParameters, train
 
 log = logging.getLogger("marrowscope.training.job")
@@ -54,17 +54,10 @@ def load_arrays(
 
 def run_job(job_id: str, conn: DictConnection, store: ObjectStore) -> str:
     """Run the job; return its end state."""
-    row = conn.execute(
-        # A Kubernetes Job keeps the runner its launcher recorded (k8s:<job name>).
-        """UPDATE training_jobs SET state = 'running', updated_at = now(),
-               runner = CASE WHEN runner LIKE 'k8s:%%' THEN runner ELSE %s END
-           WHERE id = %s AND state = 'queued' RETURNING spec""",
-        (f"local:{os.getpid()}", job_id),
-    ).fetchone()
-    if row is None:
+    spec_json = jobs.start_running(conn, job_id, f"local:{os.getpid()}")
+    if spec_json is None:
         log.warning("job %s is not queued (already run or cancelled); nothing to do", job_id)
         return "skipped"
-    spec_json = row["spec"]
     stop_requested = False
 
     def on_signal(signum: int, frame: object) -> None:
@@ -74,18 +67,10 @@ def run_job(job_id: str, conn: DictConnection, store: ObjectStore) -> str:
     signal.signal(signal.SIGTERM, on_signal)
 
     def should_stop() -> bool:
-        flag = conn.execute(
-            "SELECT cancel_requested FROM training_jobs WHERE id = %s", (job_id,)
-        ).fetchone()
-        return stop_requested or bool(flag and flag["cancel_requested"])
+        return stop_requested or jobs.cancel_requested(conn, job_id)
 
     def on_epoch(result: EpochResult) -> None:
-        conn.execute(
-            """UPDATE training_jobs SET epoch = %s,
-                   learning_curve = learning_curve || %s::jsonb, updated_at = now()
-               WHERE id = %s""",
-            (result.epoch, Jsonb([result.to_json()]), job_id),
-        )
+        jobs.record_epoch(conn, job_id, result.epoch, result.to_json())
         log.info(
             "epoch %d loss %.3f acc %.3f val acc %.3f (%.1fs)",
             result.epoch,
@@ -139,25 +124,15 @@ def run_job(job_id: str, conn: DictConnection, store: ObjectStore) -> str:
                     training_job_id=job_id,
                 ),
             )
-            conn.execute(
-                """UPDATE training_jobs SET state = 'succeeded', model_version_id = %s,
-                       updated_at = now() WHERE id = %s""",
-                (version_id, job_id),
-            )
+            jobs.finish(conn, job_id, "succeeded", model_version_id=version_id)
         log.info("registered model version %s", version_id)
         return "succeeded"
     except Cancelled:
-        conn.execute(
-            "UPDATE training_jobs SET state = 'cancelled', updated_at = now() WHERE id = %s",
-            (job_id,),
-        )
+        jobs.finish(conn, job_id, "cancelled")
         return "cancelled"
     except Exception as exc:
         log.exception("training job failed")
-        conn.execute(
-            "UPDATE training_jobs SET state = 'failed', error = %s, updated_at = now() WHERE id = %s",
-            (f"{exc.__class__.__name__}: {exc}", job_id),
-        )
+        jobs.finish(conn, job_id, "failed", error=f"{exc.__class__.__name__}: {exc}")
         return "failed"
 
 

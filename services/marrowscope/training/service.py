@@ -13,14 +13,13 @@ from dataclasses import asdict, dataclass, field, replace
 from datetime import datetime
 from typing import Any
 
-from psycopg.types.json import Jsonb
-
 from marrowscope.core.db import DictPool
 from marrowscope.core.errors import InvalidArgument, NotFound
 from marrowscope.core.ids import parse_uuid
 from marrowscope.core.model_registry import get_model_version
 from marrowscope.core.taxonomy import load_taxonomy
 
+from . import store as jobs
 from .launchers import JobLauncher
 from .settings import TrainingSettings
 from .trainer import HyperParameters
@@ -112,26 +111,13 @@ class TrainingService:
             "hyper": asdict(hyper),
         }
         job_id = uuid.uuid4()
+        runner = self.launcher.runner_tag(str(job_id)) or None
         with self.pool.connection() as conn:
-            row = conn.execute(
-                """INSERT INTO training_jobs (id, request_id, spec, labels, total_epochs, runner)
-                   VALUES (%s, %s, %s, %s, %s, %s) ON CONFLICT (request_id) DO NOTHING
-                   RETURNING *""",
-                (
-                    job_id,
-                    request.request_id,
-                    Jsonb(spec),
-                    Jsonb(request.labels),
-                    hyper.epochs,
-                    self.launcher.runner_tag(str(job_id)) or None,
-                ),
-            ).fetchone()
-            if row is None:  # a retry: the job exists already
-                row = conn.execute(
-                    "SELECT * FROM training_jobs WHERE request_id = %s", (request.request_id,)
-                ).fetchone()
-                assert row is not None
-                return JobStatus.from_row(row)
+            row = jobs.insert_job(
+                conn, job_id, request.request_id, spec, request.labels, hyper.epochs, runner
+            )
+        if row["id"] != job_id:  # a retry: the job exists already
+            return JobStatus.from_row(row)
         status = JobStatus.from_row(row)
         self.launcher.launch(status.id, status.labels, self._on_exit)
         return status
@@ -139,10 +125,8 @@ class TrainingService:
     def _on_exit(self, job_id: str, failure: str | None) -> None:
         """The job's process ended: if it did not record an end state, the job failed."""
         with self.pool.connection() as conn:
-            conn.execute(
-                """UPDATE training_jobs SET state = 'failed', updated_at = now(), error = %s
-                   WHERE id = %s AND state IN ('queued', 'running')""",
-                (failure or "the training process ended without reporting a result", job_id),
+            jobs.fail_if_unfinished(
+                conn, job_id, failure or "the training process ended without reporting a result"
             )
 
     def recover(self) -> int:
@@ -150,10 +134,7 @@ class TrainingService:
         interrupted, fail the rest; return how many failed."""
         failed = 0
         with self.pool.connection() as conn:
-            rows = conn.execute(
-                "SELECT id, state, runner, labels FROM training_jobs "
-                "WHERE state IN ('queued', 'running')"
-            ).fetchall()
+            rows = jobs.unfinished_jobs(conn)
         for row in rows:
             job_id, runner = str(row["id"]), row["runner"] or ""
             if self.launcher.reattach(job_id, runner, self._on_exit):
@@ -169,7 +150,7 @@ class TrainingService:
     def get(self, job_id: str) -> JobStatus:
         job_id = parse_uuid(job_id, "job id")
         with self.pool.connection() as conn:
-            row = conn.execute("SELECT * FROM training_jobs WHERE id = %s", (job_id,)).fetchone()
+            row = jobs.get_job(conn, job_id)
         if row is None:
             raise NotFound(f"training job {job_id} not found")
         return JobStatus.from_row(row)
@@ -179,16 +160,8 @@ class TrainingService:
         if status.finished:
             return status
         with self.pool.connection() as conn:
-            conn.execute(
-                """UPDATE training_jobs SET cancel_requested = true, updated_at = now(),
-                       state = CASE WHEN state = 'queued' THEN 'cancelled' ELSE state END
-                   WHERE id = %s""",
-                (job_id,),
-            )
-        with self.pool.connection() as conn:
-            row = conn.execute(
-                "SELECT runner FROM training_jobs WHERE id = %s", (job_id,)
-            ).fetchone()
+            jobs.request_cancel(conn, job_id)
+            row = jobs.get_job(conn, job_id)
         self.launcher.stop(job_id, (row or {}).get("runner") or "")
         return self.get(job_id)
 

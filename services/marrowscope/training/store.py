@@ -1,0 +1,117 @@
+"""The training jobs table: the one module that reads and writes ``training_jobs``.
+
+The serving process (``service.py``) creates, cancels and recovers jobs; the job process
+(``job.py``, a subprocess or a Kubernetes Job) records its progress and end state. Both go
+through these functions, each on the caller's connection.
+"""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any
+
+from psycopg.types.json import Jsonb
+
+from marrowscope.core.db import DictConnection
+
+
+def insert_job(
+    conn: DictConnection,
+    job_id: uuid.UUID,
+    request_id: str,
+    spec: dict[str, Any],
+    labels: dict[str, str],
+    total_epochs: int,
+    runner: str | None,
+) -> dict[str, Any]:
+    """The job of ``request_id``: inserted now, or the one a retried request created."""
+    row = conn.execute(
+        """INSERT INTO training_jobs (id, request_id, spec, labels, total_epochs, runner)
+           VALUES (%s, %s, %s, %s, %s, %s) ON CONFLICT (request_id) DO NOTHING
+           RETURNING *""",
+        (job_id, request_id, Jsonb(spec), Jsonb(labels), total_epochs, runner),
+    ).fetchone()
+    if row is None:
+        row = conn.execute(
+            "SELECT * FROM training_jobs WHERE request_id = %s", (request_id,)
+        ).fetchone()
+    assert row is not None
+    return row
+
+
+def get_job(conn: DictConnection, job_id: str) -> dict[str, Any] | None:
+    return conn.execute("SELECT * FROM training_jobs WHERE id = %s", (job_id,)).fetchone()
+
+
+def unfinished_jobs(conn: DictConnection) -> list[dict[str, Any]]:
+    """Jobs still queued or running (what a restarted service must account for)."""
+    return conn.execute(
+        "SELECT id, state, runner, labels FROM training_jobs WHERE state IN ('queued', 'running')"
+    ).fetchall()
+
+
+def fail_if_unfinished(conn: DictConnection, job_id: str, error: str) -> None:
+    """The job's process ended without recording an end state: it failed."""
+    conn.execute(
+        """UPDATE training_jobs SET state = 'failed', updated_at = now(), error = %s
+           WHERE id = %s AND state IN ('queued', 'running')""",
+        (error, job_id),
+    )
+
+
+def request_cancel(conn: DictConnection, job_id: str) -> None:
+    """Ask a running job to stop after its epoch; a queued job is cancelled at once."""
+    conn.execute(
+        """UPDATE training_jobs SET cancel_requested = true, updated_at = now(),
+               state = CASE WHEN state = 'queued' THEN 'cancelled' ELSE state END
+           WHERE id = %s""",
+        (job_id,),
+    )
+
+
+def start_running(conn: DictConnection, job_id: str, runner: str) -> dict[str, Any] | None:
+    """Mark a queued job running; its spec, or None when it is not queued (run or cancelled)."""
+    row = conn.execute(
+        # A Kubernetes Job keeps the runner its launcher recorded (k8s:<job name>).
+        """UPDATE training_jobs SET state = 'running', updated_at = now(),
+               runner = CASE WHEN runner LIKE 'k8s:%%' THEN runner ELSE %s END
+           WHERE id = %s AND state = 'queued' RETURNING spec""",
+        (runner, job_id),
+    ).fetchone()
+    return None if row is None else dict(row["spec"])
+
+
+def cancel_requested(conn: DictConnection, job_id: str) -> bool:
+    row = conn.execute(
+        "SELECT cancel_requested FROM training_jobs WHERE id = %s", (job_id,)
+    ).fetchone()
+    return bool(row and row["cancel_requested"])
+
+
+def record_epoch(conn: DictConnection, job_id: str, epoch: int, entry: dict[str, Any]) -> None:
+    """Append one epoch to the job's learning curve."""
+    conn.execute(
+        """UPDATE training_jobs SET epoch = %s,
+               learning_curve = learning_curve || %s::jsonb, updated_at = now()
+           WHERE id = %s""",
+        (epoch, Jsonb([entry]), job_id),
+    )
+
+
+def finish(
+    conn: DictConnection,
+    job_id: str,
+    state: str,
+    *,
+    model_version_id: str | None = None,
+    error: str | None = None,
+) -> None:
+    """Record the job's end state: succeeded (with its model version), cancelled or failed."""
+    if state not in ("succeeded", "cancelled", "failed"):
+        raise ValueError(f"not an end state: {state!r}")
+    conn.execute(
+        """UPDATE training_jobs SET state = %s, updated_at = now(),
+               model_version_id = coalesce(%s, model_version_id), error = coalesce(%s, error)
+           WHERE id = %s""",
+        (state, model_version_id, error, job_id),
+    )
