@@ -20,19 +20,22 @@ import argparse
 import asyncio
 import json
 import sys
+from collections.abc import Awaitable, Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import grpc
 
 from marrowscope.core.clients import ServiceClients
 from marrowscope.core.errors import MarrowscopeError
-from marrowscope.core.objectstore import open_store
+from marrowscope.core.objectstore import ObjectStore, open_store
 from marrowscope.core.settings import ObjectStoreSettings, PeerSettings
 from marrowscope.v1 import training_pb2
 
 from . import stack
 from .bootstrap import ensure_model
+
+T = TypeVar("T")
 
 
 def _peers(state: dict) -> PeerSettings:
@@ -41,7 +44,7 @@ def _peers(state: dict) -> PeerSettings:
     return PeerSettings(**addresses)
 
 
-def _store(state: dict):  # type: ignore[no-untyped-def]
+def _store(state: dict) -> ObjectStore:
     env = state["env"]
     return open_store(
         ObjectStoreSettings(
@@ -54,7 +57,7 @@ def _store(state: dict):  # type: ignore[no-untyped-def]
     )
 
 
-async def _with_clients(state: dict, work):  # type: ignore[no-untyped-def]
+async def _with_clients(state: dict, work: Callable[[ServiceClients], Awaitable[T]]) -> T:
     clients = ServiceClients(_peers(state))
     try:
         return await work(clients)
@@ -134,7 +137,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
     try:
         secrets = stack.load_secrets(paths)
 
-        async def work(clients: ServiceClients):  # type: ignore[no-untyped-def]
+        async def work(clients: ServiceClients) -> Any:
             store = _store(state)
             name = await ensure_model(clients, store)
             print(f"serving model {name}")
@@ -318,6 +321,18 @@ def cmd_train_segmenter(args: argparse.Namespace) -> int:
 GPU_CHECK_EXIT = {"ok": 0, "parity-failed": 1, "not-on-cuda": 3}
 
 
+def fresh_se_cnn(size: int, width: int, classes: int = 17) -> bytes:
+    """An untrained SE-CNN exported as the training service exports it (seeded)."""
+    import torch
+
+    from marrowscope.core.preprocess import InputSpecData
+    from marrowscope.training.model import build_model
+    from marrowscope.training.trainer import export_onnx
+
+    torch.manual_seed(0)
+    return export_onnx(build_model("se_cnn", classes, width=width).eval(), InputSpecData(size))
+
+
 def cmd_gpu_check(args: argparse.Namespace) -> int:
     from marrowscope.inference.gpu_check import GpuCheckOptions, print_report, run_gpu_check
     from marrowscope.inference.settings import InferenceSettings
@@ -332,7 +347,10 @@ def cmd_gpu_check(args: argparse.Namespace) -> int:
         args.tolerance,
     )
     report = run_gpu_check(
-        options, InferenceSettings(), lambda name: print(f"checking {name} ...", flush=True)
+        options,
+        InferenceSettings(),
+        lambda name: print(f"checking {name} ...", flush=True),
+        fresh_model=fresh_se_cnn,
     )
     print_report(report)
     if args.json:

@@ -13,10 +13,11 @@ import io
 import os
 import re
 import tempfile
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
-from typing import Protocol
+from typing import Any, Protocol
 
 from .errors import IntegrityError, InvalidArgument, NotFound, Unavailable
 from .settings import ObjectStoreSettings
@@ -167,7 +168,9 @@ class S3ObjectStore:
             region=settings.region,
         )
 
-    def _call(self, what: str, fn, *args, key: str = "", **kwargs):  # type: ignore[no-untyped-def]
+    def _call(
+        self, what: str, fn: Callable[..., Any], *args: Any, key: str = "", **kwargs: Any
+    ) -> Any:
         """Run a minio call, turning its errors into domain errors (``key`` names the object)."""
         from minio.error import S3Error
         from urllib3.exceptions import HTTPError

@@ -63,16 +63,6 @@ def images_per_second(session: ort.InferenceSession, batch: np.ndarray, seconds:
     return round(images / (time.perf_counter() - started), 1)
 
 
-def _fresh_model(size: int, width: int, classes: int = 17) -> bytes:
-    import torch  # the training stack, in the same image; only needed without --model
-
-    from marrowscope.training.model import build_model
-    from marrowscope.training.trainer import export_onnx
-
-    torch.manual_seed(0)
-    return export_onnx(build_model("se_cnn", classes, width=width).eval(), InputSpecData(size))
-
-
 def _inputs(session: ort.InferenceSession, count: int, data: Path | None) -> np.ndarray:
     """``count`` model inputs: cells from ``data`` (cycled) where given, else random pixels."""
     spec_input = session.get_inputs()[0]
@@ -129,10 +119,15 @@ def run_gpu_check(
     options: GpuCheckOptions,
     settings: InferenceSettings,
     progress: Callable[[str], None] = lambda name: None,
+    fresh_model: Callable[[int, int], bytes] | None = None,
 ) -> dict:
     """The whole check as a JSON-ready report; ``verdict`` is ``ok``, ``not-on-cuda`` or
     ``parity-failed``, and ``reason`` says what to fix. ``progress`` hears each model's name
-    before it is checked."""
+    before it is checked. Without ``options.model``, ``fresh_model(size, width)`` exports an
+    untrained classifier for each size (the caller brings it: serving code imports no
+    training code)."""
+    if options.model is None and fresh_model is None:
+        raise ValueError("give a model file, or a fresh_model exporter for options.sizes")
     report: dict = {
         "onnxruntime": ort.__version__,
         "available_providers": ort.get_available_providers(),
@@ -146,14 +141,15 @@ def run_gpu_check(
         "models": {},
     }
     # (name, how to get the model): exported one at a time, after its progress line
-    models: list[tuple[str, Callable[[], bytes]]] = (
-        [(options.model.name, options.model.read_bytes)]
-        if options.model is not None
-        else [
-            (f"se_cnn_w{options.width}_{size}px", partial(_fresh_model, size, options.width))
+    models: list[tuple[str, Callable[[], bytes]]]
+    if options.model is not None:
+        models = [(options.model.name, options.model.read_bytes)]
+    else:
+        assert fresh_model is not None  # checked above
+        models = [
+            (f"se_cnn_w{options.width}_{size}px", partial(fresh_model, size, options.width))
             for size in options.sizes
         ]
-    )
     for name, load in models:
         progress(name)
         report["models"][name] = check_size(load(), settings, options)

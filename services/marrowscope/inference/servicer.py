@@ -5,6 +5,8 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncIterator
 
+import grpc
+
 from marrowscope.core import messages
 from marrowscope.core.errors import FailedPrecondition, InvalidArgument
 from marrowscope.v1 import common_pb2, inference_pb2, inference_pb2_grpc
@@ -38,7 +40,9 @@ class InferenceServicer(inference_pb2_grpc.InferenceServiceServicer):
     def __init__(self, classifier: Classifier) -> None:
         self.classifier = classifier
 
-    async def Classify(self, request, context):  # type: ignore[no-untyped-def]
+    async def Classify(
+        self, request: inference_pb2.ClassifyRequest, context: grpc.aio.ServicerContext
+    ) -> inference_pb2.ClassifyResponse:
         cells = [(c.cell_id, c.object_key) for c in request.cells]
         if any(not key for _, key in cells):
             raise InvalidArgument("every cell needs an object_key")
@@ -50,7 +54,11 @@ class InferenceServicer(inference_pb2_grpc.InferenceServiceServicer):
             model_version=record.name,
         )
 
-    async def ClassifyStream(self, request_iterator, context) -> AsyncIterator:  # type: ignore[no-untyped-def]
+    async def ClassifyStream(
+        self,
+        request_iterator: AsyncIterator[inference_pb2.ClassifyRequest],
+        context: grpc.aio.ServicerContext,
+    ) -> AsyncIterator[inference_pb2.ClassifyResponse]:
         """Answers chunk by chunk, in order; a few chunks are in flight at once so decoding
         the next chunk overlaps the model run of this one."""
         in_flight: asyncio.Queue[asyncio.Task | None] = asyncio.Queue(maxsize=STREAM_IN_FLIGHT)
@@ -78,9 +86,13 @@ class InferenceServicer(inference_pb2_grpc.InferenceServiceServicer):
             model=messages.model_version(model.record), execution_provider=model.provider
         )
 
-    async def GetServingModel(self, request, context):  # type: ignore[no-untyped-def]
+    async def GetServingModel(
+        self, request: inference_pb2.GetServingModelRequest, context: grpc.aio.ServicerContext
+    ) -> inference_pb2.ServingModel:
         return self._serving()
 
-    async def LoadModel(self, request, context):  # type: ignore[no-untyped-def]
+    async def LoadModel(
+        self, request: inference_pb2.LoadModelRequest, context: grpc.aio.ServicerContext
+    ) -> inference_pb2.ServingModel:
         await asyncio.to_thread(self.classifier.load, request.model_version)
         return self._serving()

@@ -5,10 +5,12 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncIterator
 
+import grpc
+
 from marrowscope.core import messages
 from marrowscope.core.errors import InvalidArgument
 from marrowscope.core.model_registry import get_model_version, list_model_versions
-from marrowscope.v1 import training_pb2, training_pb2_grpc
+from marrowscope.v1 import common_pb2, training_pb2, training_pb2_grpc
 
 from .service import JobRequest, JobStatus, TrainingService
 from .trainer import LR_SCHEDULES, HyperParameters
@@ -73,7 +75,9 @@ class TrainingServicer(training_pb2_grpc.TrainingServiceServicer):
     def __init__(self, service: TrainingService) -> None:
         self.service = service
 
-    async def StartTraining(self, request, context):  # type: ignore[no-untyped-def]
+    async def StartTraining(
+        self, request: training_pb2.StartTrainingRequest, context: grpc.aio.ServicerContext
+    ) -> training_pb2.TrainingJob:
         job = JobRequest(
             request_id=request.request_id,
             taxonomy=request.taxonomy or "paper17",
@@ -85,10 +89,14 @@ class TrainingServicer(training_pb2_grpc.TrainingServiceServicer):
         )
         return job_message(await asyncio.to_thread(self.service.start, job))
 
-    async def GetTrainingJob(self, request, context):  # type: ignore[no-untyped-def]
+    async def GetTrainingJob(
+        self, request: training_pb2.GetTrainingJobRequest, context: grpc.aio.ServicerContext
+    ) -> training_pb2.TrainingJob:
         return job_message(await asyncio.to_thread(self.service.get, request.job_id))
 
-    async def WatchTrainingJob(self, request, context) -> AsyncIterator:  # type: ignore[no-untyped-def]
+    async def WatchTrainingJob(
+        self, request: training_pb2.GetTrainingJobRequest, context: grpc.aio.ServicerContext
+    ) -> AsyncIterator[training_pb2.TrainingJob]:
         last = None
         while True:
             status = await asyncio.to_thread(self.service.get, request.job_id)
@@ -99,10 +107,14 @@ class TrainingServicer(training_pb2_grpc.TrainingServiceServicer):
                 return
             await asyncio.sleep(WATCH_POLL_S)
 
-    async def CancelTraining(self, request, context):  # type: ignore[no-untyped-def]
+    async def CancelTraining(
+        self, request: training_pb2.CancelTrainingRequest, context: grpc.aio.ServicerContext
+    ) -> training_pb2.TrainingJob:
         return job_message(await asyncio.to_thread(self.service.cancel, request.job_id))
 
-    async def ListModelVersions(self, request, context):  # type: ignore[no-untyped-def]
+    async def ListModelVersions(
+        self, request: training_pb2.ListModelVersionsRequest, context: grpc.aio.ServicerContext
+    ) -> training_pb2.ListModelVersionsResponse:
         records = await asyncio.to_thread(
             list_model_versions, self.service.pool, request.taxonomy, request.limit
         )
@@ -110,6 +122,8 @@ class TrainingServicer(training_pb2_grpc.TrainingServiceServicer):
             model_versions=[messages.model_version(r) for r in records]
         )
 
-    async def GetModelVersion(self, request, context):  # type: ignore[no-untyped-def]
+    async def GetModelVersion(
+        self, request: training_pb2.GetModelVersionRequest, context: grpc.aio.ServicerContext
+    ) -> common_pb2.ModelVersion:
         record = await asyncio.to_thread(get_model_version, self.service.pool, request.id)
         return messages.model_version(record)
