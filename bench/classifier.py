@@ -305,13 +305,13 @@ def main() -> int:
                         conn,
                         store,
                         NewModelVersion(
-                            onnx,
-                            weights.getvalue(),
-                            taxonomy.name,
-                            taxonomy.codes,
-                            "se_cnn",
-                            spec,
-                            "bench",
+                            onnx_bytes=onnx,
+                            weights_bytes=weights.getvalue(),
+                            taxonomy=taxonomy.name,
+                            class_codes=taxonomy.codes,
+                            architecture="se_cnn",
+                            input_spec=spec,
+                            training_set_hash="bench",
                         ),
                     )
                 flops = count_flops(model, size)

@@ -14,12 +14,12 @@ import pytest
 from marrowscope.cli import stack
 from marrowscope.cli.bootstrap import ensure_model
 from marrowscope.cli.datasets import import_synthetic
+from marrowscope.cli.simulated_expert import SimulatedExpert
 from marrowscope.core.clients import ServiceClients
 from marrowscope.core.db import create_database, drop_database
 from marrowscope.core.objectstore import S3ObjectStore
 from marrowscope.core.settings import ObjectStoreSettings, PeerSettings
 from marrowscope.core.synthetic import iter_cells
-from marrowscope.curation.simulated_expert import SimulatedExpert
 from marrowscope.v1 import curation_pb2, orchestrator_pb2
 
 from .conftest import free_port_block
@@ -106,10 +106,10 @@ async def start_campaign(
         orchestrator_pb2.CampaignIdRequest(campaign_id=campaign.id)
     )
     expert = SimulatedExpert(
-        clients.curation,
-        user.token,
-        {c: code for c, (_, code) in truth.items()},
-        sorted({code for _, code in truth.values()}),
+        stub=clients.curation,
+        token=user.token,
+        truth={c: code for c, (_, code) in truth.items()},
+        classes=sorted({code for _, code in truth.values()}),
         seed=seed_expert,
         **expert_options,  # type: ignore[arg-type]
     )

@@ -42,13 +42,13 @@ def _register(db_pool, store, seed: int) -> tuple[str, bytes]:  # type: ignore[n
             conn,
             store,
             NewModelVersion(
-                onnx_bytes,
-                weights.getvalue(),
-                taxonomy.name,
-                taxonomy.codes,
-                "se_cnn",
-                SPEC,
-                f"test-{seed}",
+                onnx_bytes=onnx_bytes,
+                weights_bytes=weights.getvalue(),
+                taxonomy=taxonomy.name,
+                class_codes=taxonomy.codes,
+                architecture="se_cnn",
+                input_spec=SPEC,
+                training_set_hash=f"test-{seed}",
             ),
         )
     return version, onnx_bytes
@@ -194,7 +194,13 @@ def _register_float_input_model(db_pool, store, spec: InputSpecData) -> str:  # 
             conn,
             store,
             NewModelVersion(
-                buffer.getvalue(), b"", taxonomy.name, taxonomy.codes, "se_cnn", spec, "float-input"
+                onnx_bytes=buffer.getvalue(),
+                weights_bytes=b"",
+                taxonomy=taxonomy.name,
+                class_codes=taxonomy.codes,
+                architecture="se_cnn",
+                input_spec=spec,
+                training_set_hash="float-input",
             ),
         )
 

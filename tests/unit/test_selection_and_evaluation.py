@@ -12,7 +12,14 @@ from marrowscope.orchestrator.selection import (
 
 
 def scored(cell: str, p1: float, p2: float) -> Scored:
-    return Scored(cell, f"cells/{cell}.png", "SEG", p1, p1 - p2, [("SEG", p1), ("BAND", p2)])
+    return Scored(
+        cell_id=cell,
+        object_key=f"cells/{cell}.png",
+        top1_class="SEG",
+        top1_probability=p1,
+        margin=p1 - p2,
+        top_classes=[("SEG", p1), ("BAND", p2)],
+    )
 
 
 POOL = [

@@ -8,10 +8,10 @@ import sys
 import time
 from typing import Any
 
+from marrowscope.cli.simulated_expert import SimulatedExpert
 from marrowscope.core.clients import ServiceClients
 from marrowscope.core.objectstore import ObjectStore
 from marrowscope.core.synthetic import iter_cells, synthetic_classes
-from marrowscope.curation.simulated_expert import SimulatedExpert
 from marrowscope.v1 import curation_pb2, orchestrator_pb2
 
 from .datasets import import_synthetic
@@ -84,10 +84,10 @@ async def run_demo(
         orchestrator_pb2.CampaignIdRequest(campaign_id=campaign.id)
     )
     expert = SimulatedExpert(
-        clients.curation,
-        created.token,
-        {c: code for c, (_, code) in truth.items()},
-        classes,
+        stub=clients.curation,
+        token=created.token,
+        truth={c: code for c, (_, code) in truth.items()},
+        classes=classes,
         error_rate=0.02,
         too_difficult_rate=0.03,
         seed=seed,

@@ -15,10 +15,10 @@ from pathlib import Path
 
 from tqdm import tqdm
 
+from marrowscope.cli.simulated_expert import SimulatedExpert
 from marrowscope.core.clients import ServiceClients
 from marrowscope.core.datasets import scan_image_folder
 from marrowscope.core.objectstore import ObjectStore
-from marrowscope.curation.simulated_expert import SimulatedExpert
 from marrowscope.v1 import curation_pb2, orchestrator_pb2
 
 from .ml import register_cells, upload_images
@@ -27,7 +27,7 @@ METHODS = {"st": "ST", "cst": "CST", "al": "AL", "cst+al": "CST_AL", "random": "
 ROUND_STATE = {v: k for k, v in orchestrator_pb2.RoundState.items()}
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class ExperimentOptions:
     data: Path
     mapping: Path | None
@@ -109,10 +109,10 @@ async def run_method(
         orchestrator_pb2.CampaignIdRequest(campaign_id=campaign.id)
     )
     expert = SimulatedExpert(
-        clients.curation,
-        user.token,
-        truth,
-        classes,
+        stub=clients.curation,
+        token=user.token,
+        truth=truth,
+        classes=classes,
         error_rate=options.expert_error,
         too_difficult_rate=options.too_difficult,
         too_difficult_by_class={c: options.hard_too_difficult for c in options.hard_classes},

@@ -181,20 +181,20 @@ def cmd_train(args: argparse.Namespace) -> int:
 
     state = _running_state(args.home)
     options = TrainOptions(
-        args.data,
-        args.mapping,
-        args.image_size,
-        args.epochs,
-        args.batch_size,
-        args.width,
-        args.validation,
-        args.limit_per_class,
-        args.seed,
-        args.parent,
-        args.early_stopping,
-        args.lr_schedule,
-        args.precise_bn_images,
-        args.center_crop,
+        data=args.data,
+        mapping=args.mapping,
+        image_size=args.image_size,
+        epochs=args.epochs,
+        batch_size=args.batch_size,
+        width=args.width,
+        validation=args.validation,
+        limit_per_class=args.limit_per_class,
+        seed=args.seed,
+        parent=args.parent,
+        early_stopping=args.early_stopping,
+        lr_schedule=args.lr_schedule,
+        precise_bn_images=args.precise_bn_images,
+        center_crop=args.center_crop,
     )
     job = asyncio.run(_with_clients(state, lambda c: train_folder(c, _store(state), options)))
     if job.state != training_pb2.TRAINING_JOB_STATE_SUCCEEDED:
@@ -259,24 +259,24 @@ def cmd_experiment(args: argparse.Namespace) -> int:
     if unknown or not methods:
         raise SystemExit(f"unknown methods {unknown}; choose from {', '.join(METHODS)}")
     options = ExperimentOptions(
-        args.data,
-        args.mapping,
-        methods,
-        args.rounds,
-        args.image_size,
-        args.epochs,
-        args.width,
-        args.initial_per_class,
-        args.validation_per_class,
-        args.test_per_class,
-        args.sample_size,
-        args.class_cap,
-        args.seed,
-        args.expert_error,
-        args.too_difficult,
-        [c for c in args.hard_classes.split(",") if c],
-        args.hard_too_difficult,
-        args.center_crop,
+        data=args.data,
+        mapping=args.mapping,
+        methods=methods,
+        rounds=args.rounds,
+        image_size=args.image_size,
+        epochs=args.epochs,
+        width=args.width,
+        initial_per_class=args.initial_per_class,
+        validation_per_class=args.validation_per_class,
+        test_per_class=args.test_per_class,
+        sample_size=args.sample_size,
+        class_cap=args.class_cap,
+        seed=args.seed,
+        expert_error=args.expert_error,
+        too_difficult=args.too_difficult,
+        hard_classes=[c for c in args.hard_classes.split(",") if c],
+        hard_too_difficult=args.hard_too_difficult,
+        center_crop=args.center_crop,
     )
     paths = stack.StackPaths(args.home)
     running = stack.read_state(paths)
@@ -338,13 +338,13 @@ def cmd_gpu_check(args: argparse.Namespace) -> int:
     from marrowscope.inference.settings import InferenceSettings
 
     options = GpuCheckOptions(
-        tuple(args.sizes),
-        tuple(args.batches),
-        args.width,
-        args.seconds,
-        args.model,
-        args.data,
-        args.tolerance,
+        sizes=tuple(args.sizes),
+        batches=tuple(args.batches),
+        width=args.width,
+        seconds=args.seconds,
+        model=args.model,
+        data=args.data,
+        tolerance=args.tolerance,
     )
     report = run_gpu_check(
         options,

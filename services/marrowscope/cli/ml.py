@@ -139,7 +139,7 @@ async def crop_center_cells(
     return crops, [r for r in results if isinstance(r, str)]
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class TrainOptions:
     data: Path
     mapping: Path | None

@@ -46,7 +46,7 @@ class ExpertStats:
 ASSUMED_SECONDS = {"confirm": 1.0, "correct": 4.0, "label": 5.0, "too_difficult": 5.0}
 
 
-@dataclass
+@dataclass(kw_only=True)
 class SimulatedExpert:
     stub: curation_pb2_grpc.CurationServiceStub
     token: str

@@ -22,7 +22,7 @@ from .ids import parse_uuid
 LABEL_SOURCES = ("reference", "import", "expert", "pseudo")
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class NewCell:
     origin_key: str
     object_key: str
@@ -36,7 +36,7 @@ class NewCell:
     algorithm_version: str | None = None
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class NewLabel:
     cell_id: str
     taxonomy: str

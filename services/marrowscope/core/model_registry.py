@@ -16,7 +16,7 @@ from .objectstore import ObjectStore, put_content_addressed
 from .preprocess import InputSpecData
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class ModelVersionRecord:
     id: str
     name: str
@@ -81,7 +81,7 @@ def list_model_versions(
     return [ModelVersionRecord.from_row(r) for r in rows]
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class NewModelVersion:
     """What a finished training hands over for registration."""
 

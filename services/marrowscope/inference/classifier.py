@@ -40,7 +40,7 @@ class LoadedModel:
     provider: str
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class CellPrediction:
     """One cell's result; ``error`` is set (and the scores empty) when it could not be read."""
 
@@ -63,20 +63,22 @@ def summarise(
     top1, top2 = int(order[0]), int(order[1]) if len(order) > 1 else int(order[0])
     p = np.clip(probabilities.astype(np.float64), 1e-12, 1.0)
     return CellPrediction(
-        cell_id,
-        object_key,
-        probabilities.astype(np.float32),
-        codes[top1],
-        float(probabilities[top1]),
-        codes[top2],
-        float(probabilities[top2]),
-        float(probabilities[top1] - probabilities[top2]),
-        float(-(p * np.log(p)).sum()),
+        cell_id=cell_id,
+        object_key=object_key,
+        probabilities=probabilities.astype(np.float32),
+        top1_class=codes[top1],
+        top1_probability=float(probabilities[top1]),
+        top2_class=codes[top2],
+        top2_probability=float(probabilities[top2]),
+        margin=float(probabilities[top1] - probabilities[top2]),
+        entropy=float(-(p * np.log(p)).sum()),
     )
 
 
 def failed(cell_id: str, object_key: str, error: str) -> CellPrediction:
-    return CellPrediction(cell_id, object_key, np.zeros(0, np.float32), error=error)
+    return CellPrediction(
+        cell_id=cell_id, object_key=object_key, probabilities=np.zeros(0, np.float32), error=error
+    )
 
 
 def open_model_session(artifact: bytes, settings: InferenceSettings) -> ort.InferenceSession:

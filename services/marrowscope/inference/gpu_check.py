@@ -29,7 +29,7 @@ from .settings import InferenceSettings
 FIRST_RUN_BATCHES = (1, 5, 23, 64)  # batch sizes a micro-batcher produces, each new to cuDNN
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class GpuCheckOptions:
     sizes: tuple[int, ...] = (96, 128, 282)
     batches: tuple[int, ...] = (1, 64, 256)

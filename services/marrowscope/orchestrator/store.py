@@ -26,7 +26,7 @@ from .selection import LabelledCell
 METHODS = ("ST", "CST", "AL", "CST_AL", "RANDOM")
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class CampaignParameters:
     """The paper's values as defaults; CPU demos shrink sizes, epochs and rounds."""
 
@@ -50,7 +50,7 @@ class CampaignParameters:
         return 0.9 if method == "CST_AL" else 0.99
 
 
-@dataclass
+@dataclass(kw_only=True)
 class RoundRecord:
     id: str
     number: int
@@ -69,7 +69,7 @@ class RoundRecord:
     finished_at: Any = None
 
 
-@dataclass
+@dataclass(kw_only=True)
 class CampaignRecord:
     id: str
     name: str
@@ -197,18 +197,18 @@ class CampaignStore:
                 ).fetchall()
             }
         return CampaignRecord(
-            str(row["id"]),
-            row["name"],
-            row["method"],
-            row["dataset"],
-            row["taxonomy"],
-            CampaignParameters(**row["parameters"]),
-            row["state"],
-            row["error"] or "",
-            row["created_at"],
-            [_round(r) for r in rounds],
-            counts.get("pool", 0),
-            counts.get("teacher", 0),
+            id=str(row["id"]),
+            name=row["name"],
+            method=row["method"],
+            dataset=row["dataset"],
+            taxonomy=row["taxonomy"],
+            parameters=CampaignParameters(**row["parameters"]),
+            state=row["state"],
+            error=row["error"] or "",
+            created_at=row["created_at"],
+            rounds=[_round(r) for r in rounds],
+            pool_size=counts.get("pool", 0),
+            labelled_count=counts.get("teacher", 0),
         )
 
     def all_campaigns(self) -> list[CampaignRecord]:
@@ -376,19 +376,19 @@ class AbsorbResult:
 
 def _round(row: dict[str, Any]) -> RoundRecord:
     return RoundRecord(
-        str(row["id"]),
-        row["number"],
-        row["state"],
-        str(row["training_job_id"] or ""),
-        str(row["model_version_id"] or ""),
-        row["teacher_count"],
-        row["sampled"],
-        row["cst_candidates"],
-        row["al_candidates"],
-        row["decided"],
-        row["added"],
-        dict(row["metrics"]),
-        row["error"] or "",
-        row["started_at"],
-        row["finished_at"],
+        id=str(row["id"]),
+        number=row["number"],
+        state=row["state"],
+        training_job_id=str(row["training_job_id"] or ""),
+        model_version_id=str(row["model_version_id"] or ""),
+        teacher_count=row["teacher_count"],
+        sampled=row["sampled"],
+        cst_candidates=row["cst_candidates"],
+        al_candidates=row["al_candidates"],
+        decided=row["decided"],
+        added=row["added"],
+        metrics=dict(row["metrics"]),
+        error=row["error"] or "",
+        started_at=row["started_at"],
+        finished_at=row["finished_at"],
     )

@@ -21,7 +21,7 @@ from .stain import StainSegmenter
 log = logging.getLogger(__name__)
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class StoredCell:
     cell_id: str
     index: int
@@ -32,7 +32,7 @@ class StoredCell:
     flags: list[str]
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class FieldResult:
     field_image_id: str
     field_image_key: str
@@ -109,14 +109,22 @@ class SegmentationService:
             with self.pool.connection() as conn:
                 cell_id, _ = cell_registry.register_cell(conn, new_cell)
             cells.append(
-                StoredCell(cell_id, index, crop, region.box, rle, region.area, region.flags)
+                StoredCell(
+                    cell_id=cell_id,
+                    index=index,
+                    crop=crop,
+                    box=region.box,
+                    mask_rle=rle,
+                    area=region.area,
+                    flags=region.flags,
+                )
             )
         log.info("segmented field %s: %d cells (%s)", field_id, len(cells), algo.version)
         return FieldResult(
-            field_id,
-            field_image_key,
-            algo.version,
-            cells,
-            result.red_cell_count,
-            result.platelet_count,
+            field_image_id=field_id,
+            field_image_key=field_image_key,
+            algorithm_version=algo.version,
+            cells=cells,
+            red_cell_count=result.red_cell_count,
+            platelet_count=result.platelet_count,
         )

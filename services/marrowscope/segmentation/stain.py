@@ -57,7 +57,7 @@ def saturation(rgb: np.ndarray) -> np.ndarray:
     return (high - low) / (high + 1.0) * 255.0
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class StainSegmenter:
     box_factor: float = 1.0  # nucleus box -> smallest cell box (cytoplasm)
     max_box_factor: float = 1.4  # ... and the largest: the cytoplasm grows at most this far

@@ -207,7 +207,7 @@ def _loss(logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
     return bce + dice.mean()
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class UNetTraining:
     """The measured recipe (``bench/segmentation_unet.py``): the whole field at 128 px, width
     8, AdamW with a one-cycle schedule."""
@@ -222,7 +222,7 @@ class UNetTraining:
     threads: int = 0
 
 
-@dataclass
+@dataclass(kw_only=True)
 class TrainedFieldUNet:
     model: FieldUNet
     onnx_bytes: bytes
@@ -299,13 +299,13 @@ def train_field_unet(
     )
     onnx_bytes = export_onnx(model, probe)
     return TrainedFieldUNet(
-        model,
-        onnx_bytes,
-        best_epoch,
-        best_loss,
-        curve,
-        seconds,
-        params.epochs * len(train) / seconds,
+        model=model,
+        onnx_bytes=onnx_bytes,
+        best_epoch=best_epoch,
+        best_validation_loss=best_loss,
+        curve=curve,
+        seconds=seconds,
+        images_per_s=params.epochs * len(train) / seconds,
     )
 
 

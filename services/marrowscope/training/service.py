@@ -28,7 +28,7 @@ log = logging.getLogger(__name__)
 TERMINAL = ("succeeded", "failed", "cancelled")
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class JobRequest:
     request_id: str
     taxonomy: str
@@ -39,7 +39,7 @@ class JobRequest:
     labels: dict[str, str] = field(default_factory=dict)
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class JobStatus:
     id: str
     state: str
@@ -55,16 +55,16 @@ class JobStatus:
     @classmethod
     def from_row(cls, row: dict[str, Any]) -> JobStatus:
         return cls(
-            str(row["id"]),
-            row["state"],
-            row["epoch"],
-            row["total_epochs"],
-            list(row["learning_curve"]),
-            str(row["model_version_id"] or ""),
-            row["error"] or "",
-            dict(row["labels"]),
-            row["created_at"],
-            row["updated_at"],
+            id=str(row["id"]),
+            state=row["state"],
+            epoch=row["epoch"],
+            total_epochs=row["total_epochs"],
+            learning_curve=list(row["learning_curve"]),
+            model_version=str(row["model_version_id"] or ""),
+            error=row["error"] or "",
+            labels=dict(row["labels"]),
+            created_at=row["created_at"],
+            updated_at=row["updated_at"],
         )
 
     @property

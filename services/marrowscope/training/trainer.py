@@ -28,7 +28,7 @@ log = logging.getLogger(__name__)
 PARITY_TOLERANCE = 1e-4
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class HyperParameters:
     epochs: int = 10
     batch_size: int = 32
@@ -60,7 +60,7 @@ class HyperParameters:
 LR_SCHEDULES = ("constant", "cosine")
 
 
-@dataclass
+@dataclass(kw_only=True)
 class EpochResult:
     epoch: int
     train_loss: float
@@ -204,12 +204,12 @@ def train(
             recompute_batchnorm(model, xt[sample], to_input=to_input)
         val_loss, val_acc = _evaluate(model, to_input, xv, yv, 128) if len(xv) else (0.0, 0.0)
         result = EpochResult(
-            epoch,
-            total_loss / max(len(xt), 1),
-            correct / max(len(xt), 1),
-            val_loss,
-            val_acc,
-            time.perf_counter() - started,
+            epoch=epoch,
+            train_loss=total_loss / max(len(xt), 1),
+            train_accuracy=correct / max(len(xt), 1),
+            validation_loss=val_loss,
+            validation_accuracy=val_acc,
+            seconds=time.perf_counter() - started,
         )
         curve.append(result)
         if on_epoch:
