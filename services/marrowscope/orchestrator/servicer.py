@@ -15,7 +15,7 @@ from marrowscope.v1 import common_pb2, orchestrator_pb2, orchestrator_pb2_grpc
 
 from .datasets import DatasetImporter
 from .runner import CampaignRunner
-from .store import CampaignParameters, CampaignRecord, CampaignStore
+from .store import CampaignParameters, CampaignRecord, CampaignState, CampaignStore, RoundState
 
 SERVICE_NAME = orchestrator_pb2.DESCRIPTOR.services_by_name["OrchestratorService"].full_name
 METHODS = {
@@ -27,15 +27,11 @@ METHODS = {
 }
 METHOD_ENUM = {v: k for k, v in METHODS.items()}
 CAMPAIGN_STATES = {
-    "created": orchestrator_pb2.CAMPAIGN_STATE_CREATED,
-    "running": orchestrator_pb2.CAMPAIGN_STATE_RUNNING,
-    "paused": orchestrator_pb2.CAMPAIGN_STATE_PAUSED,
-    "completed": orchestrator_pb2.CAMPAIGN_STATE_COMPLETED,
-    "failed": orchestrator_pb2.CAMPAIGN_STATE_FAILED,
+    state: orchestrator_pb2.CampaignState.Value(f"CAMPAIGN_STATE_{state.name}")
+    for state in CampaignState
 }
 ROUND_STATES = {
-    name: getattr(orchestrator_pb2, f"ROUND_STATE_{name.upper()}")
-    for name in ("training", "predicting", "reviewing", "absorbing", "evaluating", "done", "failed")
+    state: orchestrator_pb2.RoundState.Value(f"ROUND_STATE_{state.name}") for state in RoundState
 }
 WATCH_POLL_S = 1.0
 
@@ -129,9 +125,9 @@ class OrchestratorServicer(orchestrator_pb2_grpc.OrchestratorServiceServicer):
         self, request: orchestrator_pb2.CampaignIdRequest, context: grpc.aio.ServicerContext
     ) -> orchestrator_pb2.Campaign:
         record = await asyncio.to_thread(self.store.get, request.campaign_id)
-        if record.state in ("completed", "failed"):
+        if record.state in (CampaignState.COMPLETED, CampaignState.FAILED):
             raise FailedPrecondition(f"campaign {record.id} is {record.state}; create a new one")
-        await asyncio.to_thread(self.store.set_state, record.id, "running")
+        await asyncio.to_thread(self.store.set_state, record.id, CampaignState.RUNNING)
         self.runner.start(record.id)
         return campaign_message(await asyncio.to_thread(self.store.get, record.id))
 
@@ -139,8 +135,8 @@ class OrchestratorServicer(orchestrator_pb2_grpc.OrchestratorServiceServicer):
         self, request: orchestrator_pb2.CampaignIdRequest, context: grpc.aio.ServicerContext
     ) -> orchestrator_pb2.Campaign:
         record = await asyncio.to_thread(self.store.get, request.campaign_id)
-        if record.state == "running":
-            await asyncio.to_thread(self.store.set_state, record.id, "paused")
+        if record.state == CampaignState.RUNNING:
+            await asyncio.to_thread(self.store.set_state, record.id, CampaignState.PAUSED)
         return campaign_message(await asyncio.to_thread(self.store.get, record.id))
 
     async def GetCampaign(
@@ -167,6 +163,10 @@ class OrchestratorServicer(orchestrator_pb2_grpc.OrchestratorServiceServicer):
             if key != last:
                 last = key
                 yield message
-            if record.state in ("completed", "failed", "paused"):
+            if record.state in (
+                CampaignState.COMPLETED,
+                CampaignState.FAILED,
+                CampaignState.PAUSED,
+            ):
                 return
             await asyncio.sleep(WATCH_POLL_S)

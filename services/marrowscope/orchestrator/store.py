@@ -11,6 +11,7 @@ import uuid
 from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
+from enum import StrEnum
 from typing import Any
 
 from psycopg.types.json import Jsonb
@@ -22,6 +23,27 @@ from marrowscope.core.ids import parse_uuid
 from marrowscope.core.taxonomy import load_taxonomy
 
 from .selection import LabelledCell
+
+
+class CampaignState(StrEnum):
+    CREATED = "created"
+    RUNNING = "running"
+    PAUSED = "paused"
+    COMPLETED = "completed"
+    FAILED = "failed"
+
+
+class RoundState(StrEnum):
+    """A round's steps in order; each is committed before the next starts."""
+
+    TRAINING = "training"
+    EVALUATING = "evaluating"
+    PREDICTING = "predicting"
+    REVIEWING = "reviewing"
+    ABSORBING = "absorbing"
+    DONE = "done"
+    FAILED = "failed"
+
 
 METHODS = ("ST", "CST", "AL", "CST_AL", "RANDOM")
 
@@ -54,7 +76,7 @@ class CampaignParameters:
 class RoundRecord:
     id: str
     number: int
-    state: str
+    state: RoundState
     training_job_id: str = ""
     model_version_id: str = ""
     teacher_count: int = 0
@@ -77,7 +99,7 @@ class CampaignRecord:
     dataset: str
     taxonomy: str
     parameters: CampaignParameters
-    state: str
+    state: CampaignState
     error: str
     created_at: Any
     rounds: list[RoundRecord] = field(default_factory=list)
@@ -203,7 +225,7 @@ class CampaignStore:
             dataset=row["dataset"],
             taxonomy=row["taxonomy"],
             parameters=CampaignParameters(**row["parameters"]),
-            state=row["state"],
+            state=CampaignState(row["state"]),
             error=row["error"] or "",
             created_at=row["created_at"],
             rounds=[_round(r) for r in rounds],
@@ -216,7 +238,7 @@ class CampaignStore:
             ids = conn.execute("SELECT id FROM campaigns ORDER BY created_at DESC").fetchall()
         return [self.get(str(r["id"])) for r in ids]
 
-    def set_state(self, campaign_id: str, state: str, error: str = "") -> None:
+    def set_state(self, campaign_id: str, state: CampaignState, error: str = "") -> None:
         with self.pool.connection() as conn:
             conn.execute(
                 """UPDATE campaigns SET state = %s, error = %s, updated_at = now()
@@ -226,15 +248,17 @@ class CampaignStore:
 
     def running_campaigns(self) -> list[str]:
         with self.pool.connection() as conn:
-            rows = conn.execute("SELECT id FROM campaigns WHERE state = 'running'").fetchall()
+            rows = conn.execute(
+                "SELECT id FROM campaigns WHERE state = %s", (CampaignState.RUNNING,)
+            ).fetchall()
         return [str(r["id"]) for r in rows]
 
     def open_round(self, campaign_id: str, number: int) -> RoundRecord:
         with self.pool.connection() as conn:
             conn.execute(
-                """INSERT INTO rounds (id, campaign_id, number, state) VALUES (%s, %s, %s, 'training')
+                """INSERT INTO rounds (id, campaign_id, number, state) VALUES (%s, %s, %s, %s)
                    ON CONFLICT (campaign_id, number) DO NOTHING""",
-                (uuid.uuid4(), campaign_id, number),
+                (uuid.uuid4(), campaign_id, number, RoundState.TRAINING),
             )
             row = conn.execute(
                 "SELECT * FROM rounds WHERE campaign_id = %s AND number = %s", (campaign_id, number)
@@ -378,7 +402,7 @@ def _round(row: dict[str, Any]) -> RoundRecord:
     return RoundRecord(
         id=str(row["id"]),
         number=row["number"],
-        state=row["state"],
+        state=RoundState(row["state"]),
         training_job_id=str(row["training_job_id"] or ""),
         model_version_id=str(row["model_version_id"] or ""),
         teacher_count=row["teacher_count"],

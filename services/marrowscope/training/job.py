@@ -124,15 +124,15 @@ def run_job(job_id: str, conn: DictConnection, store: ObjectStore) -> str:
                     training_job_id=job_id,
                 ),
             )
-            jobs.finish(conn, job_id, "succeeded", model_version_id=version_id)
+            jobs.finish(conn, job_id, jobs.JobState.SUCCEEDED, model_version_id=version_id)
         log.info("registered model version %s", version_id)
         return "succeeded"
     except Cancelled:
-        jobs.finish(conn, job_id, "cancelled")
+        jobs.finish(conn, job_id, jobs.JobState.CANCELLED)
         return "cancelled"
     except Exception as exc:
         log.exception("training job failed")
-        jobs.finish(conn, job_id, "failed", error=f"{exc.__class__.__name__}: {exc}")
+        jobs.finish(conn, job_id, jobs.JobState.FAILED, error=f"{exc.__class__.__name__}: {exc}")
         return "failed"
 
 

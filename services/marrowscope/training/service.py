@@ -25,7 +25,6 @@ from .settings import TrainingSettings
 from .trainer import HyperParameters
 
 log = logging.getLogger(__name__)
-TERMINAL = ("succeeded", "failed", "cancelled")
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -69,7 +68,7 @@ class JobStatus:
 
     @property
     def finished(self) -> bool:
-        return self.state in TERMINAL
+        return self.state in jobs.END_STATES
 
 
 class TrainingService:

@@ -8,11 +8,23 @@ through these functions, each on the caller's connection.
 from __future__ import annotations
 
 import uuid
+from enum import StrEnum
 from typing import Any
 
 from psycopg.types.json import Jsonb
 
 from marrowscope.core.db import DictConnection
+
+
+class JobState(StrEnum):
+    QUEUED = "queued"
+    RUNNING = "running"
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
+    CANCELLED = "cancelled"
+
+
+END_STATES = (JobState.SUCCEEDED, JobState.FAILED, JobState.CANCELLED)
 
 
 def insert_job(
@@ -101,13 +113,13 @@ def record_epoch(conn: DictConnection, job_id: str, epoch: int, entry: dict[str,
 def finish(
     conn: DictConnection,
     job_id: str,
-    state: str,
+    state: JobState,
     *,
     model_version_id: str | None = None,
     error: str | None = None,
 ) -> None:
     """Record the job's end state: succeeded (with its model version), cancelled or failed."""
-    if state not in ("succeeded", "cancelled", "failed"):
+    if state not in END_STATES:
         raise ValueError(f"not an end state: {state!r}")
     conn.execute(
         """UPDATE training_jobs SET state = %s, updated_at = now(),
