@@ -23,10 +23,17 @@ import numpy as np
 from local_services import running_service, throwaway_database  # bench/ helper
 from PIL import Image
 
+from marrowscope.core import cell_registry
 from marrowscope.core.db import open_pool
 from marrowscope.core.objectstore import open_store
 from marrowscope.core.settings import DatabaseSettings, ObjectStoreSettings
-from marrowscope.curation.service import CurationService, NewTask, User
+from marrowscope.curation.service import (
+    CurationService,
+    NewTask,
+    QueueInfo,
+    ReviewBatchRequest,
+    User,
+)
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "bench" / "results"
@@ -75,21 +82,16 @@ def seed(dsn: str) -> tuple[Path, uuid.UUID]:
     keys = [store.put_bytes(f"cells/bench-{i}.png", crop(i), "image/png").key for i in range(PAGE)]
     classes = ["SEG", "BAND", "MC", "LY", "PCEB"]
     with pool.connection() as conn:
-        conn.execute(
-            """INSERT INTO campaigns (id, name, method, dataset, taxonomy, parameters)
-                        VALUES (%s, 'bench', 'CST', 'bench', 'paper17', '{}')""",
-            (campaign,),
-        )
-        conn.execute(
-            "INSERT INTO rounds (id, campaign_id, number, state) VALUES (%s, %s, 1, 'reviewing')",
-            (round_id, campaign),
-        )
         cells = [uuid.uuid4() for _ in range(TASKS)]
-        with conn.cursor().copy(
-            "COPY cells (id, origin_key, object_key, sha256) FROM STDIN"
-        ) as copy:
-            for i, cell in enumerate(cells):
-                copy.write_row((cell, f"bench:{cell}", keys[i % PAGE], "x"))
+        registered = [
+            cell_registry.register_cell(
+                conn,
+                cell_registry.NewCell(
+                    origin_key=f"bench:{cell}", object_key=keys[i % PAGE], sha256="x"
+                ),
+            )[0]
+            for i, cell in enumerate(cells)
+        ]
     tasks = [
         NewTask(
             str(c),
@@ -98,11 +100,16 @@ def seed(dsn: str) -> tuple[Path, uuid.UUID]:
             classes[i % len(classes)],
             [(classes[i % len(classes)], 0.97)],
         )
-        for i, c in enumerate(cells)
+        for i, c in enumerate(registered)
     ]
-    CurationService(pool).create_tasks(
-        User("bench", "service"), str(campaign), str(round_id), tasks
+    batch = ReviewBatchRequest(
+        queue_id=str(campaign),
+        batch_id=str(round_id),
+        requester="campaign_round",
+        round_number=1,
+        queue=QueueInfo(name="bench", kind="CST", taxonomy="paper17", dataset="bench"),
     )
+    CurationService(pool).create_tasks(User("bench", "service"), batch, tasks)
     pool.close()
 
     return work, campaign

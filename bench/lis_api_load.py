@@ -31,7 +31,7 @@ from marrowscope.core.settings import DatabaseSettings
 from marrowscope.core.synthetic import make_field
 from marrowscope.core.taxonomy import load_taxonomy
 from marrowscope.lis_api.report import ClassifiedCell, Thresholds, build_differential
-from marrowscope.lis_api.store import LisStore
+from marrowscope.lis_api.repository import LisRepository
 
 ROOT = Path(__file__).resolve().parents[1]
 DATA = Path(os.environ.get("MARROWSCOPE_DATA_DIR", ROOT.parent / "shared" / "data"))
@@ -127,7 +127,7 @@ def measure(url: str, dsn: str) -> None:
     ).raise_for_status()
     # A real 500-cell differential as the report (the analysis itself is not under test).
     pool = open_pool(DatabaseSettings(dsn=dsn, apply_migrations=False))
-    store = LisStore(pool)
+    store = LisRepository(pool)
     client_id = f"bootstrap-{hashlib.sha256(KEY.encode()).hexdigest()[:12]}"
     job, _ = store.create_job(client_id, sid, None)
     rng = np.random.default_rng(0)

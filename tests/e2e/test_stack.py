@@ -17,9 +17,9 @@ import pytest
 from PIL import Image
 
 from marrowscope.cli import stack
+from marrowscope.cli.simulated_expert import SimulatedExpert
 from marrowscope.core.clients import ServiceClients
 from marrowscope.core.synthetic import make_field
-from marrowscope.curation.simulated_expert import SimulatedExpert
 from marrowscope.v1 import orchestrator_pb2
 
 from ..stack_helpers import start_campaign
@@ -167,7 +167,7 @@ def test_one_round_campaign_trains_and_creates_review_tasks(running_stack: dict)
     assert round_.decided == round_.cst_candidates + round_.al_candidates
     with psycopg.connect(running_stack["dsn"]) as conn:
         tasks = conn.execute(
-            "SELECT count(*) FROM review_tasks WHERE round_id = %s", (round_.id,)
+            "SELECT count(*) FROM review_tasks WHERE batch_id = %s", (round_.id,)
         ).fetchone()[0]  # type: ignore[index]
         audit = conn.execute(
             "SELECT count(*) FROM audit_events WHERE action = 'decide' AND actor = 'e2e-expert'"
@@ -442,13 +442,13 @@ def test_campaign_survives_kill_9_of_orchestrator_and_curation(running_stack: di
             r[0]
             for r in conn.execute(
                 """SELECT d.client_decision_id FROM decisions d JOIN review_tasks t ON t.id = d.task_id
-               WHERE t.campaign_id = %s AND d.action <> 'undo'""",
+               WHERE t.queue_id = %s AND d.action <> 'undo'""",
                 (campaign.id,),
             ).fetchall()
         ]
         per_task = conn.execute(
             """SELECT max(n) FROM (SELECT count(*) AS n FROM decisions d
-               JOIN review_tasks t ON t.id = d.task_id WHERE t.campaign_id = %s
+               JOIN review_tasks t ON t.id = d.task_id WHERE t.queue_id = %s
                GROUP BY d.task_id) x""",
             (campaign.id,),
         ).fetchone()[0]  # type: ignore[index]
@@ -458,7 +458,7 @@ def test_campaign_survives_kill_9_of_orchestrator_and_curation(running_stack: di
             (campaign.id,),
         ).fetchone()[0]  # type: ignore[index]
         open_tasks = conn.execute(
-            "SELECT count(*) FROM review_tasks WHERE campaign_id = %s AND state <> 'decided'",
+            "SELECT count(*) FROM review_tasks WHERE queue_id = %s AND state <> 'decided'",
             (campaign.id,),
         ).fetchone()[0]  # type: ignore[index]
     assert sorted(stored) == sorted(expert.acknowledged)  # nothing lost, nothing invented
@@ -604,7 +604,7 @@ def test_lis_specimen_to_signed_report_on_real_fields(running_stack: dict) -> No
 async def label_one_lis_review_task(ctx: dict, specimen_id: str) -> str:
     """An expert claims one of the specimen's review tasks in the curation service and labels
     it PC; returns the cell id."""
-    from marrowscope.lis_api.store import REVIEW_CAMPAIGN
+    from marrowscope.lis_api.review import REVIEW_QUEUE_ID
     from marrowscope.v1 import curation_pb2
 
     clients = ServiceClients(ctx["peers"])
@@ -625,7 +625,7 @@ async def label_one_lis_review_task(ctx: dict, specimen_id: str) -> str:
         while not tasks and time.monotonic() < deadline:
             claimed = await clients.curation.ClaimTasks(
                 curation_pb2.ClaimTasksRequest(
-                    campaign_id=str(REVIEW_CAMPAIGN), kind=curation_pb2.TASK_KIND_AL, limit=1
+                    campaign_id=str(REVIEW_QUEUE_ID), kind=curation_pb2.TASK_KIND_AL, limit=1
                 ),
                 metadata=expert,
             )
@@ -633,6 +633,18 @@ async def label_one_lis_review_task(ctx: dict, specimen_id: str) -> str:
             if not tasks:
                 await asyncio.sleep(0.5)
         assert tasks, "the specimen's low-confidence cells never reached the curation service"
+        # The task sits in the LIS API's own review queue, in the job's batch (curation's
+        # tables: the LIS API no longer makes a stand-in campaign and round).
+        assert tasks[0].campaign_id == str(REVIEW_QUEUE_ID) and tasks[0].round_number == 0
+        with psycopg.connect(ctx["dsn"]) as conn:
+            batch = conn.execute(
+                """SELECT q.kind, q.taxonomy, b.requester, b.number FROM review_tasks t
+                   JOIN review_queues q ON q.id = t.queue_id
+                   JOIN review_batches b ON b.id = t.batch_id
+                   WHERE t.id = %s AND t.queue_id = %s AND t.batch_id = %s""",
+                (tasks[0].id, REVIEW_QUEUE_ID, row[0]),
+            ).fetchone()
+        assert batch == ("LIS_REVIEW", "paper17", "analysis_job", 0), batch
         await clients.curation.SubmitDecisions(
             curation_pb2.SubmitDecisionsRequest(
                 decisions=[

@@ -6,6 +6,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
+from marrowscope.core import cell_registry
 from marrowscope.core.audit import verify_audit_chain
 from marrowscope.core.errors import (
     FailedPrecondition,
@@ -13,38 +14,47 @@ from marrowscope.core.errors import (
     PermissionDenied,
     Unauthenticated,
 )
-from marrowscope.curation.service import CurationService, DecisionInput, NewTask, User
+from marrowscope.curation.service import (
+    CurationService,
+    DecisionInput,
+    NewTask,
+    QueueInfo,
+    ReviewBatchRequest,
+    User,
+)
 
 pytestmark = pytest.mark.integration
 
 
 @pytest.fixture()
 def queue(db_pool):  # type: ignore[no-untyped-def]
-    """A campaign round with 20 CST tasks and 5 AL tasks."""
-    campaign, round_id = uuid.uuid4(), uuid.uuid4()
-    cells = [uuid.uuid4() for _ in range(25)]
+    """A campaign round with 20 CST tasks and 5 AL tasks (the queue described by its
+    requester, the orchestrator)."""
+    campaign, round_id = str(uuid.uuid4()), str(uuid.uuid4())
     with db_pool.connection() as conn:
-        conn.execute(
-            """INSERT INTO campaigns (id, name, method, dataset, taxonomy, parameters)
-               VALUES (%s, 'q', 'CST_AL', 'd', 'paper17', '{}')""",
-            (campaign,),
-        )
-        conn.execute(
-            "INSERT INTO rounds (id, campaign_id, number, state) VALUES (%s, %s, 1, 'reviewing')",
-            (round_id, campaign),
-        )
-        for cell in cells:
-            conn.execute(
-                "INSERT INTO cells (id, origin_key, object_key, sha256) VALUES (%s, %s, 'cells/x', 'x')",
-                (cell, f"test:{cell}"),
-            )
+        cells = [
+            cell_registry.register_cell(
+                conn,
+                cell_registry.NewCell(
+                    origin_key=f"test:{uuid.uuid4()}", object_key="cells/x", sha256="x"
+                ),
+            )[0]
+            for _ in range(25)
+        ]
     service = CurationService(db_pool)
     robot = User("orchestrator", "service")
-    tasks = [NewTask(str(c), "cells/x", "CST", "SEG", [("SEG", 0.99)]) for c in cells[:20]]
-    tasks += [NewTask(str(c), "cells/x", "AL", "", [("MC", 0.5), ("MMC", 0.4)]) for c in cells[20:]]
-    assert service.create_tasks(robot, str(campaign), str(round_id), tasks) == (25, 0)
-    assert service.create_tasks(robot, str(campaign), str(round_id), tasks) == (0, 25)
-    return service, str(campaign), str(round_id)
+    batch = ReviewBatchRequest(
+        queue_id=campaign,
+        batch_id=round_id,
+        requester="campaign_round",
+        round_number=1,
+        queue=QueueInfo(name="q", kind="CST_AL", taxonomy="paper17", dataset="d"),
+    )
+    tasks = [NewTask(c, "cells/x", "CST", "SEG", [("SEG", 0.99)]) for c in cells[:20]]
+    tasks += [NewTask(c, "cells/x", "AL", "", [("MC", 0.5), ("MMC", 0.4)]) for c in cells[20:]]
+    assert service.create_tasks(robot, batch, tasks) == (25, 0)
+    assert service.create_tasks(robot, batch, tasks) == (0, 25)
+    return service, campaign, round_id
 
 
 def test_two_experts_never_get_the_same_task(queue) -> None:  # type: ignore[no-untyped-def]
@@ -62,6 +72,7 @@ def test_decisions_are_idempotent_audited_and_undoable(queue, db_pool) -> None: 
     ana = User("ana", "expert")
     cst = service.claim(ana, campaign, kind="CST", limit=2)
     al = service.claim(ana, campaign, kind="AL", limit=1)
+    assert (cst[0].queue_id, cst[0].batch_id, cst[0].round_number) == (campaign, round_id, 1)
     decision = DecisionInput("client-1", cst[0].id, "confirm")
     first = service.submit(ana, [decision])[0]
     retry = service.submit(ana, [decision])[0]
@@ -100,7 +111,10 @@ def test_roles_and_tokens(db_pool) -> None:  # type: ignore[no-untyped-def]
     with pytest.raises(PermissionDenied):
         service.create_user(user, "someone", "admin")
     with pytest.raises(PermissionDenied):
-        service.create_tasks(user, str(uuid.uuid4()), str(uuid.uuid4()), [])
+        batch = ReviewBatchRequest(
+            queue_id=str(uuid.uuid4()), batch_id=str(uuid.uuid4()), requester="campaign_round"
+        )
+        service.create_tasks(user, batch, [])
 
 
 def test_audit_chain_verifies_and_a_tampered_row_is_detected(queue, db_pool) -> None:  # type: ignore[no-untyped-def]

@@ -1,6 +1,11 @@
 """The experts' side: review tasks in a leased work queue, durable idempotent decisions,
 an insert-only audit trail, users with roles.
 
+Curation owns its review queues and batches (tables ``review_queues``, ``review_batches``,
+``review_tasks``, ``queue_assignments``, ``decisions``) and reads no other service's tables:
+a requester (the orchestrator for a campaign round, the LIS API for an analysis job) describes
+the queue and the batch when it creates tasks, and keeps its own ids for both.
+
 Plain Python over PostgreSQL. A decision is committed before it is acknowledged; a retry
 with the same client decision id returns the stored decision and never creates a second one.
 """
@@ -18,6 +23,7 @@ from typing import Any
 import psycopg
 from psycopg.types.json import Jsonb
 
+from marrowscope.core.audit import append_event
 from marrowscope.core.db import DictConnection, DictPool
 from marrowscope.core.errors import (
     FailedPrecondition,
@@ -32,12 +38,41 @@ from marrowscope.core.taxonomy import load_taxonomy
 log = logging.getLogger(__name__)
 ROLES = ("expert", "admin", "service")
 ACTIONS_BY_KIND = {"CST": ("confirm", "correct", "too_difficult"), "AL": ("label", "too_difficult")}
+REQUESTERS = ("campaign_round", "analysis_job")
+# SQL condition: the queue named by the column in {queue} may be worked by %(user)s. A queue
+# nobody is assigned to is open to every expert; admins are checked apart.
+ASSIGNED_OR_OPEN = """(NOT EXISTS (SELECT 1 FROM queue_assignments a WHERE a.queue_id = {queue})
+    OR EXISTS (SELECT 1 FROM queue_assignments a
+               WHERE a.queue_id = {queue} AND a.user_name = %(user)s))"""
 
 
 @dataclass(frozen=True)
 class User:
     name: str
     role: str
+
+
+@dataclass(frozen=True, kw_only=True)
+class QueueInfo:
+    """A review queue as its requester describes it. Required the first time a queue is
+    named (then ``taxonomy`` must be set); later an empty field keeps what is stored."""
+
+    name: str = ""
+    kind: str = ""  # the campaign's method (CST, AL, CST_AL, ...) or LIS_REVIEW
+    taxonomy: str = ""  # the classes decisions are checked against
+    dataset: str = ""  # where reference cells of a class come from ('' = none)
+
+
+@dataclass(frozen=True, kw_only=True)
+class ReviewBatchRequest:
+    """Where new tasks go: a batch (``batch_id``, the requester's campaign round or analysis
+    job id) of a queue (``queue_id``, the requester's campaign or review queue id)."""
+
+    queue_id: str
+    batch_id: str
+    requester: str  # one of REQUESTERS
+    round_number: int = 0  # the campaign round's number; 0 for an analysis job
+    queue: QueueInfo | None = None
 
 
 @dataclass(frozen=True)
@@ -49,11 +84,11 @@ class NewTask:
     top_classes: list[tuple[str, float]]
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class Task:
     id: str
-    campaign_id: str
-    round_id: str
+    queue_id: str
+    batch_id: str
     round_number: int
     cell_id: str
     object_key: str
@@ -67,18 +102,18 @@ class Task:
     @classmethod
     def from_row(cls, row: dict[str, Any]) -> Task:
         return cls(
-            str(row["id"]),
-            str(row["campaign_id"]),
-            str(row["round_id"]),
-            int(row.get("round_number") or 0),
-            str(row["cell_id"]),
-            row["object_key"],
-            row["kind"],
-            row["proposed_class"] or "",
-            [(c, float(p)) for c, p in row["top_classes"]],
-            row["state"],
-            row["claimed_by"] or "",
-            row["lease_expires_at"],
+            id=str(row["id"]),
+            queue_id=str(row["queue_id"]),
+            batch_id=str(row["batch_id"]),
+            round_number=int(row.get("round_number") or 0),
+            cell_id=str(row["cell_id"]),
+            object_key=row["object_key"],
+            kind=row["kind"],
+            proposed_class=row["proposed_class"] or "",
+            top_classes=[(c, float(p)) for c, p in row["top_classes"]],
+            state=row["state"],
+            claimed_by=row["claimed_by"] or "",
+            lease_expires_at=row["lease_expires_at"],
         )
 
 
@@ -91,7 +126,7 @@ class DecisionInput:
     reason: str = ""
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class Decision:
     id: str
     client_decision_id: str
@@ -104,9 +139,9 @@ class Decision:
     undone: bool = False
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class ProgressRow:
-    round_id: str
+    batch_id: str
     kind: str
     class_code: str
     open: int
@@ -169,82 +204,150 @@ class CurationService:
 
     # ------------------------------------------------------------------ the queue
     def create_tasks(
-        self, actor: User, campaign_id: str, round_id: str, tasks: list[NewTask]
+        self, actor: User, batch: ReviewBatchRequest, tasks: list[NewTask]
     ) -> tuple[int, int]:
+        """Create tasks in ``batch``: (created, already present). The queue and the batch are
+        recorded on first sight; idempotent by (batch, cell)."""
         self.require(actor, "service", "admin")
-        campaign_id, round_id = (
-            parse_uuid(campaign_id, "campaign id"),
-            parse_uuid(round_id, "round id"),
-        )
+        queue_id = parse_uuid(batch.queue_id, "campaign (queue) id")
+        batch_id = parse_uuid(batch.batch_id, "round (batch) id")
+        if batch.requester not in REQUESTERS:
+            raise InvalidArgument(
+                f"say who requests the batch: one of {', '.join(REQUESTERS)}, "
+                f"not {batch.requester!r}"
+            )
+        for task in tasks:
+            if task.kind not in ACTIONS_BY_KIND:
+                raise InvalidArgument(f"task kind must be CST or AL, not {task.kind!r}")
+            if task.kind == "CST" and not task.proposed_class:
+                raise InvalidArgument("a CST task needs the proposed (pseudo) class")
         created = 0
-        with self.pool.connection() as conn, conn.transaction():
+        try:
+            with self.pool.connection() as conn, conn.transaction():
+                self._upsert_queue(conn, queue_id, batch.queue or QueueInfo())
+                self._upsert_batch(conn, queue_id, batch_id, batch)
+                for task in tasks:
+                    row = conn.execute(
+                        """INSERT INTO review_tasks (id, queue_id, batch_id, cell_id, object_key,
+                               kind, proposed_class, top_classes)
+                           VALUES (%s, %s, %s, %s, %s, %s, %s, %s)
+                           ON CONFLICT (batch_id, cell_id) DO NOTHING RETURNING id""",
+                        (
+                            uuid.uuid4(),
+                            queue_id,
+                            batch_id,
+                            parse_uuid(task.cell_id, "cell id"),
+                            task.object_key,
+                            task.kind,
+                            task.proposed_class or None,
+                            Jsonb([[c, p] for c, p in task.top_classes]),
+                        ),
+                    ).fetchone()
+                    created += row is not None
+        except psycopg.errors.ForeignKeyViolation:
+            # review_tasks.cell_id points at the cell registry: the requester registers cells
+            # before it asks for their review.
+            raise NotFound("a task names a cell that is not registered") from None
+        return created, len(tasks) - created
+
+    @staticmethod
+    def _upsert_queue(conn: DictConnection, queue_id: str, info: QueueInfo) -> None:
+        """Record the queue on first sight; later, a given name, kind or dataset replaces the
+        stored one. Its taxonomy never changes (decisions already made were checked with it)."""
+        params = {
+            "id": queue_id,
+            "name": info.name,
+            "first_name": info.name or queue_id,  # a queue always has a name to show
+            "kind": info.kind,
+            "taxonomy": info.taxonomy,
+            "dataset": info.dataset,
+        }
+        update = """name = CASE WHEN %(name)s = '' THEN review_queues.name ELSE %(name)s END,
+                    kind = CASE WHEN %(kind)s = '' THEN review_queues.kind ELSE %(kind)s END,
+                    dataset = CASE WHEN %(dataset)s = '' THEN review_queues.dataset
+                                   ELSE %(dataset)s END"""
+        if not info.taxonomy:
             found = conn.execute(
-                "SELECT 1 FROM rounds WHERE id = %s AND campaign_id = %s", (round_id, campaign_id)
+                f"UPDATE review_queues SET {update} WHERE id = %(id)s RETURNING id", params
             ).fetchone()
             if found is None:
-                raise NotFound(f"round {round_id} of campaign {campaign_id} not found")
-            for task in tasks:
-                if task.kind not in ACTIONS_BY_KIND:
-                    raise InvalidArgument(f"task kind must be CST or AL, not {task.kind!r}")
-                if task.kind == "CST" and not task.proposed_class:
-                    raise InvalidArgument("a CST task needs the proposed (pseudo) class")
-                row = conn.execute(
-                    """INSERT INTO review_tasks (id, campaign_id, round_id, cell_id, object_key,
-                           kind, proposed_class, top_classes)
-                       VALUES (%s, %s, %s, %s, %s, %s, %s, %s)
-                       ON CONFLICT (round_id, cell_id) DO NOTHING RETURNING id""",
-                    (
-                        uuid.uuid4(),
-                        campaign_id,
-                        round_id,
-                        parse_uuid(task.cell_id, "cell id"),
-                        task.object_key,
-                        task.kind,
-                        task.proposed_class or None,
-                        Jsonb([[c, p] for c, p in task.top_classes]),
-                    ),
-                ).fetchone()
-                created += row is not None
-        return created, len(tasks) - created
+                raise InvalidArgument(
+                    f"queue {queue_id} is new: describe it (name, kind and at least its "
+                    "taxonomy) the first time tasks are created in it"
+                )
+            return
+        try:
+            load_taxonomy(info.taxonomy)
+        except NotFound as exc:
+            raise InvalidArgument(str(exc)) from None
+        row = conn.execute(
+            f"""INSERT INTO review_queues (id, name, kind, taxonomy, dataset)
+                VALUES (%(id)s, %(first_name)s, %(kind)s, %(taxonomy)s, %(dataset)s)
+                ON CONFLICT (id) DO UPDATE SET {update}
+                RETURNING taxonomy""",
+            params,
+        ).fetchone()
+        assert row is not None
+        if row["taxonomy"] != info.taxonomy:
+            raise FailedPrecondition(
+                f"queue {queue_id} checks decisions against taxonomy {row['taxonomy']!r}, "
+                f"not {info.taxonomy!r}; use a new queue for another taxonomy"
+            )
+
+    @staticmethod
+    def _upsert_batch(
+        conn: DictConnection, queue_id: str, batch_id: str, batch: ReviewBatchRequest
+    ) -> None:
+        """Record the batch on first sight; a batch belongs to one queue for good."""
+        conn.execute(
+            """INSERT INTO review_batches (id, queue_id, requester, number)
+               VALUES (%s, %s, %s, %s) ON CONFLICT (id) DO NOTHING""",
+            (batch_id, queue_id, batch.requester, batch.round_number),
+        )
+        row = conn.execute(
+            "SELECT queue_id FROM review_batches WHERE id = %s", (batch_id,)
+        ).fetchone()
+        assert row is not None
+        if str(row["queue_id"]) != queue_id:
+            raise FailedPrecondition(
+                f"batch {batch_id} belongs to queue {row['queue_id']}, not {queue_id}"
+            )
 
     def claim(
         self,
         user: User,
-        campaign_id: str = "",
+        queue_id: str = "",
         kind: str = "",
         proposed_class: str = "",
         limit: int = 50,
         lease_seconds: int = 0,
     ) -> list[Task]:
+        """Lease up to ``limit`` open tasks (of one queue, kind and proposed class if given)
+        that this user may work; no two users get the same task."""
         self.require(user, "expert", "admin")
         limit = max(1, min(limit or 50, self.max_claim))
         lease = lease_seconds or self.default_lease_seconds
         with self.pool.connection() as conn:
             rows = conn.execute(
-                """WITH picked AS (
+                f"""WITH picked AS (
                        SELECT id FROM review_tasks
                        WHERE (state = 'open' OR (state = 'claimed' AND lease_expires_at < now()))
-                         AND (%(c)s = '' OR campaign_id::text = %(c)s)
+                         AND (%(q)s = '' OR queue_id::text = %(q)s)
                          AND (%(k)s = '' OR kind = %(k)s)
                          AND (%(p)s = '' OR proposed_class = %(p)s)
-                         AND (%(admin)s OR NOT EXISTS (
-                                 SELECT 1 FROM campaign_assignments a
-                                 WHERE a.campaign_id = review_tasks.campaign_id)
-                              OR EXISTS (SELECT 1 FROM campaign_assignments a
-                                 WHERE a.campaign_id = review_tasks.campaign_id
-                                   AND a.user_name = %(u)s))
+                         AND (%(admin)s OR {ASSIGNED_OR_OPEN.format(queue="review_tasks.queue_id")})
                        ORDER BY created_at, id LIMIT %(n)s
                        FOR UPDATE SKIP LOCKED)
-                   UPDATE review_tasks t SET state = 'claimed', claimed_by = %(u)s,
+                   UPDATE review_tasks t SET state = 'claimed', claimed_by = %(user)s,
                        lease_expires_at = now() + make_interval(secs => %(l)s)
-                   FROM picked, rounds r WHERE t.id = picked.id AND r.id = t.round_id
-                   RETURNING t.*, r.number AS round_number""",
+                   FROM picked, review_batches b WHERE t.id = picked.id AND b.id = t.batch_id
+                   RETURNING t.*, b.number AS round_number""",
                 {
-                    "c": campaign_id,
+                    "q": queue_id,
                     "k": kind,
                     "p": proposed_class,
                     "n": limit,
-                    "u": user.name,
+                    "user": user.name,
                     "l": lease,
                     "admin": user.role == "admin",
                 },
@@ -279,15 +382,22 @@ class CurationService:
                     )
                 return existing
             task = conn.execute(
-                """SELECT t.*, c.taxonomy,
-                       coalesce(t.lease_expires_at > now(), false) AS lease_valid
+                f"""SELECT t.*, q.taxonomy,
+                       coalesce(t.lease_expires_at > now(), false) AS lease_valid,
+                       {ASSIGNED_OR_OPEN.format(queue="t.queue_id")} AS may_work
                    FROM review_tasks t
-                   JOIN campaigns c ON c.id = t.campaign_id WHERE t.id = %s
-                   FOR UPDATE OF t""",  # lock the task only, never the shared campaign row
-                (parse_uuid(item.task_id, "task id"),),
+                   JOIN review_queues q ON q.id = t.queue_id WHERE t.id = %(t)s
+                   FOR UPDATE OF t""",  # lock the task only, never the shared queue row
+                {"t": parse_uuid(item.task_id, "task id"), "user": user.name},
             ).fetchone()
             if task is None:
                 raise NotFound(f"review task {item.task_id} not found")
+            # The same rule as claim: once experts are assigned to a queue, only they decide.
+            if user.role != "admin" and not task["may_work"]:
+                raise PermissionDenied(
+                    f"you are not assigned to the queue of task {item.task_id}; "
+                    "ask an admin to assign you"
+                )
             if task["state"] == "decided":
                 raise FailedPrecondition(
                     f"task {item.task_id} is decided already; undo that decision to change it"
@@ -339,14 +449,14 @@ class CurationService:
                 item.reason,
             )
         return Decision(
-            str(decision_id),
-            item.client_decision_id,
-            str(task["id"]),
-            str(task["cell_id"]),
-            item.action,
-            class_code,
-            user.name,
-            row["created_at"],
+            id=str(decision_id),
+            client_decision_id=item.client_decision_id,
+            task_id=str(task["id"]),
+            cell_id=str(task["cell_id"]),
+            action=item.action,
+            class_code=class_code,
+            user=user.name,
+            decided_at=row["created_at"],
         )
 
     def undo(self, user: User, client_decision_id: str, reason: str = "") -> Decision:
@@ -405,51 +515,54 @@ class CurationService:
         return _decision(row) if row else None
 
     def list_decisions(
-        self, user: User, campaign_id: str, round_id: str = "", include_undone: bool = False
+        self, user: User, queue_id: str, batch_id: str = "", include_undone: bool = False
     ) -> list[Decision]:
+        """Decisions on a queue's tasks (of one batch if given); experts see only their own."""
         self.require(user, "service", "admin", "expert")
         with self.pool.connection() as conn:
             rows = conn.execute(
                 """SELECT d.*, t.cell_id,
                        EXISTS (SELECT 1 FROM decisions u WHERE u.undoes = d.id) AS undone
                    FROM decisions d JOIN review_tasks t ON t.id = d.task_id
-                   WHERE t.campaign_id = %(c)s AND (%(r)s = '' OR t.round_id::text = %(r)s)
+                   WHERE t.queue_id = %(q)s AND (%(b)s = '' OR t.batch_id::text = %(b)s)
                      AND d.action <> 'undo'
                      AND (%(u)s OR NOT EXISTS (SELECT 1 FROM decisions u WHERE u.undoes = d.id))
                      AND (%(expert)s = '' OR d.user_name = %(expert)s)
                    ORDER BY d.created_at""",
                 {
-                    "c": parse_uuid(campaign_id, "campaign id"),
-                    "r": round_id,
+                    "q": parse_uuid(queue_id, "campaign (queue) id"),
+                    "b": batch_id,
                     "u": include_undone,
                     "expert": user.name if user.role == "expert" else "",
                 },
             ).fetchall()
         return [_decision(r) for r in rows]
 
-    def progress(self, user: User, campaign_id: str, round_id: str = "") -> list[ProgressRow]:
+    def progress(self, user: User, queue_id: str, batch_id: str = "") -> list[ProgressRow]:
+        """Open, claimed and decided tasks of a queue (of one batch if given) per batch, kind
+        and proposed class."""
         self.require(user, "service", "admin", "expert")
         with self.pool.connection() as conn:
             rows = conn.execute(
-                """SELECT round_id, kind, coalesce(proposed_class, '') AS class_code,
+                """SELECT batch_id, kind, coalesce(proposed_class, '') AS class_code,
                        count(*) FILTER (WHERE state = 'open'
                            OR (state = 'claimed' AND lease_expires_at < now())) AS open,
                        count(*) FILTER (WHERE state = 'claimed'
                            AND lease_expires_at >= now()) AS claimed,
                        count(*) FILTER (WHERE state = 'decided') AS decided
                    FROM review_tasks
-                   WHERE campaign_id = %(c)s AND (%(r)s = '' OR round_id::text = %(r)s)
-                   GROUP BY round_id, kind, proposed_class ORDER BY 1, 2, 3""",
-                {"c": parse_uuid(campaign_id, "campaign id"), "r": round_id},
+                   WHERE queue_id = %(q)s AND (%(b)s = '' OR batch_id::text = %(b)s)
+                   GROUP BY batch_id, kind, proposed_class ORDER BY 1, 2, 3""",
+                {"q": parse_uuid(queue_id, "campaign (queue) id"), "b": batch_id},
             ).fetchall()
         return [
             ProgressRow(
-                str(r["round_id"]),
-                r["kind"],
-                r["class_code"],
-                r["open"],
-                r["claimed"],
-                r["decided"],
+                batch_id=str(r["batch_id"]),
+                kind=r["kind"],
+                class_code=r["class_code"],
+                open=r["open"],
+                claimed=r["claimed"],
+                decided=r["decided"],
             )
             for r in rows
         ]
@@ -465,30 +578,27 @@ class CurationService:
         current: dict | None,
         reason: str | None,
     ) -> None:
-        conn.execute(
-            """INSERT INTO audit_events (actor, action, entity, entity_id, previous, current, reason)
-               VALUES (%s, %s, %s, %s, %s, %s, %s)""",
-            (
-                actor.name,
-                action,
-                entity,
-                entity_id,
-                Jsonb(previous) if previous else None,
-                Jsonb(current) if current else None,
-                reason or None,
-            ),
+        append_event(
+            conn,
+            actor=actor.name,
+            action=action,
+            entity=entity,
+            entity_id=entity_id,
+            previous=previous,
+            current=current,
+            reason=reason,
         )
 
 
 def _decision(row: dict[str, Any]) -> Decision:
     return Decision(
-        str(row["id"]),
-        row["client_decision_id"],
-        str(row["task_id"]),
-        str(row["cell_id"]),
-        row["action"],
-        row["class_code"] or "",
-        row["user_name"],
-        row["created_at"],
-        bool(row["undone"]),
+        id=str(row["id"]),
+        client_decision_id=row["client_decision_id"],
+        task_id=str(row["task_id"]),
+        cell_id=str(row["cell_id"]),
+        action=row["action"],
+        class_code=row["class_code"] or "",
+        user=row["user_name"],
+        decided_at=row["created_at"],
+        undone=bool(row["undone"]),
     )

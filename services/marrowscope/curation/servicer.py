@@ -4,10 +4,21 @@ from __future__ import annotations
 
 import asyncio
 
+import grpc
+
 from marrowscope.core import messages
 from marrowscope.v1 import curation_pb2, curation_pb2_grpc
 
-from .service import CurationService, Decision, DecisionInput, NewTask, Task, User
+from .service import (
+    CurationService,
+    Decision,
+    DecisionInput,
+    NewTask,
+    QueueInfo,
+    ReviewBatchRequest,
+    Task,
+    User,
+)
 
 SERVICE_NAME = curation_pb2.DESCRIPTOR.services_by_name["CurationService"].full_name
 KINDS = {curation_pb2.TASK_KIND_CST: "CST", curation_pb2.TASK_KIND_AL: "AL"}
@@ -25,6 +36,10 @@ ROLES = {
     curation_pb2.ROLE_SERVICE: "service",
 }
 ROLE_ENUM = {v: k for k, v in ROLES.items()}
+REQUESTERS = {
+    curation_pb2.BATCH_REQUESTER_CAMPAIGN_ROUND: "campaign_round",
+    curation_pb2.BATCH_REQUESTER_ANALYSIS_JOB: "analysis_job",
+}
 STATES = {
     "open": curation_pb2.TASK_STATE_OPEN,
     "claimed": curation_pb2.TASK_STATE_CLAIMED,
@@ -32,7 +47,7 @@ STATES = {
 }
 
 
-def bearer_token(context) -> str:  # type: ignore[no-untyped-def]
+def bearer_token(context: grpc.aio.ServicerContext) -> str:
     for key, value in context.invocation_metadata() or ():
         if (
             key == "authorization"
@@ -46,8 +61,8 @@ def bearer_token(context) -> str:  # type: ignore[no-untyped-def]
 def task_message(task: Task) -> curation_pb2.ReviewTask:
     return curation_pb2.ReviewTask(
         id=task.id,
-        campaign_id=task.campaign_id,
-        round_id=task.round_id,
+        campaign_id=task.queue_id,  # on the wire the queue and batch keep their old names
+        round_id=task.batch_id,
         round_number=task.round_number,
         cell_id=task.cell_id,
         object_key=task.object_key,
@@ -80,10 +95,12 @@ class CurationServicer(curation_pb2_grpc.CurationServiceServicer):
     def __init__(self, service: CurationService) -> None:
         self.service = service
 
-    async def _user(self, context) -> User:  # type: ignore[no-untyped-def]
+    async def _user(self, context: grpc.aio.ServicerContext) -> User:
         return await asyncio.to_thread(self.service.authenticate, bearer_token(context))
 
-    async def CreateReviewTasks(self, request, context):  # type: ignore[no-untyped-def]
+    async def CreateReviewTasks(
+        self, request: curation_pb2.CreateReviewTasksRequest, context: grpc.aio.ServicerContext
+    ) -> curation_pb2.CreateReviewTasksResponse:
         user = await self._user(context)
         tasks = [
             NewTask(
@@ -95,12 +112,24 @@ class CurationServicer(curation_pb2_grpc.CurationServiceServicer):
             )
             for t in request.tasks
         ]
-        created, present = await asyncio.to_thread(
-            self.service.create_tasks, user, request.campaign_id, request.round_id, tasks
+        queue = request.queue
+        batch = ReviewBatchRequest(
+            queue_id=request.campaign_id,
+            batch_id=request.round_id,
+            requester=REQUESTERS.get(request.requester, ""),
+            round_number=request.round_number,
+            queue=QueueInfo(
+                name=queue.name, kind=queue.kind, taxonomy=queue.taxonomy, dataset=queue.dataset
+            )
+            if request.HasField("queue")
+            else None,
         )
+        created, present = await asyncio.to_thread(self.service.create_tasks, user, batch, tasks)
         return curation_pb2.CreateReviewTasksResponse(created=created, already_present=present)
 
-    async def ClaimTasks(self, request, context):  # type: ignore[no-untyped-def]
+    async def ClaimTasks(
+        self, request: curation_pb2.ClaimTasksRequest, context: grpc.aio.ServicerContext
+    ) -> curation_pb2.ClaimTasksResponse:
         user = await self._user(context)
         tasks = await asyncio.to_thread(
             self.service.claim,
@@ -113,12 +142,16 @@ class CurationServicer(curation_pb2_grpc.CurationServiceServicer):
         )
         return curation_pb2.ClaimTasksResponse(tasks=[task_message(t) for t in tasks])
 
-    async def ReleaseTasks(self, request, context):  # type: ignore[no-untyped-def]
+    async def ReleaseTasks(
+        self, request: curation_pb2.ReleaseTasksRequest, context: grpc.aio.ServicerContext
+    ) -> curation_pb2.ReleaseTasksResponse:
         user = await self._user(context)
         released = await asyncio.to_thread(self.service.release, user, list(request.task_ids))
         return curation_pb2.ReleaseTasksResponse(released=released)
 
-    async def SubmitDecisions(self, request, context):  # type: ignore[no-untyped-def]
+    async def SubmitDecisions(
+        self, request: curation_pb2.SubmitDecisionsRequest, context: grpc.aio.ServicerContext
+    ) -> curation_pb2.SubmitDecisionsResponse:
         user = await self._user(context)
         inputs = [
             DecisionInput(
@@ -131,14 +164,18 @@ class CurationServicer(curation_pb2_grpc.CurationServiceServicer):
             decisions=[decision_message(d) for d in decided]
         )
 
-    async def UndoDecision(self, request, context):  # type: ignore[no-untyped-def]
+    async def UndoDecision(
+        self, request: curation_pb2.UndoDecisionRequest, context: grpc.aio.ServicerContext
+    ) -> curation_pb2.Decision:
         user = await self._user(context)
         undone = await asyncio.to_thread(
             self.service.undo, user, request.client_decision_id, request.reason
         )
         return decision_message(undone)
 
-    async def ListDecisions(self, request, context):  # type: ignore[no-untyped-def]
+    async def ListDecisions(
+        self, request: curation_pb2.ListDecisionsRequest, context: grpc.aio.ServicerContext
+    ) -> curation_pb2.ListDecisionsResponse:
         user = await self._user(context)
         decided = await asyncio.to_thread(
             self.service.list_decisions,
@@ -149,7 +186,9 @@ class CurationServicer(curation_pb2_grpc.CurationServiceServicer):
         )
         return curation_pb2.ListDecisionsResponse(decisions=[decision_message(d) for d in decided])
 
-    async def GetProgress(self, request, context):  # type: ignore[no-untyped-def]
+    async def GetProgress(
+        self, request: curation_pb2.GetProgressRequest, context: grpc.aio.ServicerContext
+    ) -> curation_pb2.Progress:
         user = await self._user(context)
         rows = await asyncio.to_thread(
             self.service.progress, user, request.campaign_id, request.round_id
@@ -157,7 +196,7 @@ class CurationServicer(curation_pb2_grpc.CurationServiceServicer):
         return curation_pb2.Progress(
             counts=[
                 curation_pb2.ProgressCount(
-                    round_id=r.round_id,
+                    round_id=r.batch_id,
                     class_code=r.class_code,
                     kind=KIND_ENUM[r.kind],
                     open=r.open,
@@ -171,7 +210,9 @@ class CurationServicer(curation_pb2_grpc.CurationServiceServicer):
             decided=sum(r.decided for r in rows),
         )
 
-    async def CreateUser(self, request, context):  # type: ignore[no-untyped-def]
+    async def CreateUser(
+        self, request: curation_pb2.CreateUserRequest, context: grpc.aio.ServicerContext
+    ) -> curation_pb2.CreateUserResponse:
         actor = await self._user(context)
         user, token = await asyncio.to_thread(
             self.service.create_user, actor, request.name, ROLES.get(request.role, "")
@@ -180,6 +221,8 @@ class CurationServicer(curation_pb2_grpc.CurationServiceServicer):
             user=curation_pb2.User(name=user.name, role=ROLE_ENUM[user.role]), token=token
         )
 
-    async def WhoAmI(self, request, context):  # type: ignore[no-untyped-def]
+    async def WhoAmI(
+        self, request: curation_pb2.WhoAmIRequest, context: grpc.aio.ServicerContext
+    ) -> curation_pb2.User:
         user = await self._user(context)
         return curation_pb2.User(name=user.name, role=ROLE_ENUM[user.role])

@@ -1,30 +1,58 @@
 """What the experts' workbench (the web UI and other UI clients) reads besides the queue
-itself: the campaigns an expert works, tasks they already hold, reference cells of a class,
-the cell images behind tasks, and their own pace. Plain Python over PostgreSQL."""
+itself: the review queues an expert works, tasks they already hold, the next page of tasks,
+reference cells of a class, the cell images behind tasks, and their own pace.
+
+Plain Python over PostgreSQL, on curation's own tables; cells come from the core's cell
+registry (``marrowscope.core.cell_registry``).
+"""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from typing import Any
 
+from marrowscope.core import cell_registry
+from marrowscope.core.audit import append_event
 from marrowscope.core.db import DictPool
 from marrowscope.core.errors import NotFound
 from marrowscope.core.ids import parse_uuid
 
-from .service import CurationService, Task, User
+from .service import ASSIGNED_OR_OPEN, CurationService, Task, User
 
 
 @dataclass(frozen=True)
-class CampaignQueue:
+class Queue:
+    """A review queue as curation stored it from its requester's description."""
+
     id: str
     name: str
-    method: str
+    kind: str
     taxonomy: str
-    state: str
+    dataset: str
+
+
+@dataclass(frozen=True, kw_only=True)
+class QueueSummary:
+    """A queue on the expert's list: its open CST / AL tasks and who is assigned."""
+
+    id: str
+    name: str
+    kind: str
+    taxonomy: str
+    state: str  # 'open' while it has undecided tasks, else 'idle'
     open_cst: int
     open_al: int
     decided: int
     assigned: list[str]
+
+
+@dataclass(frozen=True)
+class TaskPage:
+    """Tasks to show on one page: those the user already holds first, then newly claimed."""
+
+    taxonomy: str
+    proposed_class: str
+    tasks: list[Task]
 
 
 class Workbench:
@@ -32,100 +60,114 @@ class Workbench:
         self.pool = pool
         self.curation = curation
 
-    def _visible(self, user: User) -> str:
-        """SQL condition: campaign c is visible to %(user)s (admins see all)."""
+    @staticmethod
+    def _visible(user: User, queue: str) -> str:
+        """SQL condition: the queue whose id is the column ``queue`` is visible to %(user)s
+        (admins see all)."""
         if user.role == "admin":
             return "true"
-        return """(NOT EXISTS (SELECT 1 FROM campaign_assignments a WHERE a.campaign_id = c.id)
-                   OR EXISTS (SELECT 1 FROM campaign_assignments a
-                              WHERE a.campaign_id = c.id AND a.user_name = %(user)s))"""
+        return ASSIGNED_OR_OPEN.format(queue=queue)
 
-    def queues(self, user: User) -> list[CampaignQueue]:
+    def queues(self, user: User) -> list[QueueSummary]:
+        """The queues this user works (all for admins), newest first."""
         self.curation.require(user, "expert", "admin")
         with self.pool.connection() as conn:
             rows = conn.execute(
-                f"""SELECT c.id, c.name, c.method, c.taxonomy, c.state,
+                f"""SELECT q.id, q.name, q.kind, q.taxonomy,
                        count(t.id) FILTER (WHERE t.kind = 'CST' AND t.state <> 'decided') AS open_cst,
                        count(t.id) FILTER (WHERE t.kind = 'AL' AND t.state <> 'decided') AS open_al,
                        count(t.id) FILTER (WHERE t.state = 'decided') AS decided,
                        coalesce((SELECT array_agg(user_name ORDER BY user_name)
-                                 FROM campaign_assignments a WHERE a.campaign_id = c.id), '{{}}') AS assigned
-                   FROM campaigns c LEFT JOIN review_tasks t ON t.campaign_id = c.id
-                   WHERE {self._visible(user)}
-                   GROUP BY c.id ORDER BY c.created_at DESC""",
+                                 FROM queue_assignments a WHERE a.queue_id = q.id), '{{}}') AS assigned
+                   FROM review_queues q LEFT JOIN review_tasks t ON t.queue_id = q.id
+                   WHERE {self._visible(user, "q.id")}
+                   GROUP BY q.id ORDER BY q.created_at DESC""",
                 {"user": user.name},
             ).fetchall()
         return [
-            CampaignQueue(
-                str(r["id"]),
-                r["name"],
-                r["method"],
-                r["taxonomy"],
-                r["state"],
-                r["open_cst"],
-                r["open_al"],
-                r["decided"],
-                list(r["assigned"]),
+            QueueSummary(
+                id=str(r["id"]),
+                name=r["name"],
+                kind=r["kind"],
+                taxonomy=r["taxonomy"],
+                state="open" if r["open_cst"] + r["open_al"] else "idle",
+                open_cst=r["open_cst"],
+                open_al=r["open_al"],
+                decided=r["decided"],
+                assigned=list(r["assigned"]),
             )
             for r in rows
         ]
 
-    def check_visible(self, user: User, campaign_id: str) -> dict[str, Any]:
-        cid = parse_uuid(campaign_id, "campaign id")
+    def check_visible(self, user: User, queue_id: str) -> Queue:
+        """The queue, if it exists and this user may work it (else NotFound)."""
+        qid = parse_uuid(queue_id, "campaign (queue) id")
         with self.pool.connection() as conn:
             row = conn.execute(
-                f"SELECT c.* FROM campaigns c WHERE c.id = %(c)s AND {self._visible(user)}",
-                {"c": cid, "user": user.name},
+                f"""SELECT q.id, q.name, q.kind, q.taxonomy, q.dataset FROM review_queues q
+                    WHERE q.id = %(q)s AND {self._visible(user, "q.id")}""",
+                {"q": qid, "user": user.name},
             ).fetchone()
         if row is None:
-            raise NotFound(f"campaign {cid} not found or not assigned to you")
-        return row
+            raise NotFound(f"queue {qid} not found or not assigned to you")
+        return Queue(str(row["id"]), row["name"], row["kind"], row["taxonomy"], row["dataset"])
 
-    def assign(self, actor: User, campaign_id: str, user_name: str, assigned: bool) -> list[str]:
+    def assign(self, actor: User, queue_id: str, user_name: str, assigned: bool) -> list[str]:
+        """Assign (or unassign) an expert to a queue; the queue's experts after the change.
+        The queue need not exist yet: an admin may assign before its first batch arrives."""
         self.curation.require(actor, "admin")
-        cid = parse_uuid(campaign_id, "campaign id")
+        qid = parse_uuid(queue_id, "campaign (queue) id")
         with self.pool.connection() as conn, conn.transaction():
             if conn.execute("SELECT 1 FROM users WHERE name = %s", (user_name,)).fetchone() is None:
                 raise NotFound(f"user {user_name!r} not found")
             if assigned:
                 conn.execute(
-                    """INSERT INTO campaign_assignments (campaign_id, user_name, assigned_by)
+                    """INSERT INTO queue_assignments (queue_id, user_name, assigned_by)
                        VALUES (%s, %s, %s) ON CONFLICT DO NOTHING""",
-                    (cid, user_name, actor.name),
+                    (qid, user_name, actor.name),
                 )
             else:
                 conn.execute(
-                    "DELETE FROM campaign_assignments WHERE campaign_id = %s AND user_name = %s",
-                    (cid, user_name),
+                    "DELETE FROM queue_assignments WHERE queue_id = %s AND user_name = %s",
+                    (qid, user_name),
                 )
-            self.curation._audit(
+            append_event(
                 conn,
-                actor,
-                "assign" if assigned else "unassign",
-                "campaign",
-                str(cid),
-                None,
-                {"user": user_name},
-                None,
+                actor=actor.name,
+                action="assign" if assigned else "unassign",
+                entity="review_queue",
+                entity_id=str(qid),
+                previous=None,
+                current={"user": user_name},
+                reason=None,
             )
             rows = conn.execute(
-                "SELECT user_name FROM campaign_assignments WHERE campaign_id = %s ORDER BY 1",
-                (cid,),
+                "SELECT user_name FROM queue_assignments WHERE queue_id = %s ORDER BY 1", (qid,)
             ).fetchall()
         return [r["user_name"] for r in rows]
 
-    def held(self, user: User, campaign_id: str, kind: str, proposed_class: str = "") -> list[Task]:
+    def assignments(self, actor: User) -> dict[str, list[str]]:
+        """Every queue id with assigned experts (including queues with no batch yet)."""
+        self.curation.require(actor, "admin")
+        with self.pool.connection() as conn:
+            rows = conn.execute(
+                """SELECT queue_id, array_agg(user_name ORDER BY user_name) AS users
+                   FROM queue_assignments GROUP BY queue_id"""
+            ).fetchall()
+        return {str(r["queue_id"]): list(r["users"]) for r in rows}
+
+    def held(self, user: User, queue_id: str, kind: str, proposed_class: str = "") -> list[Task]:
         """Tasks this user claimed whose lease still runs (what a reloaded page shows again)."""
         with self.pool.connection() as conn:
             rows = conn.execute(
-                """SELECT t.*, r.number AS round_number FROM review_tasks t
-                   JOIN rounds r ON r.id = t.round_id
-                   WHERE t.campaign_id = %(c)s AND t.kind = %(k)s AND t.state = 'claimed'
+                """SELECT t.*, b.number AS round_number FROM review_tasks t
+                   JOIN review_batches b ON b.id = t.batch_id
+                   WHERE t.queue_id = %(q)s AND t.kind = %(k)s AND t.state = 'claimed'
                      AND t.claimed_by = %(u)s AND t.lease_expires_at > now()
                      AND (%(p)s = '' OR t.proposed_class = %(p)s)
                    ORDER BY t.created_at, t.id""",
                 {
-                    "c": parse_uuid(campaign_id, "campaign id"),
+                    "q": parse_uuid(queue_id, "campaign (queue) id"),
                     "k": kind,
                     "u": user.name,
                     "p": proposed_class,
@@ -133,12 +175,41 @@ class Workbench:
             ).fetchall()
         return [Task.from_row(r) for r in rows]
 
+    def next_page(
+        self, user: User, queue_id: str, kind: str, proposed_class: str = "", limit: int = 50
+    ) -> TaskPage:
+        """The next page of ``kind`` tasks of a queue: the tasks this user still holds first
+        (a reload shows the same page), then newly claimed ones up to ``limit``.
+
+        A CST page shows one proposed class. Without one, it is the class of the page a
+        reload left off; else the class with the most open tasks."""
+        queue = self.check_visible(user, queue_id)
+        proposed = proposed_class
+        if kind == "CST" and not proposed:
+            held_any = self.held(user, queue_id, "CST")
+            if held_any:
+                proposed = held_any[0].proposed_class
+            else:
+                open_by_class: dict[str, int] = {}
+                for r in self.curation.progress(user, queue_id):
+                    if r.kind == "CST":
+                        open_by_class[r.class_code] = open_by_class.get(r.class_code, 0) + r.open
+                if open_by_class and max(open_by_class.values()) > 0:
+                    proposed = max(open_by_class, key=lambda c: open_by_class[c])
+            tasks = [t for t in held_any if t.proposed_class == proposed]
+        else:
+            tasks = self.held(user, queue_id, kind, proposed)
+        if len(tasks) < limit:
+            tasks += self.curation.claim(user, queue_id, kind, proposed, limit - len(tasks))
+        return TaskPage(queue.taxonomy, proposed, tasks)
+
     def task_image_key(self, user: User, task_id: str) -> str:
+        """The object key of a task's cell image, for a user who may see the task's queue."""
         self.curation.require(user, "expert", "admin")
         with self.pool.connection() as conn:
             row = conn.execute(
-                f"""SELECT t.object_key FROM review_tasks t JOIN campaigns c ON c.id = t.campaign_id
-                    WHERE t.id = %(t)s AND {self._visible(user)}""",
+                f"""SELECT t.object_key FROM review_tasks t
+                    WHERE t.id = %(t)s AND {self._visible(user, "t.queue_id")}""",
                 {"t": parse_uuid(task_id, "task id"), "user": user.name},
             ).fetchone()
         if row is None:
@@ -146,34 +217,31 @@ class Workbench:
         return str(row["object_key"])
 
     def reference_cells(
-        self, user: User, campaign_id: str, class_codes: list[str], per_class: int = 4
+        self, user: User, queue_id: str, class_codes: list[str], per_class: int = 4
     ) -> dict[str, list[str]]:
         """Cell ids of confirmed examples (imported or expert labels) of each class, from the
-        campaign's dataset: what the expert compares an unsure cell with."""
-        campaign = self.check_visible(user, campaign_id)
-        out: dict[str, list[str]] = {}
+        queue's dataset: what the expert compares an unsure cell with. A queue without a
+        dataset (the LIS review) has none."""
+        queue = self.check_visible(user, queue_id)
+        codes = class_codes[:5]
+        if not queue.dataset:
+            return {code: [] for code in codes}
         with self.pool.connection() as conn:
-            for code in class_codes[:5]:
-                rows = conn.execute(
-                    """SELECT DISTINCT ON (l.cell_id) l.cell_id FROM labels l
-                       JOIN cells c ON c.id = l.cell_id
-                       WHERE l.class_code = %s AND l.taxonomy = %s AND c.dataset = %s
-                         AND l.source IN ('import', 'expert', 'reference')
-                       ORDER BY l.cell_id LIMIT %s""",
-                    (code, campaign["taxonomy"], campaign["dataset"], per_class),
-                ).fetchall()
-                out[code] = [str(r["cell_id"]) for r in rows]
-        return out
+            return {
+                code: cell_registry.confirmed_examples(
+                    conn, queue.taxonomy, queue.dataset, code, per_class
+                )
+                for code in codes
+            }
 
     def cell_image_key(self, user: User, cell_id: str) -> str:
+        """The object key of a registered cell's image (reference cells are any cells)."""
         self.curation.require(user, "expert", "admin")
         with self.pool.connection() as conn:
-            row = conn.execute(
-                "SELECT object_key FROM cells WHERE id = %s", (parse_uuid(cell_id, "cell id"),)
-            ).fetchone()
-        if row is None:
+            key = cell_registry.cell_object_key(conn, cell_id)
+        if key is None:
             raise NotFound(f"cell {cell_id} not found")
-        return str(row["object_key"])
+        return key
 
     def pace(self, user: User) -> dict[str, Any]:
         """The user's own decisions in the last 10 and 60 minutes, and per minute."""

@@ -3,29 +3,38 @@
 ``revise_report`` writes the next report version from the analysed cells with every expert
 correction applied (preliminary until signed out, then final, then corrected).
 ``CurationReview`` sends the low-confidence cells of a preliminary report to the curation
-service as AL review tasks (one round of the LIS_REVIEW campaign per analysis job) and turns
-the experts' labels there into corrections and a new report version.
+service as AL review tasks and turns the experts' labels there into corrections and a new
+report version. The LIS API names its own review queue there (``REVIEW_QUEUE_ID``, described
+in every request, so curation creates it on first use) and one review batch per analysis job
+(the batch id is the job id); it reads no curation table.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import uuid
 from typing import Any
 
 from marrowscope.core.clients import ServiceClients
 from marrowscope.core.taxonomy import Taxonomy
 from marrowscope.v1 import curation_pb2
 
+from .pipeline import PeerUnavailable, call_peer
 from .report import Thresholds, build_differential
-from .store import REVIEW_CAMPAIGN, LisStore
-from .worker import PeerUnavailable, call_peer
+from .repository import LisRepository
 
 log = logging.getLogger(__name__)
+# The curation queue that holds specimen reviews. Fixed, so every API replica names the same
+# one; the value of the former stand-in 'LIS_REVIEW' campaign, whose tasks migration 0006 kept
+# under this queue id.
+REVIEW_QUEUE_ID = uuid.UUID("6c15e7a0-0000-4000-8000-000000000001")
+REVIEW_QUEUE_NAME = "LIS specimen review"
+REVIEW_QUEUE_KIND = "LIS_REVIEW"
 
 
 def revise_report(
-    lis: LisStore,
+    lis: LisRepository,
     specimen_id: Any,
     latest: dict[str, Any],
     taxonomy: Taxonomy,
@@ -47,9 +56,12 @@ def revise_report(
 
 
 class CurationReview:
+    """Low-confidence cells out to the curation service's experts, their labels back in as
+    report versions; driven by the analysis worker between jobs (``sync_once``)."""
+
     def __init__(
         self,
-        lis: LisStore,
+        lis: LisRepository,
         clients: ServiceClients,
         token: str,
         taxonomy: Taxonomy,
@@ -83,7 +95,6 @@ class CurationReview:
             for c in await asyncio.to_thread(self.lis.job_cells, job["id"])
             if str(c["cell_id"]) in wanted
         ]
-        campaign, round_id = await asyncio.to_thread(self.lis.ensure_review_round, job["id"])
         tasks = [
             curation_pb2.NewReviewTask(
                 cell_id=str(c["cell_id"]),
@@ -102,7 +113,17 @@ class CurationReview:
             "curation",
             self.clients.curation.CreateReviewTasks(
                 curation_pb2.CreateReviewTasksRequest(
-                    campaign_id=campaign, round_id=round_id, tasks=tasks
+                    campaign_id=str(REVIEW_QUEUE_ID),
+                    round_id=str(job["id"]),  # the job is the batch
+                    tasks=tasks,
+                    queue=curation_pb2.ReviewQueue(
+                        name=REVIEW_QUEUE_NAME,
+                        kind=REVIEW_QUEUE_KIND,
+                        taxonomy=self.taxonomy.name,
+                        dataset="",  # no reference cells: experts see the model's top classes
+                    ),
+                    requester=curation_pb2.BATCH_REQUESTER_ANALYSIS_JOB,
+                    round_number=0,
                 ),
                 metadata=self.metadata,
                 timeout=self.deadline_s,
@@ -112,12 +133,12 @@ class CurationReview:
         log.info("analysis job %s: %d low-confidence cells sent for review", job["id"], len(tasks))
 
     async def _collect(self, job: dict[str, Any]) -> None:
-        # The round exists since _send; its ids follow from the job (no write on every pass).
-        campaign, round_id = str(REVIEW_CAMPAIGN), str(job["id"])
+        # The batch exists since _send; its ids follow from the job.
+        queue, batch = str(REVIEW_QUEUE_ID), str(job["id"])
         reply = await call_peer(
             "curation",
             self.clients.curation.ListDecisions(
-                curation_pb2.ListDecisionsRequest(campaign_id=campaign, round_id=round_id),
+                curation_pb2.ListDecisionsRequest(campaign_id=queue, round_id=batch),
                 metadata=self.metadata,
                 timeout=self.deadline_s,
             ),
@@ -154,7 +175,7 @@ class CurationReview:
         progress = await call_peer(
             "curation",
             self.clients.curation.GetProgress(
-                curation_pb2.GetProgressRequest(campaign_id=campaign, round_id=round_id),
+                curation_pb2.GetProgressRequest(campaign_id=queue, round_id=batch),
                 metadata=self.metadata,
                 timeout=self.deadline_s,
             ),

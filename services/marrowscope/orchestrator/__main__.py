@@ -8,20 +8,20 @@ from marrowscope.core.runtime import open_resources, serve
 from marrowscope.v1 import orchestrator_pb2_grpc
 
 from .datasets import DatasetImporter, segmentation_cropper
+from .repository import CampaignRepository
 from .runner import CampaignRunner
 from .servicer import SERVICE_NAME, OrchestratorServicer
 from .settings import OrchestratorSettings
-from .store import CampaignStore
 
 
 def main() -> None:
     configure_logging("orchestrator")
     settings = OrchestratorSettings()
     resources = open_resources()
-    store = CampaignStore(resources.pool)
+    campaigns = CampaignRepository(resources.pool)
     clients = ServiceClients(resources.peers)
     runner = CampaignRunner(
-        store,
+        campaigns,
         clients,
         settings.curation_token.get_secret_value(),
         settings.review_poll_seconds,
@@ -31,10 +31,10 @@ def main() -> None:
     importer = DatasetImporter(
         resources.pool, resources.store, segmentation_cropper(clients.segmentation)
     )
-    servicer = OrchestratorServicer(store, runner, importer)
+    servicer = OrchestratorServicer(campaigns, runner, importer)
 
     async def resume() -> None:
-        for campaign_id in await asyncio.to_thread(store.running_campaigns):
+        for campaign_id in await asyncio.to_thread(campaigns.running_campaigns):
             runner.start(campaign_id)
 
     async def close() -> None:

@@ -29,8 +29,8 @@ from marrowscope.v1 import (
     training_pb2,
 )
 
+from .repository import CampaignRecord, CampaignRepository, CampaignState, RoundRecord, RoundState
 from .selection import Scored, Thresholds, balance, strategy_for
-from .store import CampaignRecord, CampaignStore, RoundRecord
 
 log = logging.getLogger(__name__)
 
@@ -38,14 +38,14 @@ log = logging.getLogger(__name__)
 class CampaignRunner:
     def __init__(
         self,
-        store: CampaignStore,
+        campaigns: CampaignRepository,
         clients: ServiceClients,
         curation_token: str,
         review_poll_seconds: float = 2.0,
         classify_chunk: int = 256,
         training_deadline_s: float = 6 * 3600.0,
     ) -> None:
-        self.store = store
+        self.campaigns = campaigns
         self.clients = clients
         self.metadata = (("authorization", f"Bearer {curation_token}"),)
         self.review_poll_seconds = review_poll_seconds
@@ -76,29 +76,31 @@ class CampaignRunner:
             self.start(campaign_id)
         except Exception as exc:
             log.exception("campaign %s failed", campaign_id)
-            await asyncio.to_thread(self.store.set_state, campaign_id, "failed", str(exc))
+            await asyncio.to_thread(
+                self.campaigns.set_state, campaign_id, CampaignState.FAILED, str(exc)
+            )
 
     async def _campaign(self, campaign_id: str) -> CampaignRecord:
-        return await asyncio.to_thread(self.store.get, campaign_id)
+        return await asyncio.to_thread(self.campaigns.get, campaign_id)
 
     async def run(self, campaign_id: str) -> None:
         campaign = await self._campaign(campaign_id)
         previous_model = ""
         for number in range(1, campaign.parameters.rounds + 1):
             campaign = await self._campaign(campaign_id)
-            if campaign.state != "running":
+            if campaign.state != CampaignState.RUNNING:
                 return
-            round_ = await asyncio.to_thread(self.store.open_round, campaign_id, number)
-            if round_.state != "done":
+            round_ = await asyncio.to_thread(self.campaigns.open_round, campaign_id, number)
+            if round_.state != RoundState.DONE:
                 await self._run_round(campaign, round_, previous_model)
-                round_ = await asyncio.to_thread(self.store.open_round, campaign_id, number)
+                round_ = await asyncio.to_thread(self.campaigns.open_round, campaign_id, number)
             previous_model = round_.model_version_id
-        await asyncio.to_thread(self.store.set_state, campaign_id, "completed")
+        await asyncio.to_thread(self.campaigns.set_state, campaign_id, CampaignState.COMPLETED)
         log.info("campaign %s completed", campaign_id)
 
     async def _run_round(self, campaign: CampaignRecord, round_: RoundRecord, parent: str) -> None:
-        update = self.store.update_round
-        if round_.state == "training":
+        update = self.campaigns.update_round
+        if round_.state == RoundState.TRAINING:
             job_id, model, teacher_count = await self._train(campaign, round_, parent)
             await asyncio.to_thread(
                 update,
@@ -106,36 +108,38 @@ class CampaignRunner:
                 training_job_id=job_id,
                 model_version_id=model,
                 teacher_count=teacher_count,
-                state="evaluating",
+                state=RoundState.EVALUATING,
             )
-            round_.model_version_id, round_.state = model, "evaluating"
-        if round_.state == "evaluating":
+            round_.model_version_id, round_.state = model, RoundState.EVALUATING
+        if round_.state == RoundState.EVALUATING:
             metrics = await self._evaluate(campaign, round_.model_version_id)
-            labelled = await asyncio.to_thread(self.store.labelled, campaign.id, campaign.taxonomy)
+            labelled = await asyncio.to_thread(
+                self.campaigns.labelled, campaign.id, campaign.taxonomy
+            )
             metrics["labelled_per_class"] = dict(Counter(c.class_code for c in labelled))
-            await asyncio.to_thread(update, round_.id, metrics=metrics, state="predicting")
-            round_.state, round_.metrics = "predicting", metrics
-        if round_.state == "predicting":
+            await asyncio.to_thread(update, round_.id, metrics=metrics, state=RoundState.PREDICTING)
+            round_.state, round_.metrics = RoundState.PREDICTING, metrics
+        if round_.state == RoundState.PREDICTING:
             await self._predict_and_select(campaign, round_)
-            round_ = await asyncio.to_thread(self.store.open_round, campaign.id, round_.number)
-        if round_.state == "reviewing":
+            round_ = await asyncio.to_thread(self.campaigns.open_round, campaign.id, round_.number)
+        if round_.state == RoundState.REVIEWING:
             if not await self._wait_for_review(campaign, round_):
                 return  # paused: the round stays in review
-            await asyncio.to_thread(update, round_.id, state="absorbing")
-            round_.state = "absorbing"
-        if round_.state == "absorbing":
+            await asyncio.to_thread(update, round_.id, state=RoundState.ABSORBING)
+            round_.state = RoundState.ABSORBING
+        if round_.state == RoundState.ABSORBING:
             decisions = await self._decisions(campaign.id, round_.id)
             absorbed = await asyncio.to_thread(
-                self.store.absorb, campaign.id, campaign.taxonomy, round_.number, decisions
+                self.campaigns.absorb, campaign.id, campaign.taxonomy, round_.number, decisions
             )
-            current = await asyncio.to_thread(self.store.open_round, campaign.id, round_.number)
+            current = await asyncio.to_thread(self.campaigns.open_round, campaign.id, round_.number)
             await asyncio.to_thread(
                 update,
                 round_.id,
                 decided=len(decisions),
                 added=absorbed.added,
                 metrics={**current.metrics, **absorbed.to_json()},
-                state="done",
+                state=RoundState.DONE,
                 finished_at=datetime.now(UTC),
             )
 
@@ -143,10 +147,10 @@ class CampaignRunner:
         self, campaign: CampaignRecord, round_: RoundRecord, parent: str
     ) -> tuple[str, str, int]:
         params = campaign.parameters
-        labelled = await asyncio.to_thread(self.store.labelled, campaign.id, campaign.taxonomy)
+        labelled = await asyncio.to_thread(self.campaigns.labelled, campaign.id, campaign.taxonomy)
         teacher = balance(labelled, params.class_cap)
         validation = await asyncio.to_thread(
-            self.store.reference_set, campaign.id, "validation", campaign.taxonomy
+            self.campaigns.reference_set, campaign.id, "validation", campaign.taxonomy
         )
         request = training_pb2.StartTrainingRequest(
             request_id=f"round:{round_.id}",
@@ -214,7 +218,7 @@ class CampaignRunner:
 
     async def _evaluate(self, campaign: CampaignRecord, model: str) -> dict:
         test = await asyncio.to_thread(
-            self.store.reference_set, campaign.id, "test", campaign.taxonomy
+            self.campaigns.reference_set, campaign.id, "test", campaign.taxonomy
         )
         predictions = await self._classify([(c.cell_id, c.object_key) for c in test], model)
         truth = {c.cell_id: c.class_code for c in test}
@@ -226,18 +230,21 @@ class CampaignRunner:
 
     async def _predict_and_select(self, campaign: CampaignRecord, round_: RoundRecord) -> None:
         params = campaign.parameters
-        pool = await asyncio.to_thread(self.store.pool_cells, campaign.id)
+        pool = await asyncio.to_thread(self.campaigns.pool_cells, campaign.id)
         rng = random.Random(params.seed * 1000 + round_.number)
         sample = rng.sample(pool, min(params.sample_size, len(pool)))
         predictions = await self._classify(sample, round_.model_version_id)
         scored = [
             Scored(
-                p.cell_id,
-                p.object_key,
-                p.top1_class,
-                p.top1_probability,
-                p.margin,
-                [(p.top1_class, p.top1_probability), (p.top2_class, p.top2_probability)],
+                cell_id=p.cell_id,
+                object_key=p.object_key,
+                top1_class=p.top1_class,
+                top1_probability=p.top1_probability,
+                margin=p.margin,
+                top_classes=[
+                    (p.top1_class, p.top1_probability),
+                    (p.top2_class, p.top2_probability),
+                ],
             )
             for p in predictions
         ]
@@ -249,16 +256,16 @@ class CampaignRunner:
                 for s in selection.unchecked
             ]
             absorbed = await asyncio.to_thread(
-                self.store.absorb, campaign.id, campaign.taxonomy, round_.number, decisions
+                self.campaigns.absorb, campaign.id, campaign.taxonomy, round_.number, decisions
             )
             await asyncio.to_thread(
-                self.store.update_round,
+                self.campaigns.update_round,
                 round_.id,
                 sampled=len(sample),
                 cst_candidates=len(selection.unchecked),
                 added=absorbed.added,
                 metrics={**round_.metrics, **absorbed.to_json()},
-                state="done",
+                state=RoundState.DONE,
                 finished_at=datetime.now(UTC),
             )
             return
@@ -278,20 +285,32 @@ class CampaignRunner:
             )
             for s in group
         ]
+        # Curation keeps its own copy of the queue: it reads no orchestrator table.
+        queue = curation_pb2.ReviewQueue(
+            name=campaign.name,
+            kind=campaign.method,
+            taxonomy=campaign.taxonomy,
+            dataset=campaign.dataset,
+        )
         for start in range(0, len(tasks), 500):
             await self.clients.curation.CreateReviewTasks(
                 curation_pb2.CreateReviewTasksRequest(
-                    campaign_id=campaign.id, round_id=round_.id, tasks=tasks[start : start + 500]
+                    campaign_id=campaign.id,
+                    round_id=round_.id,
+                    tasks=tasks[start : start + 500],
+                    queue=queue,
+                    requester=curation_pb2.BATCH_REQUESTER_CAMPAIGN_ROUND,
+                    round_number=round_.number,
                 ),
                 metadata=self.metadata,
             )
         await asyncio.to_thread(
-            self.store.update_round,
+            self.campaigns.update_round,
             round_.id,
             sampled=len(sample),
             cst_candidates=len(selection.cst),
             al_candidates=len(selection.al),
-            state="reviewing" if tasks else "absorbing",
+            state=RoundState.REVIEWING if tasks else "absorbing",
         )
         log.info(
             "round %d: %d CST and %d AL tasks for experts",
@@ -310,7 +329,7 @@ class CampaignRunner:
             if progress.open + progress.claimed == 0:
                 return True
             current = await self._campaign(campaign.id)
-            if current.state != "running":
+            if current.state != CampaignState.RUNNING:
                 return False
             await asyncio.sleep(self.review_poll_seconds)
 

@@ -14,8 +14,14 @@ from marrowscope.core.errors import FailedPrecondition
 from marrowscope.v1 import common_pb2, orchestrator_pb2, orchestrator_pb2_grpc
 
 from .datasets import DatasetImporter
+from .repository import (
+    CampaignParameters,
+    CampaignRecord,
+    CampaignRepository,
+    CampaignState,
+    RoundState,
+)
 from .runner import CampaignRunner
-from .store import CampaignParameters, CampaignRecord, CampaignState, CampaignStore, RoundState
 
 SERVICE_NAME = orchestrator_pb2.DESCRIPTOR.services_by_name["OrchestratorService"].full_name
 METHODS = {
@@ -85,9 +91,9 @@ def campaign_message(c: CampaignRecord) -> orchestrator_pb2.Campaign:
 
 class OrchestratorServicer(orchestrator_pb2_grpc.OrchestratorServiceServicer):
     def __init__(
-        self, store: CampaignStore, runner: CampaignRunner, importer: DatasetImporter
+        self, campaigns: CampaignRepository, runner: CampaignRunner, importer: DatasetImporter
     ) -> None:
-        self.store = store
+        self.campaigns = campaigns
         self.runner = runner
         self.importer = importer
 
@@ -111,7 +117,7 @@ class OrchestratorServicer(orchestrator_pb2_grpc.OrchestratorServiceServicer):
         self, request: orchestrator_pb2.CreateCampaignRequest, context: grpc.aio.ServicerContext
     ) -> orchestrator_pb2.Campaign:
         record = await asyncio.to_thread(
-            self.store.create,
+            self.campaigns.create,
             request.request_id,
             request.name,
             METHODS.get(request.method, ""),
@@ -124,30 +130,30 @@ class OrchestratorServicer(orchestrator_pb2_grpc.OrchestratorServiceServicer):
     async def StartCampaign(
         self, request: orchestrator_pb2.CampaignIdRequest, context: grpc.aio.ServicerContext
     ) -> orchestrator_pb2.Campaign:
-        record = await asyncio.to_thread(self.store.get, request.campaign_id)
+        record = await asyncio.to_thread(self.campaigns.get, request.campaign_id)
         if record.state in (CampaignState.COMPLETED, CampaignState.FAILED):
             raise FailedPrecondition(f"campaign {record.id} is {record.state}; create a new one")
-        await asyncio.to_thread(self.store.set_state, record.id, CampaignState.RUNNING)
+        await asyncio.to_thread(self.campaigns.set_state, record.id, CampaignState.RUNNING)
         self.runner.start(record.id)
-        return campaign_message(await asyncio.to_thread(self.store.get, record.id))
+        return campaign_message(await asyncio.to_thread(self.campaigns.get, record.id))
 
     async def PauseCampaign(
         self, request: orchestrator_pb2.CampaignIdRequest, context: grpc.aio.ServicerContext
     ) -> orchestrator_pb2.Campaign:
-        record = await asyncio.to_thread(self.store.get, request.campaign_id)
+        record = await asyncio.to_thread(self.campaigns.get, request.campaign_id)
         if record.state == CampaignState.RUNNING:
-            await asyncio.to_thread(self.store.set_state, record.id, CampaignState.PAUSED)
-        return campaign_message(await asyncio.to_thread(self.store.get, record.id))
+            await asyncio.to_thread(self.campaigns.set_state, record.id, CampaignState.PAUSED)
+        return campaign_message(await asyncio.to_thread(self.campaigns.get, record.id))
 
     async def GetCampaign(
         self, request: orchestrator_pb2.CampaignIdRequest, context: grpc.aio.ServicerContext
     ) -> orchestrator_pb2.Campaign:
-        return campaign_message(await asyncio.to_thread(self.store.get, request.campaign_id))
+        return campaign_message(await asyncio.to_thread(self.campaigns.get, request.campaign_id))
 
     async def ListCampaigns(
         self, request: orchestrator_pb2.ListCampaignsRequest, context: grpc.aio.ServicerContext
     ) -> orchestrator_pb2.ListCampaignsResponse:
-        records = await asyncio.to_thread(self.store.all_campaigns)
+        records = await asyncio.to_thread(self.campaigns.all_campaigns)
         return orchestrator_pb2.ListCampaignsResponse(
             campaigns=[campaign_message(r) for r in records]
         )
@@ -157,7 +163,7 @@ class OrchestratorServicer(orchestrator_pb2_grpc.OrchestratorServiceServicer):
     ) -> AsyncIterator[orchestrator_pb2.Campaign]:
         last = None
         while True:
-            record = await asyncio.to_thread(self.store.get, request.campaign_id)
+            record = await asyncio.to_thread(self.campaigns.get, request.campaign_id)
             message = campaign_message(record)
             key = message.SerializeToString(deterministic=True)
             if key != last:

@@ -27,7 +27,7 @@ from marrowscope.core.preprocess import InputSpecData, decode_for_model
 from marrowscope.core.settings import DatabaseSettings, ObjectStoreSettings
 from marrowscope.core.taxonomy import load_taxonomy
 
-from . import store as jobs
+from . import repository as jobs
 from .trainer import Cancelled, EpochResult, HyperParameters, train
 
 log = logging.getLogger("marrowscope.training.job")

@@ -19,7 +19,7 @@ from marrowscope.core.ids import parse_uuid
 from marrowscope.core.model_registry import get_model_version
 from marrowscope.core.taxonomy import load_taxonomy
 
-from . import store as jobs
+from . import repository as jobs
 from .launchers import JobLauncher
 from .settings import TrainingSettings
 from .trainer import HyperParameters

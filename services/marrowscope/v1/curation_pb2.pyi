@@ -37,6 +37,12 @@ class Role(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     ROLE_EXPERT: _ClassVar[Role]
     ROLE_ADMIN: _ClassVar[Role]
     ROLE_SERVICE: _ClassVar[Role]
+
+class BatchRequester(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    BATCH_REQUESTER_UNSPECIFIED: _ClassVar[BatchRequester]
+    BATCH_REQUESTER_CAMPAIGN_ROUND: _ClassVar[BatchRequester]
+    BATCH_REQUESTER_ANALYSIS_JOB: _ClassVar[BatchRequester]
 TASK_KIND_UNSPECIFIED: TaskKind
 TASK_KIND_CST: TaskKind
 TASK_KIND_AL: TaskKind
@@ -53,6 +59,9 @@ ROLE_UNSPECIFIED: Role
 ROLE_EXPERT: Role
 ROLE_ADMIN: Role
 ROLE_SERVICE: Role
+BATCH_REQUESTER_UNSPECIFIED: BatchRequester
+BATCH_REQUESTER_CAMPAIGN_ROUND: BatchRequester
+BATCH_REQUESTER_ANALYSIS_JOB: BatchRequester
 
 class ClassScore(_message.Message):
     __slots__ = ("class_code", "probability")
@@ -104,15 +113,33 @@ class ReviewTask(_message.Message):
     round_number: int
     def __init__(self, id: _Optional[str] = ..., campaign_id: _Optional[str] = ..., round_id: _Optional[str] = ..., cell_id: _Optional[str] = ..., object_key: _Optional[str] = ..., kind: _Optional[_Union[TaskKind, str]] = ..., proposed_class: _Optional[str] = ..., top_classes: _Optional[_Iterable[_Union[ClassScore, _Mapping]]] = ..., state: _Optional[_Union[TaskState, str]] = ..., claimed_by: _Optional[str] = ..., lease_expires_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., round_number: _Optional[int] = ...) -> None: ...
 
+class ReviewQueue(_message.Message):
+    __slots__ = ("name", "kind", "taxonomy", "dataset")
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    KIND_FIELD_NUMBER: _ClassVar[int]
+    TAXONOMY_FIELD_NUMBER: _ClassVar[int]
+    DATASET_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    kind: str
+    taxonomy: str
+    dataset: str
+    def __init__(self, name: _Optional[str] = ..., kind: _Optional[str] = ..., taxonomy: _Optional[str] = ..., dataset: _Optional[str] = ...) -> None: ...
+
 class CreateReviewTasksRequest(_message.Message):
-    __slots__ = ("campaign_id", "round_id", "tasks")
+    __slots__ = ("campaign_id", "round_id", "tasks", "queue", "requester", "round_number")
     CAMPAIGN_ID_FIELD_NUMBER: _ClassVar[int]
     ROUND_ID_FIELD_NUMBER: _ClassVar[int]
     TASKS_FIELD_NUMBER: _ClassVar[int]
+    QUEUE_FIELD_NUMBER: _ClassVar[int]
+    REQUESTER_FIELD_NUMBER: _ClassVar[int]
+    ROUND_NUMBER_FIELD_NUMBER: _ClassVar[int]
     campaign_id: str
     round_id: str
     tasks: _containers.RepeatedCompositeFieldContainer[NewReviewTask]
-    def __init__(self, campaign_id: _Optional[str] = ..., round_id: _Optional[str] = ..., tasks: _Optional[_Iterable[_Union[NewReviewTask, _Mapping]]] = ...) -> None: ...
+    queue: ReviewQueue
+    requester: BatchRequester
+    round_number: int
+    def __init__(self, campaign_id: _Optional[str] = ..., round_id: _Optional[str] = ..., tasks: _Optional[_Iterable[_Union[NewReviewTask, _Mapping]]] = ..., queue: _Optional[_Union[ReviewQueue, _Mapping]] = ..., requester: _Optional[_Union[BatchRequester, str]] = ..., round_number: _Optional[int] = ...) -> None: ...
 
 class CreateReviewTasksResponse(_message.Message):
     __slots__ = ("created", "already_present")

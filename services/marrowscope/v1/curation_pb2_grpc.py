@@ -85,7 +85,8 @@ class CurationServiceServicer:
     """Missing associated documentation comment in .proto file."""
 
     def CreateReviewTasks(self, request, context):
-        """Orchestrator side: create tasks for a round. Idempotent by (round_id, cell_id).
+        """Requester side (the orchestrator for a campaign round, the LIS API for an analysis job):
+        create tasks in a review batch of a queue. Idempotent by (round_id, cell_id).
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')

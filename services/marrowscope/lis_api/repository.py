@@ -1,5 +1,8 @@
 """PostgreSQL for the LIS resources. Every read takes the calling client's id: a client sees
-only its own specimens, and another client's look exactly like missing ones (NotFound)."""
+only its own specimens, and another client's look exactly like missing ones (NotFound).
+
+The LIS API's tables only (specimens, specimen_images, analysis_jobs, analysis_cells,
+cell_corrections, reports; api_clients in auth.py): other services are reached by their APIs."""
 
 from __future__ import annotations
 
@@ -15,16 +18,15 @@ from marrowscope.core.ids import parse_uuid
 from .report import ClassifiedCell
 
 Row = dict[str, Any]
-# The one campaign that holds specimen reviews in the curation service (fixed id: every API
-# replica finds the same one).
-REVIEW_CAMPAIGN = uuid.UUID("6c15e7a0-0000-4000-8000-000000000001")
 
 
 class Conflict(Exception):
     """409: the request is valid but the resource's state does not allow it."""
 
 
-class LisStore:
+class LisRepository:
+    """The LIS API's resources in PostgreSQL; every method is blocking (run it in a thread)."""
+
     def __init__(self, pool: DictPool) -> None:
         self.pool = pool
 
@@ -334,25 +336,7 @@ class LisStore:
                 added += row is not None
         return added
 
-    # --- review tasks in the curation service ---------------------------------------------
-    def ensure_review_round(self, job_id: Any) -> tuple[str, str]:
-        """The LIS_REVIEW campaign (one per install) and this job's round in it."""
-        with self.pool.connection() as conn, conn.transaction():
-            conn.execute(
-                """INSERT INTO campaigns (id, name, method, dataset, taxonomy, parameters, state)
-                   VALUES (%s, 'LIS specimen review', 'LIS_REVIEW', 'lis', 'paper17', '{}', 'review')
-                   ON CONFLICT (id) DO NOTHING""",
-                (REVIEW_CAMPAIGN,),
-            )
-            conn.execute("SELECT 1 FROM campaigns WHERE id = %s FOR UPDATE", (REVIEW_CAMPAIGN,))
-            conn.execute(
-                """INSERT INTO rounds (id, campaign_id, number, state)
-                   SELECT %s, %s, coalesce(max(number), 0) + 1, 'reviewing' FROM rounds
-                   WHERE campaign_id = %s ON CONFLICT (id) DO NOTHING""",
-                (job_id, REVIEW_CAMPAIGN, REVIEW_CAMPAIGN),
-            )
-        return str(REVIEW_CAMPAIGN), str(job_id)
-
+    # --- review of low-confidence cells in the curation service -------------------------
     def set_review_state(self, job_id: Any, state: str) -> None:
         with self.pool.connection() as conn:
             conn.execute(

@@ -107,7 +107,7 @@ class CampaignRecord:
     labelled_count: int = 0
 
 
-class CampaignStore:
+class CampaignRepository:
     def __init__(self, pool: DictPool) -> None:
         self.pool = pool
 
@@ -277,7 +277,7 @@ class CampaignStore:
         assignments = ", ".join(f"{k} = %({k})s" for k in values)
         with self.pool.connection() as conn:
             conn.execute(
-                f"UPDATE rounds SET {assignments} WHERE id = %(round_id)s".encode(),  # type: ignore[call-overload]
+                f"UPDATE rounds SET {assignments} WHERE id = %(round_id)s".encode(),
                 {**values, "round_id": round_id},
             )
 

@@ -6,7 +6,7 @@ import pytest
 
 from marrowscope.core.errors import FailedPrecondition
 from marrowscope.core.taxonomy import load_taxonomy
-from marrowscope.orchestrator.store import CampaignParameters, CampaignStore
+from marrowscope.orchestrator.repository import CampaignParameters, CampaignRepository
 
 pytestmark = pytest.mark.integration
 
@@ -33,7 +33,7 @@ def dataset(db_pool) -> str:  # type: ignore[no-untyped-def]
 
 
 def test_split_and_idempotent_absorption(db_pool, dataset: str) -> None:  # type: ignore[no-untyped-def]
-    store = CampaignStore(db_pool)
+    store = CampaignRepository(db_pool)
     params = CampaignParameters(initial_per_class=2, validation_per_class=1, test_per_class=1)
     campaign = store.create("req-1", "t", "ST", dataset, "paper17", params)
     assert store.create("req-1", "t", "ST", dataset, "paper17", params).id == campaign.id
@@ -70,4 +70,4 @@ def test_split_and_idempotent_absorption(db_pool, dataset: str) -> None:  # type
 
 def test_split_refuses_too_few_cells(db_pool, dataset: str) -> None:  # type: ignore[no-untyped-def]
     with pytest.raises(FailedPrecondition, match="lower the per-class sizes"):
-        CampaignStore(db_pool).create("", "t", "AL", dataset, "paper17", CampaignParameters())
+        CampaignRepository(db_pool).create("", "t", "AL", dataset, "paper17", CampaignParameters())
