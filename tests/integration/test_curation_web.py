@@ -12,10 +12,17 @@ import pytest
 from fastapi.testclient import TestClient
 from PIL import Image
 
+from marrowscope.core import cell_registry
 from marrowscope.core.clients import ServiceClients
 from marrowscope.core.objectstore import open_store
 from marrowscope.core.settings import ObjectStoreSettings, PeerSettings
-from marrowscope.curation.service import CurationService, NewTask, User
+from marrowscope.curation.service import (
+    CurationService,
+    NewTask,
+    QueueInfo,
+    ReviewBatchRequest,
+    User,
+)
 from marrowscope.curation.web import create_web_app
 from marrowscope.curation.workbench import Workbench
 from tests.conftest import free_port
@@ -36,35 +43,38 @@ def web(db_pool, tmp_path):  # type: ignore[no-untyped-def]
     store = open_store(ObjectStoreSettings(root=tmp_path / "store"))
     service = CurationService(db_pool)
     campaign, round_id, dataset = uuid.uuid4(), uuid.uuid4(), f"web-{uuid.uuid4().hex[:6]}"
-    cells = [uuid.uuid4() for _ in range(8)]
+    cells: list[tuple[str, str]] = []  # (cell id, object key)
     with db_pool.connection() as conn:
-        conn.execute(
-            """INSERT INTO campaigns (id, name, method, dataset, taxonomy, parameters)
-                        VALUES (%s, 'web', 'CST_AL', %s, 'paper17', '{}')""",
-            (campaign, dataset),
-        )
-        conn.execute(
-            "INSERT INTO rounds (id, campaign_id, number, state) VALUES (%s, %s, 1, 'reviewing')",
-            (round_id, campaign),
-        )
-        for i, cell in enumerate(cells):
-            key = store.put_bytes(f"cells/{cell}.png", crop_png(i), "image/png").key
-            conn.execute(
-                "INSERT INTO cells (id, origin_key, object_key, sha256, dataset) VALUES (%s, %s, %s, 'x', %s)",
-                (cell, f"t:{cell}", key, dataset),
+        for i in range(8):
+            key = store.put_bytes(f"cells/{dataset}-{i}.png", crop_png(i), "image/png").key
+            cell_id, _ = cell_registry.register_cell(
+                conn,
+                cell_registry.NewCell(
+                    origin_key=f"t:{dataset}:{i}", object_key=key, sha256="x", dataset=dataset
+                ),
             )
-            conn.execute(
-                "INSERT INTO labels (cell_id, taxonomy, class_code, source) VALUES (%s, 'paper17', %s, 'import')",
-                (cell, "MC" if i % 2 else "MMC"),
+            cell_registry.add_labels(
+                conn,
+                [
+                    cell_registry.NewLabel(
+                        cell_id=cell_id,
+                        taxonomy="paper17",
+                        class_code="MC" if i % 2 else "MMC",
+                        source="import",
+                    )
+                ],
             )
-    tasks = [
-        NewTask(str(c), f"cells/{c}.png", "CST", "SEG", [("SEG", 0.97), ("BAND", 0.02)])
-        for c in cells[:5]
-    ]
-    tasks += [
-        NewTask(str(c), f"cells/{c}.png", "AL", "", [("MC", 0.5), ("MMC", 0.4)]) for c in cells[5:]
-    ]
-    service.create_tasks(User("orchestrator", "service"), str(campaign), str(round_id), tasks)
+            cells.append((cell_id, key))
+    tasks = [NewTask(c, key, "CST", "SEG", [("SEG", 0.97), ("BAND", 0.02)]) for c, key in cells[:5]]
+    tasks += [NewTask(c, key, "AL", "", [("MC", 0.5), ("MMC", 0.4)]) for c, key in cells[5:]]
+    batch = ReviewBatchRequest(
+        queue_id=str(campaign),
+        batch_id=str(round_id),
+        requester="campaign_round",
+        round_number=1,
+        queue=QueueInfo(name="web", kind="CST_AL", taxonomy="paper17", dataset=dataset),
+    )
+    service.create_tasks(User("orchestrator", "service"), batch, tasks)
     admin_token, expert_token = f"adm-{uuid.uuid4()}", f"exp-{uuid.uuid4()}"
     service.ensure_user(f"admin-{admin_token[4:10]}", "admin", admin_token)
     expert = f"expert-{expert_token[4:10]}"
@@ -75,6 +85,7 @@ def web(db_pool, tmp_path):  # type: ignore[no-untyped-def]
         yield {
             "client": client,
             "campaign": str(campaign),
+            "round": str(round_id),
             "admin": admin_token,
             "expert": expert_token,
             "expert_name": expert,
@@ -141,8 +152,20 @@ def test_session_cookie_claims_decisions_and_retries(web) -> None:  # type: igno
 def test_assignments_limit_who_sees_a_campaign_and_admin_pages(web) -> None:  # type: ignore[no-untyped-def]
     http, campaign = web["client"], web["campaign"]
     expert, admin = bearer(web["expert"]), bearer(web["admin"])
-    visible = [c["id"] for c in http.get("/api/v1/campaigns", headers=expert).json()["campaigns"]]
-    assert campaign in visible  # nobody assigned: open to every expert
+    listed = {c["id"]: c for c in http.get("/api/v1/campaigns", headers=expert).json()["campaigns"]}
+    assert campaign in listed  # nobody assigned: open to every expert
+    assert {k: listed[campaign][k] for k in ("name", "method", "state", "open_cst", "open_al")} == {
+        "name": "web",
+        "method": "CST_AL",
+        "state": "open",
+        "open_cst": 5,
+        "open_al": 3,
+    }
+    rows = http.get(f"/api/v1/campaigns/{campaign}/progress", headers=expert).json()["rows"]
+    assert {(r["round_id"], r["kind"], r["open"]) for r in rows} == {
+        (web["round"], "CST", 5),
+        (web["round"], "AL", 3),
+    }
     assert (
         http.post(
             f"/api/v1/admin/campaigns/{campaign}/assignments",

@@ -15,7 +15,7 @@ from typing import Any
 from marrowscope.core.taxonomy import Taxonomy
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class Thresholds:
     """Configurable flag thresholds (defaults: common marrow reporting practice)."""
 

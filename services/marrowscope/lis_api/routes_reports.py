@@ -3,19 +3,22 @@
 (No ``from __future__ import annotations``: FastAPI must see the Annotated dependencies.)
 """
 
+import asyncio
 import uuid
 from typing import Annotated, Any, Literal
 
-from fastapi import Depends, FastAPI, Header, Query, Response
+from fastapi import APIRouter, Header, Query, Response
 from fastapi.responses import JSONResponse, PlainTextResponse
 from pydantic import BaseModel, Field
 
 from marrowscope.core.errors import InvalidArgument, NotFound
 
 from .auth import Client
-from .deps import LisContext
+from .deps import Context, LisContext, ReadClient, ReviewClient, SubmitClient
 from .formats import to_fhir, to_hl7
 from .review import revise_report
+
+router = APIRouter()
 
 
 class Correction(BaseModel):
@@ -67,152 +70,160 @@ def report_out(row: dict[str, Any], accession: str) -> dict[str, Any]:
     }
 
 
-def add_report_routes(app: FastAPI, ctx: LisContext) -> None:
-    lis = ctx.lis
-    store = ctx.store
-    taxonomy = ctx.taxonomy
-    thresholds = ctx.thresholds
-    run = ctx.run
-    submit = ctx.submit
-    read = ctx.read
-    review = ctx.review
+@router.post("/v1/specimens/{specimen_id}/analyses", status_code=202, tags=["analyses"])
+async def start_analysis(
+    specimen_id: uuid.UUID,
+    client: SubmitClient,
+    response: Response,
+    ctx: Context,
+    idempotency_key: Annotated[str | None, Header(max_length=200)] = None,
+) -> dict[str, Any]:
+    """Segment and classify every stored image, then write a preliminary report."""
+    specimen = await asyncio.to_thread(ctx.lis.specimen, client.id, str(specimen_id))
+    row, _ = await asyncio.to_thread(ctx.lis.create_job, client.id, specimen["id"], idempotency_key)
+    response.headers["Location"] = f"/v1/analyses/{row['id']}"
+    return job_out(row)
 
-    @app.post("/v1/specimens/{specimen_id}/analyses", status_code=202, tags=["analyses"])
-    async def start_analysis(
-        specimen_id: uuid.UUID,
-        client: Annotated[Client, Depends(submit)],
-        response: Response,
-        idempotency_key: Annotated[str | None, Header(max_length=200)] = None,
-    ) -> dict[str, Any]:
-        """Segment and classify every stored image, then write a preliminary report."""
-        specimen = await run(lis.specimen, client.id, str(specimen_id))
-        row, _ = await run(lis.create_job, client.id, specimen["id"], idempotency_key)
-        response.headers["Location"] = f"/v1/analyses/{row['id']}"
-        return job_out(row)
 
-    @app.get("/v1/analyses/{job_id}", tags=["analyses"])
-    async def get_analysis(
-        job_id: uuid.UUID, client: Annotated[Client, Depends(read)]
-    ) -> dict[str, Any]:
-        return job_out(await run(lis.job, client.id, str(job_id)))
+@router.get("/v1/analyses/{job_id}", tags=["analyses"])
+async def get_analysis(job_id: uuid.UUID, client: ReadClient, ctx: Context) -> dict[str, Any]:
+    """An analysis job: its state, progress, why it waits, and its report once done."""
+    return job_out(await asyncio.to_thread(ctx.lis.job, client.id, str(job_id)))
 
-    # --- reports --------------------------------------------------------------------------
-    async def report_row(
-        client: Client, specimen_id: uuid.UUID, version: int | None
-    ) -> tuple[dict[str, Any], dict[str, Any]]:
-        specimen = await run(lis.specimen, client.id, str(specimen_id))
-        row = await run(lis.report, specimen["id"], version)
-        if row is not None:
-            return specimen, row
-        latest = await run(lis.report, specimen["id"]) if version is not None else None
-        if latest is None:
-            raise NotFound("no report yet: start an analysis and wait for it to succeed")
-        raise NotFound(f"report version {version} not found (latest is {latest['version']})")
 
-    @app.get(
-        "/v1/specimens/{specimen_id}/report",
-        tags=["reports"],
-        responses={200: {"content": {"application/fhir+json": {}, "x-application/hl7-v2+er7": {}}}},
+# --- reports --------------------------------------------------------------------------------
+async def report_row(
+    ctx: LisContext, client: Client, specimen_id: uuid.UUID, version: int | None
+) -> tuple[dict[str, Any], dict[str, Any]]:
+    """The client's specimen and its report (``version``, or the latest); NotFound else."""
+    specimen = await asyncio.to_thread(ctx.lis.specimen, client.id, str(specimen_id))
+    row = await asyncio.to_thread(ctx.lis.report, specimen["id"], version)
+    if row is not None:
+        return specimen, row
+    latest = (
+        await asyncio.to_thread(ctx.lis.report, specimen["id"]) if version is not None else None
     )
-    async def get_report(
-        specimen_id: uuid.UUID,
-        client: Annotated[Client, Depends(read)],
-        format: Annotated[Literal["json", "fhir", "hl7"], Query()] = "json",
-        version: Annotated[int | None, Query(ge=1, le=100_000)] = None,
-    ) -> Response:
-        """The differential (latest version unless asked): JSON, FHIR R4 or HL7 v2.5.1 ORU^R01."""
-        specimen, row = await report_row(client, specimen_id, version)
-        report = report_out(row, specimen["accession_number"])
-        if format == "fhir":
-            return JSONResponse(await run(to_fhir, report), media_type="application/fhir+json")
-        if format == "hl7":
-            return PlainTextResponse(
-                await run(to_hl7, report), media_type="x-application/hl7-v2+er7"
-            )
-        return JSONResponse(report)
+    if latest is None:
+        raise NotFound("no report yet: start an analysis and wait for it to succeed")
+    raise NotFound(f"report version {version} not found (latest is {latest['version']})")
 
-    @app.get("/v1/specimens/{specimen_id}/reports", tags=["reports"])
-    async def list_reports(
-        specimen_id: uuid.UUID, client: Annotated[Client, Depends(read)]
-    ) -> dict[str, Any]:
-        specimen = await run(lis.specimen, client.id, str(specimen_id))
-        rows = await run(lis.reports, specimen["id"])
-        return {
-            "versions": [
-                {
-                    "version": r["version"],
-                    "status": r["status"],
-                    "created_at": r["created_at"].isoformat(),
-                }
-                for r in rows
-            ]
-        }
 
-    @app.get("/v1/specimens/{specimen_id}/review", tags=["review"])
-    async def review_queue(
-        specimen_id: uuid.UUID, client: Annotated[Client, Depends(review)]
-    ) -> dict[str, Any]:
-        """The latest report's low-confidence cells, with the model's top guesses."""
-        specimen, row = await report_row(client, specimen_id, None)
-        wanted = set(row["body"]["low_confidence_cell_ids"])
-        cells = await run(lis.job_cells, row["analysis_job_id"])
-        return {
-            "report_version": row["version"],
-            "cells": [
-                {
-                    "cell_id": str(c["cell_id"]),
-                    "predicted_class": c["class_code"],
-                    "probability": c["probability"],
-                    "margin": c["margin"],
-                    "top_classes": c["top_classes"],
-                    "image_url": f"/v1/specimens/{specimen_id}/cells/{c['cell_id']}/image",
-                }
-                for c in cells
-                if str(c["cell_id"]) in wanted
-            ],
-        }
+@router.get(
+    "/v1/specimens/{specimen_id}/report",
+    tags=["reports"],
+    responses={200: {"content": {"application/fhir+json": {}, "x-application/hl7-v2+er7": {}}}},
+)
+async def get_report(
+    specimen_id: uuid.UUID,
+    client: ReadClient,
+    ctx: Context,
+    format: Annotated[Literal["json", "fhir", "hl7"], Query()] = "json",
+    version: Annotated[int | None, Query(ge=1, le=100_000)] = None,
+) -> Response:
+    """The differential (latest version unless asked): JSON, FHIR R4 or HL7 v2.5.1 ORU^R01."""
+    specimen, row = await report_row(ctx, client, specimen_id, version)
+    report = report_out(row, specimen["accession_number"])
+    if format == "fhir":
+        return JSONResponse(
+            await asyncio.to_thread(to_fhir, report), media_type="application/fhir+json"
+        )
+    if format == "hl7":
+        return PlainTextResponse(
+            await asyncio.to_thread(to_hl7, report), media_type="x-application/hl7-v2+er7"
+        )
+    return JSONResponse(report)
 
-    @app.get(
-        "/v1/specimens/{specimen_id}/cells/{cell_id}/image",
-        tags=["review"],
-        responses={200: {"content": {"image/png": {}}}},
+
+@router.get("/v1/specimens/{specimen_id}/reports", tags=["reports"])
+async def list_reports(specimen_id: uuid.UUID, client: ReadClient, ctx: Context) -> dict[str, Any]:
+    """Every report version of the specimen, oldest first."""
+    specimen = await asyncio.to_thread(ctx.lis.specimen, client.id, str(specimen_id))
+    rows = await asyncio.to_thread(ctx.lis.reports, specimen["id"])
+    return {
+        "versions": [
+            {
+                "version": r["version"],
+                "status": r["status"],
+                "created_at": r["created_at"].isoformat(),
+            }
+            for r in rows
+        ]
+    }
+
+
+@router.get("/v1/specimens/{specimen_id}/review", tags=["review"])
+async def review_queue(
+    specimen_id: uuid.UUID, client: ReviewClient, ctx: Context
+) -> dict[str, Any]:
+    """The latest report's low-confidence cells, with the model's top guesses."""
+    specimen, row = await report_row(ctx, client, specimen_id, None)
+    wanted = set(row["body"]["low_confidence_cell_ids"])
+    cells = await asyncio.to_thread(ctx.lis.job_cells, row["analysis_job_id"])
+    return {
+        "report_version": row["version"],
+        "cells": [
+            {
+                "cell_id": str(c["cell_id"]),
+                "predicted_class": c["class_code"],
+                "probability": c["probability"],
+                "margin": c["margin"],
+                "top_classes": c["top_classes"],
+                "image_url": f"/v1/specimens/{specimen_id}/cells/{c['cell_id']}/image",
+            }
+            for c in cells
+            if str(c["cell_id"]) in wanted
+        ],
+    }
+
+
+@router.get(
+    "/v1/specimens/{specimen_id}/cells/{cell_id}/image",
+    tags=["review"],
+    responses={200: {"content": {"image/png": {}}}},
+)
+async def cell_image(
+    specimen_id: uuid.UUID, cell_id: uuid.UUID, client: ReviewClient, ctx: Context
+) -> Response:
+    """One analysed cell's crop (PNG)."""
+    specimen, row = await report_row(ctx, client, specimen_id, None)
+    match = await asyncio.to_thread(ctx.lis.job_cell, row["analysis_job_id"], cell_id)
+    if match is None:
+        raise NotFound(f"cell {cell_id} is not part of this specimen's analysis")
+    return Response(
+        await asyncio.to_thread(ctx.store.get, match["object_key"]), media_type="image/png"
     )
-    async def cell_image(
-        specimen_id: uuid.UUID, cell_id: uuid.UUID, client: Annotated[Client, Depends(review)]
-    ) -> Response:
-        specimen, row = await report_row(client, specimen_id, None)
-        match = await run(lis.job_cell, row["analysis_job_id"], cell_id)
-        if match is None:
-            raise NotFound(f"cell {cell_id} is not part of this specimen's analysis")
-        return Response(await run(store.get, match["object_key"]), media_type="image/png")
 
-    @app.post("/v1/specimens/{specimen_id}/review", status_code=201, tags=["review"])
-    async def submit_review(
-        specimen_id: uuid.UUID, body: ReviewIn, client: Annotated[Client, Depends(review)]
-    ) -> dict[str, Any]:
-        """Apply expert corrections and/or sign out: always a new report version."""
-        specimen, latest = await report_row(client, specimen_id, None)
-        known = {str(c["cell_id"]) for c in await run(lis.job_cells, latest["analysis_job_id"])}
-        for c in body.corrections:
-            taxonomy.check(c.class_code)
-            if str(c.cell_id) not in known:
-                raise InvalidArgument(f"cell {c.cell_id} is not part of this specimen's analysis")
-        if not body.corrections and not body.sign_out:
-            raise InvalidArgument("nothing to do: send corrections, sign_out, or both")
-        await run(
-            lis.add_corrections,
-            specimen["id"],
-            body.reviewer,
-            [(str(c.cell_id), c.class_code) for c in body.corrections],
-        )
-        row = await run(
-            revise_report,
-            lis,
-            specimen["id"],
-            latest,
-            taxonomy,
-            thresholds,
-            body.reviewer,
-            body.sign_out,
-        )
-        return report_out(row, specimen["accession_number"])
+
+@router.post("/v1/specimens/{specimen_id}/review", status_code=201, tags=["review"])
+async def submit_review(
+    specimen_id: uuid.UUID, body: ReviewIn, client: ReviewClient, ctx: Context
+) -> dict[str, Any]:
+    """Apply expert corrections and/or sign out: always a new report version."""
+    specimen, latest = await report_row(ctx, client, specimen_id, None)
+    known = {
+        str(c["cell_id"])
+        for c in await asyncio.to_thread(ctx.lis.job_cells, latest["analysis_job_id"])
+    }
+    for c in body.corrections:
+        ctx.taxonomy.check(c.class_code)
+        if str(c.cell_id) not in known:
+            raise InvalidArgument(f"cell {c.cell_id} is not part of this specimen's analysis")
+    if not body.corrections and not body.sign_out:
+        raise InvalidArgument("nothing to do: send corrections, sign_out, or both")
+    await asyncio.to_thread(
+        ctx.lis.add_corrections,
+        specimen["id"],
+        body.reviewer,
+        [(str(c.cell_id), c.class_code) for c in body.corrections],
+    )
+    row = await asyncio.to_thread(
+        revise_report,
+        ctx.lis,
+        specimen["id"],
+        latest,
+        ctx.taxonomy,
+        ctx.thresholds,
+        body.reviewer,
+        body.sign_out,
+    )
+    return report_out(row, specimen["accession_number"])

@@ -8,17 +8,17 @@ import uuid
 from datetime import timedelta
 from typing import Annotated, Any, Literal
 
-from fastapi import Depends, FastAPI, File, HTTPException, Query, Response, UploadFile
+from fastapi import APIRouter, File, HTTPException, Query, Response, UploadFile
 from pydantic import BaseModel, Field
 
 from marrowscope.core.errors import MarrowscopeError, NotFound
 from marrowscope.core.images import decode_image
 from marrowscope.core.objectstore import put_content_addressed
 
-from .auth import Client
-from .deps import LisContext
+from .deps import Context, ReadClient, SubmitClient
 
 ACCESSION_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._/-]{0,63}$"
+router = APIRouter()
 
 
 class SpecimenIn(BaseModel):
@@ -49,131 +49,126 @@ def image_out(row: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-def add_specimen_routes(app: FastAPI, ctx: LisContext) -> None:
-    lis = ctx.lis
-    settings = ctx.settings
-    store = ctx.store
-    limits = ctx.limits
-    run = ctx.run
-    submit = ctx.submit
-    read = ctx.read
+@router.post("/v1/specimens", status_code=201, tags=["specimens"])
+async def create_specimen(
+    body: SpecimenIn, client: SubmitClient, response: Response, ctx: Context
+) -> dict[str, Any]:
+    """Create a specimen for an accession number (the same number again returns it, 200)."""
+    row, created = await asyncio.to_thread(
+        ctx.lis.create_specimen, client.id, body.accession_number, body.specimen_type
+    )
+    if not created:
+        response.status_code = 200
+    response.headers["Location"] = f"/v1/specimens/{row['id']}"
+    return specimen_out(row)
 
-    @app.post("/v1/specimens", status_code=201, tags=["specimens"])
-    async def create_specimen(
-        body: SpecimenIn, client: Annotated[Client, Depends(submit)], response: Response
-    ) -> dict[str, Any]:
-        """Create a specimen for an accession number (the same number again returns it, 200)."""
-        row, created = await run(
-            lis.create_specimen, client.id, body.accession_number, body.specimen_type
-        )
-        if not created:
-            response.status_code = 200
-        response.headers["Location"] = f"/v1/specimens/{row['id']}"
-        return specimen_out(row)
 
-    @app.get("/v1/specimens", tags=["specimens"])
-    async def list_specimens(
-        client: Annotated[Client, Depends(read)],
-        limit: Annotated[int, Query(ge=1, le=500)] = 50,
-        offset: Annotated[int, Query(ge=0, le=1_000_000)] = 0,
-    ) -> dict[str, Any]:
-        rows = await run(lis.specimens, client.id, limit, offset)
-        return {"items": [specimen_out(r) for r in rows], "limit": limit, "offset": offset}
+@router.get("/v1/specimens", tags=["specimens"])
+async def list_specimens(
+    client: ReadClient,
+    ctx: Context,
+    limit: Annotated[int, Query(ge=1, le=500)] = 50,
+    offset: Annotated[int, Query(ge=0, le=1_000_000)] = 0,
+) -> dict[str, Any]:
+    """The client's specimens, newest first."""
+    rows = await asyncio.to_thread(ctx.lis.specimens, client.id, limit, offset)
+    return {"items": [specimen_out(r) for r in rows], "limit": limit, "offset": offset}
 
-    @app.get("/v1/specimens/{specimen_id}", tags=["specimens"])
-    async def get_specimen(
-        specimen_id: uuid.UUID, client: Annotated[Client, Depends(read)]
-    ) -> dict[str, Any]:
-        row = await run(lis.specimen, client.id, str(specimen_id))
-        images = await run(lis.images, row["id"])
-        reports = await run(lis.reports, row["id"])
-        return {
-            **specimen_out(row),
-            "images": [image_out(i) for i in images],
-            "report_versions": [{"version": r["version"], "status": r["status"]} for r in reports],
-        }
 
-    @app.post("/v1/specimens/{specimen_id}/images", status_code=201, tags=["images"])
-    async def upload_images(
-        specimen_id: uuid.UUID,
-        client: Annotated[Client, Depends(submit)],
-        files: Annotated[list[UploadFile], File(description="field images (JPEG, PNG, TIFF, BMP)")],
-    ) -> dict[str, Any]:
-        """Upload field images. All are checked (magic bytes, size, pixels) before any is kept."""
-        specimen = await run(lis.specimen, client.id, str(specimen_id))
-        if len(files) > settings.max_files_per_request:
-            raise HTTPException(413, f"at most {settings.max_files_per_request} files per request")
-        checked = []
-        for upload in files:
-            data = await upload.read(settings.max_upload_bytes + 1)
-            try:
-                image = await run(decode_image, data, limits)
-            except MarrowscopeError as exc:
-                raise HTTPException(
-                    exc.http_status, f"{upload.filename or 'file'}: {exc}"
-                ) from None
-            checked.append((data, image))
-        rows = []
-        for data, image in checked:
-            suffix = "." + image.format.lower().replace("jpeg", "jpg")
-            stored = await run(
-                put_content_addressed, store, "fields", data, image.content_type, suffix
-            )
-            meta = {
-                "content_type": image.content_type,
-                "width": image.width,
-                "height": image.height,
-                "size_bytes": len(data),
-            }
-            rows.append(await asyncio.to_thread(lis.add_image, specimen["id"], stored.key, **meta))
-        return {"images": [image_out(r) for r in rows]}
+@router.get("/v1/specimens/{specimen_id}", tags=["specimens"])
+async def get_specimen(specimen_id: uuid.UUID, client: ReadClient, ctx: Context) -> dict[str, Any]:
+    """One specimen with its images and report versions."""
+    row = await asyncio.to_thread(ctx.lis.specimen, client.id, str(specimen_id))
+    images = await asyncio.to_thread(ctx.lis.images, row["id"])
+    reports = await asyncio.to_thread(ctx.lis.reports, row["id"])
+    return {
+        **specimen_out(row),
+        "images": [image_out(i) for i in images],
+        "report_versions": [{"version": r["version"], "status": r["status"]} for r in reports],
+    }
 
-    @app.post("/v1/specimens/{specimen_id}/images/presigned", status_code=201, tags=["images"])
-    async def presign_image(
-        specimen_id: uuid.UUID, client: Annotated[Client, Depends(submit)]
-    ) -> dict[str, Any]:
-        """A URL to PUT one image straight into the object store; then call .../complete."""
-        specimen = await run(lis.specimen, client.id, str(specimen_id))
-        key = f"uploads/{uuid.uuid4()}"
-        url = await run(store.presign_put, key, timedelta(minutes=15))
-        row = await run(lambda: lis.add_image(specimen["id"], key, state="pending_upload"))
-        return {
-            "image": image_out(row),
-            "upload_url": url,
-            "method": "PUT",
-            "headers": {"Content-Type": "application/octet-stream"},
-            "expires_in": 900,
-            "complete_url": f"/v1/specimens/{specimen_id}/images/{row['id']}/complete",
-        }
 
-    @app.post("/v1/specimens/{specimen_id}/images/{image_id}/complete", tags=["images"])
-    async def complete_image(
-        specimen_id: uuid.UUID, image_id: uuid.UUID, client: Annotated[Client, Depends(submit)]
-    ) -> dict[str, Any]:
-        """Check a presigned upload; a bad file is deleted and refused (422/413/415)."""
-        specimen = await run(lis.specimen, client.id, str(specimen_id))
-        row = await run(lis.image, specimen["id"], str(image_id))
-        if row["state"] == "stored":
-            return image_out(row)
+@router.post("/v1/specimens/{specimen_id}/images", status_code=201, tags=["images"])
+async def upload_images(
+    specimen_id: uuid.UUID,
+    client: SubmitClient,
+    files: Annotated[list[UploadFile], File(description="field images (JPEG, PNG, TIFF, BMP)")],
+    ctx: Context,
+) -> dict[str, Any]:
+    """Upload field images. All are checked (magic bytes, size, pixels) before any is kept."""
+    specimen = await asyncio.to_thread(ctx.lis.specimen, client.id, str(specimen_id))
+    if len(files) > ctx.settings.max_files_per_request:
+        raise HTTPException(413, f"at most {ctx.settings.max_files_per_request} files per request")
+    checked = []
+    for upload in files:
+        data = await upload.read(ctx.settings.max_upload_bytes + 1)
         try:
-            data = await run(lambda: store.get(row["object_key"], verify=False))
-        except NotFound:
-            raise HTTPException(409, "nothing was uploaded to the presigned URL yet") from None
-        if len(data) > settings.max_upload_bytes:
-            await run(store.delete, row["object_key"])
-            raise HTTPException(413, f"the upload exceeds {settings.max_upload_bytes} bytes")
-        try:
-            image = await run(decode_image, data, limits)
-        except MarrowscopeError:
-            await run(store.delete, row["object_key"])
-            raise
-        done = await run(
-            lambda: lis.complete_image(
-                row["id"],
-                content_type=image.content_type,
-                width=image.width,
-                height=image.height,
-                size_bytes=len(data),
-            )
+            image = await asyncio.to_thread(decode_image, data, ctx.limits)
+        except MarrowscopeError as exc:
+            raise HTTPException(exc.http_status, f"{upload.filename or 'file'}: {exc}") from None
+        checked.append((data, image))
+    rows = []
+    for data, image in checked:
+        suffix = "." + image.format.lower().replace("jpeg", "jpg")
+        stored = await asyncio.to_thread(
+            put_content_addressed, ctx.store, "fields", data, image.content_type, suffix
         )
-        return image_out(done)
+        meta: dict[str, Any] = {
+            "content_type": image.content_type,
+            "width": image.width,
+            "height": image.height,
+            "size_bytes": len(data),
+        }
+        rows.append(await asyncio.to_thread(ctx.lis.add_image, specimen["id"], stored.key, **meta))
+    return {"images": [image_out(r) for r in rows]}
+
+
+@router.post("/v1/specimens/{specimen_id}/images/presigned", status_code=201, tags=["images"])
+async def presign_image(
+    specimen_id: uuid.UUID, client: SubmitClient, ctx: Context
+) -> dict[str, Any]:
+    """A URL to PUT one image straight into the object store; then call .../complete."""
+    specimen = await asyncio.to_thread(ctx.lis.specimen, client.id, str(specimen_id))
+    key = f"uploads/{uuid.uuid4()}"
+    url = await asyncio.to_thread(ctx.store.presign_put, key, timedelta(minutes=15))
+    row = await asyncio.to_thread(ctx.lis.add_image, specimen["id"], key, state="pending_upload")
+    return {
+        "image": image_out(row),
+        "upload_url": url,
+        "method": "PUT",
+        "headers": {"Content-Type": "application/octet-stream"},
+        "expires_in": 900,
+        "complete_url": f"/v1/specimens/{specimen_id}/images/{row['id']}/complete",
+    }
+
+
+@router.post("/v1/specimens/{specimen_id}/images/{image_id}/complete", tags=["images"])
+async def complete_image(
+    specimen_id: uuid.UUID, image_id: uuid.UUID, client: SubmitClient, ctx: Context
+) -> dict[str, Any]:
+    """Check a presigned upload; a bad file is deleted and refused (422/413/415)."""
+    specimen = await asyncio.to_thread(ctx.lis.specimen, client.id, str(specimen_id))
+    row = await asyncio.to_thread(ctx.lis.image, specimen["id"], str(image_id))
+    if row["state"] == "stored":
+        return image_out(row)
+    try:
+        data = await asyncio.to_thread(ctx.store.get, row["object_key"], verify=False)
+    except NotFound:
+        raise HTTPException(409, "nothing was uploaded to the presigned URL yet") from None
+    if len(data) > ctx.settings.max_upload_bytes:
+        await asyncio.to_thread(ctx.store.delete, row["object_key"])
+        raise HTTPException(413, f"the upload exceeds {ctx.settings.max_upload_bytes} bytes")
+    try:
+        image = await asyncio.to_thread(decode_image, data, ctx.limits)
+    except MarrowscopeError:
+        await asyncio.to_thread(ctx.store.delete, row["object_key"])
+        raise
+    done = await asyncio.to_thread(
+        ctx.lis.complete_image,
+        row["id"],
+        content_type=image.content_type,
+        width=image.width,
+        height=image.height,
+        size_bytes=len(data),
+    )
+    return image_out(done)

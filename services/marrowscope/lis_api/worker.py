@@ -2,6 +2,7 @@
 preliminary report. Jobs live in PostgreSQL, so a restart of the API loses none: a job whose
 worker died is picked up again when its lease runs out, and images already done are skipped.
 
+Each image goes through ``pipeline.segment_and_classify`` (the one ``/v1/classify`` runs too).
 A peer that is down or slow (UNAVAILABLE, DEADLINE_EXCEEDED) puts the job in ``waiting`` with
 the reason and the next try (exponential backoff); the API shows both to the LIS.
 """
@@ -15,52 +16,23 @@ import time
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-import grpc
-
 from marrowscope.core.clients import ServiceClients
 from marrowscope.core.taxonomy import load_taxonomy
-from marrowscope.v1 import common_pb2, inference_pb2, segmentation_pb2
 
+from .pipeline import Deadlines, PeerRejected, PeerUnavailable, segment_and_classify
 from .report import Thresholds, build_differential
-from .store import LisStore
+from .repository import LisRepository
 
 log = logging.getLogger(__name__)
-CLASSIFY_CHUNK = 256
 
 
 class ReviewSync(Protocol):
+    """The curation round trip the worker drives between jobs (see review.CurationReview)."""
+
     async def sync_once(self) -> None: ...
 
 
-class PeerUnavailable(Exception):
-    def __init__(self, service: str, detail: str) -> None:
-        super().__init__(f"{service} service unavailable: {detail}")
-        self.service = service
-
-
-class PeerRejected(Exception):
-    """The peer refused the input (INVALID_ARGUMENT / NOT_FOUND): retrying will not help."""
-
-
-async def call_peer(service: str, call: Any) -> Any:
-    """Await a gRPC call; map its failure to 'wait and retry' or 'this input is bad'."""
-    try:
-        return await call
-    except grpc.aio.AioRpcError as exc:
-        code = exc.code()
-        if code in (
-            grpc.StatusCode.UNAVAILABLE,
-            grpc.StatusCode.DEADLINE_EXCEEDED,
-            grpc.StatusCode.FAILED_PRECONDITION,
-            grpc.StatusCode.RESOURCE_EXHAUSTED,
-        ):
-            raise PeerUnavailable(service, f"{code.name} ({exc.details()})") from None
-        if code in (grpc.StatusCode.INVALID_ARGUMENT, grpc.StatusCode.NOT_FOUND):
-            raise PeerRejected(f"{service}: {exc.details()}") from None
-        raise PeerUnavailable(service, f"{code.name}") from None
-
-
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class WorkerSettings:
     segmentation_deadline_s: float
     inference_deadline_s: float
@@ -75,13 +47,13 @@ class WorkerSettings:
 class AnalysisWorker:
     def __init__(
         self,
-        store: LisStore,
+        lis: LisRepository,
         clients: ServiceClients,
         settings: WorkerSettings,
         thresholds: Thresholds,
         review: ReviewSync | None = None,
     ) -> None:
-        self.store, self.clients, self.settings = store, clients, settings
+        self.lis, self.clients, self.settings = lis, clients, settings
         self.thresholds = thresholds
         self.taxonomy = load_taxonomy(settings.taxonomy)
         self.review = review  # None: low-confidence cells are reviewed through the LIS API only
@@ -98,7 +70,7 @@ class AnalysisWorker:
                 except Exception:  # a review pass never stops the analysis of new jobs
                     log.exception("review synchronisation failed")
             try:
-                job = await asyncio.to_thread(self.store.claim_due_job, self.settings.lease_s)
+                job = await asyncio.to_thread(self.lis.claim_due_job, self.settings.lease_s)
             except Exception:  # database restart: keep the loop alive
                 log.exception("cannot claim analysis jobs")
                 job = None
@@ -118,32 +90,32 @@ class AnalysisWorker:
             await self._analyse(job)
         except PeerUnavailable as exc:
             if job["attempts"] + 1 >= self.settings.max_attempts:
-                await asyncio.to_thread(self.store.job_fail, job_id, f"gave up: {exc}")
+                await asyncio.to_thread(self.lis.job_fail, job_id, f"gave up: {exc}")
                 return
             delay = min(self.settings.max_backoff_s, 2.0 ** job["attempts"])
             reason = f"{exc}; retry {job['attempts'] + 1} in {delay:.0f} s"
             log.warning("analysis job %s waiting: %s", job_id, reason)
-            await asyncio.to_thread(self.store.job_wait, job_id, reason, delay)
+            await asyncio.to_thread(self.lis.job_wait, job_id, reason, delay)
         except PeerRejected as exc:
-            await asyncio.to_thread(self.store.job_fail, job_id, str(exc))
+            await asyncio.to_thread(self.lis.job_fail, job_id, str(exc))
         except Exception as exc:
             log.exception("analysis job %s failed", job_id)
             await asyncio.to_thread(
-                self.store.job_fail, job_id, f"internal error ({type(exc).__name__})"
+                self.lis.job_fail, job_id, f"internal error ({type(exc).__name__})"
             )
 
     async def _analyse(self, job: dict[str, Any]) -> None:
         job_id, specimen_id = job["id"], job["specimen_id"]
-        images = await asyncio.to_thread(self.store.images, specimen_id, True)
-        done = await asyncio.to_thread(self.store.images_done, job_id)
+        images = await asyncio.to_thread(self.lis.images, specimen_id, True)
+        done = await asyncio.to_thread(self.lis.images_done, job_id)
         for image in images:
             if image["id"] in done:
                 continue
             cells = await self._analyse_image(image)
-            await asyncio.to_thread(self.store.record_image, job_id, image["id"], cells)
-            await asyncio.to_thread(self.store.extend_lease, job_id, self.settings.lease_s)
-        rows = await asyncio.to_thread(self.store.job_cells, job_id)
-        classified = await asyncio.to_thread(self.store.classified_cells, specimen_id, job_id)
+            await asyncio.to_thread(self.lis.record_image, job_id, image["id"], cells)
+            await asyncio.to_thread(self.lis.extend_lease, job_id, self.settings.lease_s)
+        rows = await asyncio.to_thread(self.lis.job_cells, job_id)
+        classified = await asyncio.to_thread(self.lis.classified_cells, specimen_id, job_id)
         body = build_differential(classified, self.taxonomy, self.thresholds)
         body["model_version"] = next((r["model_version"] for r in rows if r["model_version"]), "")
         body["algorithm_versions"] = sorted(
@@ -154,7 +126,7 @@ class AnalysisWorker:
         # report, so a crash in between cannot lose the review).
         review = "pending" if self.review is not None and body["cells_low_confidence"] else "none"
         report = await asyncio.to_thread(
-            self.store.add_report, specimen_id, job_id, "preliminary", body, review
+            self.lis.add_report, specimen_id, job_id, "preliminary", body, review
         )
         log.info(
             "analysis job %s done: report %s v%d, %d cells",
@@ -165,45 +137,31 @@ class AnalysisWorker:
         )
 
     async def _analyse_image(self, image: dict[str, Any]) -> list[dict[str, Any]]:
-        segmented = await call_peer(
-            "segmentation",
-            self.clients.segmentation.Segment(
-                segmentation_pb2.SegmentRequest(field_image_key=image["object_key"]),
-                timeout=self.settings.segmentation_deadline_s,
-            ),
+        """The image's cells as analysis_cells rows (unreadable cells kept, with the error)."""
+        field = await segment_and_classify(
+            self.clients,
+            image["object_key"],
+            Deadlines(self.settings.segmentation_deadline_s, self.settings.inference_deadline_s),
         )
         cells: list[dict[str, Any]] = []
-        for start in range(0, len(segmented.cells), CLASSIFY_CHUNK):
-            chunk = segmented.cells[start : start + CLASSIFY_CHUNK]
-            response = await call_peer(
-                "inference",
-                self.clients.inference.Classify(
-                    inference_pb2.ClassifyRequest(
-                        cells=[
-                            common_pb2.CellRef(cell_id=c.cell_id, object_key=c.crop.key)
-                            for c in chunk
-                        ]
-                    ),
-                    timeout=self.settings.inference_deadline_s,
-                ),
+        for cell in field.cells:
+            p = cell.prediction
+            top = sorted(
+                zip(self.taxonomy.codes, p.probabilities, strict=False), key=lambda t: -t[1]
+            )[:3]
+            cells.append(
+                {
+                    "cell_id": p.cell_id,
+                    "object_key": p.object_key,
+                    "class_code": None if p.error else p.top1_class,
+                    "probability": None if p.error else p.top1_probability,
+                    "margin": None if p.error else p.margin,
+                    "top_classes": [
+                        {"class_code": c, "probability": round(float(q), 4)} for c, q in top
+                    ],
+                    "error": p.error or None,
+                    "model_version": cell.model_version,
+                    "algorithm_version": field.segmented.algorithm_version,
+                }
             )
-            for p in response.predictions:
-                top = sorted(
-                    zip(self.taxonomy.codes, p.probabilities, strict=False), key=lambda t: -t[1]
-                )[:3]
-                cells.append(
-                    {
-                        "cell_id": p.cell_id,
-                        "object_key": p.object_key,
-                        "class_code": None if p.error else p.top1_class,
-                        "probability": None if p.error else p.top1_probability,
-                        "margin": None if p.error else p.margin,
-                        "top_classes": [
-                            {"class_code": c, "probability": round(float(q), 4)} for c, q in top
-                        ],
-                        "error": p.error or None,
-                        "model_version": response.model_version,
-                        "algorithm_version": segmented.algorithm_version,
-                    }
-                )
         return cells

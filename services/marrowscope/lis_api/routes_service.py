@@ -1,0 +1,35 @@
+"""LIS API routes for the platform: liveness and readiness probes (not in the OpenAPI schema).
+
+(No ``from __future__ import annotations``: FastAPI must see the Annotated dependencies.)
+"""
+
+import asyncio
+
+from fastapi import APIRouter
+from fastapi.responses import JSONResponse
+
+from marrowscope.core.rpc import check_health
+
+from .deps import Context
+
+router = APIRouter(include_in_schema=False)
+# The peers a request needs; readiness fails while one of them is not serving.
+PEERS = ("segmentation", "inference")
+
+
+@router.get("/healthz")
+async def healthz() -> dict[str, str]:
+    """Liveness: the process answers."""
+    return {"status": "ok"}
+
+
+@router.get("/readyz")
+async def readyz(ctx: Context) -> JSONResponse:
+    """Readiness: 200 when every peer is SERVING, 503 else; each peer's state either way."""
+    tls_ca = ctx.clients.peers.tls_ca()
+    health = await asyncio.gather(
+        *(check_health(ctx.clients.address(s), tls_ca=tls_ca) for s in PEERS)
+    )
+    states = dict(zip(PEERS, health, strict=True))
+    ready = all(v == "SERVING" for v in states.values())
+    return JSONResponse({"ready": ready, "services": states}, status_code=200 if ready else 503)
