@@ -37,6 +37,9 @@ chromium: ## Debian's Chromium for the browser tests (apt-get; root or sudo), if
 test: setup chromium ## unit, integration, e2e and browser tests (real PostgreSQL, S3, gRPC, Chromium)
 	$(BIN)/python -m pytest -q -ra
 
+test-fast: setup ## the inner loop: unit and integration tests only (no whole stack, no browser)
+	$(BIN)/python -m pytest -q -ra -m "unit or integration"
+
 bench: setup ## benchmarks that print figures (results under bench/results/)
 	$(BIN)/python bench/run_all.py
 
@@ -46,7 +49,7 @@ gpu-check: setup ## on a GPU node: is the classifier served on CUDA? parity, ima
 protos: setup ## regenerate the gRPC code from protos/
 	$(BIN)/python -m marrowscope.core.protogen
 
-lint: setup ## ruff + mypy
+lint: setup ## ruff check, ruff format --check, mypy (what CI and pre-commit run)
 	$(BIN)/ruff check services tests bench
 	$(BIN)/ruff format --check services tests bench
 	$(BIN)/mypy services
@@ -61,4 +64,7 @@ format: setup ## ruff format + autofix
 clean: ## remove the local stack's state (.marrowscope/) and caches
 	rm -rf .marrowscope .pytest_cache .mypy_cache .ruff_cache test-artifacts
 
-.PHONY: help setup chromium demo up down test bench protos lint helm-lint format clean
+# `make lint` then `make test`: exactly what CI runs (.ci/run).
+ci: lint test ## what CI runs: the linters, then the whole test suite
+
+.PHONY: help setup chromium demo up down test test-fast ci bench protos lint helm-lint format clean

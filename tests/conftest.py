@@ -26,6 +26,15 @@ DATA = Path(
 )
 
 
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Mark tests/unit and tests/deploy by folder (the other folders mark their modules), so
+    `make test-fast` can select by marker."""
+    for item in items:
+        folder = item.path.parent.name
+        if folder in ("unit", "deploy"):
+            item.add_marker(getattr(pytest.mark, folder))
+
+
 def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))

@@ -66,7 +66,7 @@ def upload_images(
     problems: list[str] = []
     with ThreadPoolExecutor(max_workers=4) as pool:
         for result in tqdm(pool.map(one, images), total=len(images), desc=desc, unit="img"):
-            (problems if isinstance(result, str) else stored).append(result)  # type: ignore[arg-type]
+            (problems if isinstance(result, str) else stored).append(result)
     return stored, problems
 
 

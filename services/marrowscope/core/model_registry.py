@@ -61,7 +61,7 @@ def get_model_version(pool: DictPool, id_or_name: str) -> ModelVersionRecord:
     column = "id" if is_uuid(id_or_name) else "name"
     with pool.connection() as conn:
         row = conn.execute(
-            f"SELECT * FROM model_versions WHERE {column} = %s",  # type: ignore[call-overload]
+            f"SELECT * FROM model_versions WHERE {column} = %s",
             (id_or_name,),
         ).fetchone()
     if row is None:

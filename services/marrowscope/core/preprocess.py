@@ -43,8 +43,8 @@ class InputSpecData:
     def from_json(cls, data: dict) -> InputSpecData:
         return cls(
             size=int(data["size"]),
-            mean=tuple(data["mean"]),  # type: ignore[arg-type]
-            std=tuple(data["std"]),  # type: ignore[arg-type]
+            mean=tuple(data["mean"]),
+            std=tuple(data["std"]),
             layout=data.get("layout", "NCHW"),
             dtype=data.get("dtype", "float32"),  # specs registered before dtype existed
         )

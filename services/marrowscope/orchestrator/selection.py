@@ -106,7 +106,7 @@ STRATEGIES: dict[str, type] = {
 
 
 def strategy_for(method: str, thresholds: Thresholds) -> SelectionStrategy:
-    return STRATEGIES[method](thresholds)  # type: ignore[no-any-return]
+    return STRATEGIES[method](thresholds)
 
 
 @dataclass(frozen=True)

@@ -117,7 +117,7 @@ class StainSegmenter:
             return i
 
         for a in large:
-            rows, cols = boxes[a]  # type: ignore[misc]  # every label has a box
+            rows, cols = boxes[a]  # every label has a box
             reach = int(self.lobe_gap * np.sqrt(areas[a])) + 1
             y0, y1 = max(0, rows.start - reach), min(height, rows.stop + reach)
             x0, x1 = max(0, cols.start - reach), min(width, cols.stop + reach)

@@ -108,7 +108,7 @@ def count_flops(model: nn.Module, size: int) -> int:
         total += 2 * module.in_features * module.out_features
 
     handles = [
-        m.register_forward_hook(conv_hook if isinstance(m, nn.Conv2d) else linear_hook)  # type: ignore[arg-type]
+        m.register_forward_hook(conv_hook if isinstance(m, nn.Conv2d) else linear_hook)
         for m in model.modules()
         if isinstance(m, nn.Conv2d | nn.Linear)
     ]

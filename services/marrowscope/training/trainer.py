@@ -224,7 +224,7 @@ def train(
                 break
 
     model.load_state_dict(best_state)
-    model = model.to(memory_format=torch.contiguous_format).eval()  # type: ignore[call-overload]
+    model = model.to(memory_format=torch.contiguous_format).eval()
     state_buffer = io.BytesIO()
     torch.save(model.state_dict(), state_buffer)
     onnx_bytes = export_onnx(model, spec)
