@@ -212,9 +212,11 @@ def test_network_policies_follow_the_call_graph() -> None:
             if "podSelector" in peer
         }
 
-    assert callers("segmentation") == {"lis-api"}
+    assert callers("segmentation") == {"lis-api", "orchestrator"}  # ImportCells' centre crops
     assert callers("inference") == {"lis-api", "orchestrator"}
     assert callers("training") == {"orchestrator"}
+    # the curation admin page, and ML staff's CLI pods by label (orchestrator.allowFrom: "*")
+    assert callers("orchestrator") == {"curation", "*"}
     assert "from" not in policies["lis-api"]["spec"]["ingress"][0]  # the LIS: open by default
     assert set(policies) == GRPC_COMPONENTS | {"lis-api", "postgresql", "minio"}
 
