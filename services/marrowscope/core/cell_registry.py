@@ -152,3 +152,47 @@ def confirmed_examples(
         (class_code, taxonomy, dataset, limit),
     ).fetchall()
     return [str(r["cell_id"]) for r in rows]
+
+
+def object_keys(conn: DictConnection, cell_ids: Sequence[str]) -> dict[str, str]:
+    """The object key of each known cell's image, by cell id."""
+    rows = conn.execute(
+        "SELECT id, object_key FROM cells WHERE id = ANY(%s::uuid[])", (list(cell_ids),)
+    ).fetchall()
+    return {str(r["id"]): str(r["object_key"]) for r in rows}
+
+
+def newest_labels(
+    conn: DictConnection,
+    cell_ids: Sequence[str],
+    taxonomy: str,
+    *,
+    source: str | None = None,
+    campaign_id: str | None = None,
+) -> dict[str, str]:
+    """Each cell's current label in ``taxonomy`` (its newest row), by cell id, optionally only
+    from one source or one campaign; cells without such a label are left out."""
+    rows = conn.execute(
+        """SELECT DISTINCT ON (cell_id) cell_id, class_code FROM labels
+           WHERE cell_id = ANY(%(ids)s::uuid[]) AND taxonomy = %(taxonomy)s
+             AND (%(source)s::text IS NULL OR source = %(source)s)
+             AND (%(campaign)s::uuid IS NULL OR campaign_id = %(campaign)s::uuid)
+           ORDER BY cell_id, id DESC""",
+        {"ids": list(cell_ids), "taxonomy": taxonomy, "source": source, "campaign": campaign_id},
+    ).fetchall()
+    return {str(r["cell_id"]): str(r["class_code"]) for r in rows}
+
+
+def dataset_reference_labels(
+    conn: DictConnection, dataset: str, taxonomy: str
+) -> list[tuple[str, str]]:
+    """(cell id, reference class) of every cell of ``dataset`` with a reference label in
+    ``taxonomy``, ordered by cell id."""
+    rows = conn.execute(
+        """SELECT c.id, l.class_code FROM cells c
+           JOIN LATERAL (SELECT class_code FROM labels WHERE cell_id = c.id
+               AND source = 'reference' AND taxonomy = %s ORDER BY id DESC LIMIT 1) l ON true
+           WHERE c.dataset = %s ORDER BY c.id""",
+        (taxonomy, dataset),
+    ).fetchall()
+    return [(str(r["id"]), str(r["class_code"])) for r in rows]

@@ -56,14 +56,20 @@ class ModelVersionRecord:
 
 
 def get_model_version(pool: DictPool, id_or_name: str) -> ModelVersionRecord:
+    """The registered version with this id or name (NotFound otherwise)."""
+    with pool.connection() as conn:
+        return model_version_on(conn, id_or_name)
+
+
+def model_version_on(conn: DictConnection, id_or_name: str) -> ModelVersionRecord:
+    """``get_model_version`` on the caller's connection (e.g. a training job's)."""
     if not id_or_name:
         raise InvalidArgument("a model version id or name is required")
     column = "id" if is_uuid(id_or_name) else "name"
-    with pool.connection() as conn:
-        row = conn.execute(
-            f"SELECT * FROM model_versions WHERE {column} = %s",
-            (id_or_name,),
-        ).fetchone()
+    row = conn.execute(
+        f"SELECT * FROM model_versions WHERE {column} = %s",
+        (id_or_name,),
+    ).fetchone()
     if row is None:
         raise NotFound(f"model version {id_or_name} is not registered")
     return ModelVersionRecord.from_row(row)

@@ -17,7 +17,7 @@ from typing import Any
 from psycopg.types.json import Jsonb
 
 from marrowscope.core import cell_registry
-from marrowscope.core.db import DictPool
+from marrowscope.core.db import DictConnection, DictPool
 from marrowscope.core.errors import FailedPrecondition, InvalidArgument, NotFound
 from marrowscope.core.ids import parse_uuid
 from marrowscope.core.taxonomy import load_taxonomy
@@ -130,20 +130,14 @@ class CampaignRepository:
                 ).fetchone()
                 if found:
                     return self.get(str(found["id"]))
-            rows = conn.execute(
-                """SELECT c.id, l.class_code FROM cells c
-                   JOIN LATERAL (SELECT class_code FROM labels WHERE cell_id = c.id
-                       AND source = 'reference' AND taxonomy = %s ORDER BY id DESC LIMIT 1) l ON true
-                   WHERE c.dataset = %s ORDER BY c.id""",
-                (taxonomy.name, dataset),
-            ).fetchall()
+            rows = cell_registry.dataset_reference_labels(conn, dataset, taxonomy.name)
         if not rows:
             raise NotFound(
                 f"dataset {dataset!r} has no cells with {taxonomy.name} labels; import it first"
             )
         by_class: dict[str, list[str]] = defaultdict(list)
-        for row in rows:
-            by_class[row["class_code"]].append(str(row["id"]))
+        for cell_id, class_code in rows:
+            by_class[class_code].append(cell_id)
         rng = random.Random(params.seed)
         roles: list[tuple[str, str, str]] = []  # cell, role, class
         need = params.test_per_class + params.validation_per_class + params.initial_per_class
@@ -281,47 +275,44 @@ class CampaignRepository:
                 {**values, "round_id": round_id},
             )
 
+    def _cells_in_role(self, conn: DictConnection, campaign_id: str, role: str) -> list[dict]:
+        return conn.execute(
+            """SELECT cell_id::text AS cell_id, round_added FROM campaign_cells
+               WHERE campaign_id = %s AND role = %s ORDER BY cell_id""",
+            (campaign_id, role),
+        ).fetchall()
+
     def labelled(self, campaign_id: str, taxonomy: str) -> list[LabelledCell]:
         """Teacher cells with their current (newest) campaign label."""
         with self.pool.connection() as conn:
-            rows = conn.execute(
-                """SELECT DISTINCT ON (cc.cell_id) cc.cell_id, c.object_key, l.class_code,
-                       cc.round_added
-                   FROM campaign_cells cc JOIN cells c ON c.id = cc.cell_id
-                   JOIN labels l ON l.cell_id = cc.cell_id AND l.campaign_id = cc.campaign_id
-                       AND l.taxonomy = %s
-                   WHERE cc.campaign_id = %s AND cc.role = 'teacher'
-                   ORDER BY cc.cell_id, l.id DESC""",
-                (taxonomy, campaign_id),
-            ).fetchall()
+            teacher = self._cells_in_role(conn, campaign_id, "teacher")
+            ids = [r["cell_id"] for r in teacher]
+            keys = cell_registry.object_keys(conn, ids)
+            labels = cell_registry.newest_labels(conn, ids, taxonomy, campaign_id=campaign_id)
         return [
-            LabelledCell(str(r["cell_id"]), r["object_key"], r["class_code"], r["round_added"])
-            for r in rows
+            LabelledCell(r["cell_id"], keys[r["cell_id"]], labels[r["cell_id"]], r["round_added"])
+            for r in teacher
+            if r["cell_id"] in labels
         ]
 
     def reference_set(self, campaign_id: str, role: str, taxonomy: str) -> list[LabelledCell]:
         """Validation or test cells with the dataset's reference label."""
         with self.pool.connection() as conn:
-            rows = conn.execute(
-                """SELECT cc.cell_id, c.object_key, l.class_code FROM campaign_cells cc
-                   JOIN cells c ON c.id = cc.cell_id
-                   JOIN LATERAL (SELECT class_code FROM labels WHERE cell_id = cc.cell_id
-                       AND source = 'reference' AND taxonomy = %s ORDER BY id DESC LIMIT 1) l
-                       ON true
-                   WHERE cc.campaign_id = %s AND cc.role = %s ORDER BY cc.cell_id""",
-                (taxonomy, campaign_id, role),
-            ).fetchall()
-        return [LabelledCell(str(r["cell_id"]), r["object_key"], r["class_code"], 0) for r in rows]
+            members = self._cells_in_role(conn, campaign_id, role)
+            ids = [r["cell_id"] for r in members]
+            keys = cell_registry.object_keys(conn, ids)
+            labels = cell_registry.newest_labels(conn, ids, taxonomy, source="reference")
+        return [
+            LabelledCell(r["cell_id"], keys[r["cell_id"]], labels[r["cell_id"]], 0)
+            for r in members
+            if r["cell_id"] in labels
+        ]
 
     def pool_cells(self, campaign_id: str) -> list[tuple[str, str]]:
         with self.pool.connection() as conn:
-            rows = conn.execute(
-                """SELECT cc.cell_id, c.object_key FROM campaign_cells cc
-                   JOIN cells c ON c.id = cc.cell_id
-                   WHERE cc.campaign_id = %s AND cc.role = 'pool' ORDER BY cc.cell_id""",
-                (campaign_id,),
-            ).fetchall()
-        return [(str(r["cell_id"]), r["object_key"]) for r in rows]
+            members = self._cells_in_role(conn, campaign_id, "pool")
+            keys = cell_registry.object_keys(conn, [r["cell_id"] for r in members])
+        return [(r["cell_id"], keys[r["cell_id"]]) for r in members]
 
     def absorb(
         self,

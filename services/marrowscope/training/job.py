@@ -21,7 +21,11 @@ from psycopg.rows import dict_row
 
 from marrowscope.core.db import DictConnection
 from marrowscope.core.logs import configure_logging
-from marrowscope.core.model_registry import NewModelVersion, register_model_version
+from marrowscope.core.model_registry import (
+    NewModelVersion,
+    model_version_on,
+    register_model_version,
+)
 from marrowscope.core.objectstore import ObjectStore, open_store
 from marrowscope.core.preprocess import InputSpecData, decode_for_model
 from marrowscope.core.settings import DatabaseSettings, ObjectStoreSettings
@@ -89,11 +93,8 @@ def run_job(job_id: str, conn: DictConnection, store: ObjectStore) -> str:
         parent_id = spec_json.get("parent") or None
         parent_state = None
         if parent_id:
-            parent = conn.execute(
-                "SELECT weights_key FROM model_versions WHERE id = %s", (parent_id,)
-            ).fetchone()
-            assert parent is not None, "parent version vanished"
-            parent_state = store.get(parent["weights_key"])
+            parent = model_version_on(conn, parent_id)
+            parent_state = store.get(parent.weights_key)
         trained = train(
             x_train,
             y_train,
