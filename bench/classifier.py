@@ -35,14 +35,14 @@ import onnxruntime as ort
 import psycopg
 import torch
 
-from marrowscope.core.db import create_database, drop_database, open_pool
+from marrowscope.core.db import DictPool, create_database, drop_database, open_pool
 from marrowscope.core.images import decode_image, decode_pil_image, encode_png
 from marrowscope.core.model_registry import NewModelVersion, register_model_version
 from marrowscope.core.objectstore import FilesystemObjectStore, put_content_addressed
 from marrowscope.core.preprocess import InputSpecData, preprocess_image
 from marrowscope.core.rpc import check_health, open_channel
 from marrowscope.core.settings import DatabaseSettings
-from marrowscope.core.taxonomy import load_taxonomy
+from marrowscope.core.taxonomy import Taxonomy, load_taxonomy
 from marrowscope.segmentation.algorithm import crop_cell
 from marrowscope.segmentation.stain import StainSegmenter
 from marrowscope.training.model import PixelInput, WithSoftmax, build_model, count_flops
@@ -93,21 +93,28 @@ class ServedClient:
         self.channel = self.loop.run_until_complete(self._open(address))
         self.stub = inference_pb2_grpc.InferenceServiceStub(self.channel)
         self.refs = [common_pb2.CellRef(cell_id=str(i), object_key=k) for i, k in enumerate(keys)]
+        self.version = "production"  # until load() names one
 
     @staticmethod
     async def _open(address: str) -> grpc.aio.Channel:
         return open_channel(address, "marrowscope.v1.InferenceService")
 
     def load(self, version: str) -> None:
+        """Warm ``version``; every request after this names it."""
         request = inference_pb2.LoadModelRequest(model_version=version)
         self.loop.run_until_complete(self.stub.LoadModel(request, timeout=60))
+        self.version = version
 
-    def stream_rate(self) -> float:
-        """Images/s of one ClassifyStream over all cells, in requests of 64 (batch 64)."""
+    def stream_rate(self, versions: list[str] | None = None) -> float:
+        """Images/s of one ClassifyStream over all cells, in requests of 64 (batch 64); with
+        ``versions``, consecutive requests name them in turn (several versions served)."""
+        names = versions or [self.version]
 
         async def stream() -> int:
             requests = [
-                inference_pb2.ClassifyRequest(cells=self.refs[i : i + 64])
+                inference_pb2.ClassifyRequest(
+                    cells=self.refs[i : i + 64], model_version=names[(i // 64) % len(names)]
+                )
                 for i in range(0, len(self.refs), 64)
             ]
             done = 0
@@ -125,7 +132,9 @@ class ServedClient:
         async def calls() -> int:
             started, n = time.perf_counter(), 0
             while time.perf_counter() - started < seconds:
-                request = inference_pb2.ClassifyRequest(cells=[self.refs[n % len(self.refs)]])
+                request = inference_pb2.ClassifyRequest(
+                    cells=[self.refs[n % len(self.refs)]], model_version=self.version
+                )
                 await self.stub.Classify(request)
                 n += 1
             return n
@@ -215,6 +224,52 @@ def start_service(dsn: str, store_root: Path, port: int, pixel_cache_mb: int) ->
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )
+
+
+def two_versions(
+    address: str,
+    pool: DictPool,
+    store: FilesystemObjectStore,
+    taxonomy: Taxonomy,
+    spec: InputSpecData,
+    args: argparse.Namespace,
+    version: str,
+    keys: list[str],
+) -> dict:
+    """Serving two versions alternately (consecutive requests of one stream name either; the
+    service batches per version) against one version, in alternating rounds (medians)."""
+    torch.manual_seed(1)
+    other_model = build_model("se_cnn", len(taxonomy.codes), width=args.width).eval()
+    with pool.connection() as conn:
+        other = register_model_version(
+            conn,
+            store,
+            NewModelVersion(
+                onnx_bytes=export_onnx(other_model, spec),
+                weights_bytes=b"",
+                taxonomy=taxonomy.name,
+                class_codes=taxonomy.codes,
+                architecture="se_cnn",
+                input_spec=spec,
+                training_set_hash="bench-second",
+            ),
+        )
+    client = ServedClient(address, keys)
+    try:
+        client.load(other)
+        client.load(version)
+        single, double = [], []
+        for _ in range(3):
+            single.append(client.stream_rate())
+            double.append(client.stream_rate([version, other]))
+    finally:
+        client.close()
+    one, two = float(np.median(single)), float(np.median(double))
+    return {
+        "served_one_version_b64": one,
+        "served_two_versions_b64": two,
+        "two_over_one": two / one,
+    }
 
 
 def crops_and_cache(
@@ -328,6 +383,11 @@ def main() -> int:
                 figures.update(
                     crops_and_cache(
                         f"127.0.0.1:{port}", f"127.0.0.1:{port + 1}", version, keys, png_keys
+                    )
+                )
+                figures.update(
+                    two_versions(
+                        f"127.0.0.1:{port}", pool, store, taxonomy, spec, args, version, keys
                     )
                 )
                 for name in ("served_png_crops", "served_pixel_cache"):

@@ -6,11 +6,13 @@ import asyncio
 import io
 from pathlib import Path
 
+import grpc
 import numpy as np
 import onnxruntime as ort
 import pytest
 import torch
 
+from marrowscope.core.db import DictPool
 from marrowscope.core.errors import FailedPrecondition
 from marrowscope.core.images import encode_png
 from marrowscope.core.model_registry import NewModelVersion, register_model_version
@@ -23,6 +25,7 @@ from marrowscope.inference.classifier import Classifier
 from marrowscope.inference.servicer import SERVICE_NAME, InferenceServicer
 from marrowscope.inference.settings import InferenceSettings
 from marrowscope.training.model import WithSoftmax, build_model
+from marrowscope.training.promotion import ModelAliases
 from marrowscope.training.trainer import export_onnx
 from marrowscope.v1 import common_pb2, inference_pb2, inference_pb2_grpc
 
@@ -72,9 +75,11 @@ def served(db_pool, tmp_path: Path):  # type: ignore[no-untyped-def]
         )[0]
         for version, onnx in versions
     }
-    settings = InferenceSettings(port=0, grace_seconds=0.5, max_wait_ms=2, prefer_cuda=False)
+    settings = InferenceSettings(
+        port=0, grace_seconds=0.5, max_wait_ms=2, prefer_cuda=False, alias_ttl_s=0.0
+    )
     classifier = Classifier(db_pool, store, settings)
-    classifier.load(versions[0][0])
+    classifier.warm(versions[0][0])
     return classifier, store, cells, expected, [v for v, _ in versions]
 
 
@@ -110,7 +115,13 @@ def test_bad_cells_get_their_own_error_and_the_rest_are_classified(served) -> No
         try:
             async with open_channel(service.address, "marrowscope.v1.InferenceService") as ch:
                 stub = inference_pb2_grpc.InferenceServiceStub(ch)
-                return await stub.Classify(inference_pb2.ClassifyRequest(cells=_refs(mixed)))
+                with pytest.raises(grpc.aio.AioRpcError) as unnamed:
+                    await stub.Classify(inference_pb2.ClassifyRequest(cells=_refs(mixed)))
+                assert unnamed.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+                assert "production" in (unnamed.value.details() or "")
+                return await stub.Classify(
+                    inference_pb2.ClassifyRequest(cells=_refs(mixed), model_version=versions[0])
+                )
         finally:
             await service.stop()
 
@@ -127,50 +138,78 @@ def test_bad_cells_get_their_own_error_and_the_rest_are_classified(served) -> No
         )
 
 
-def test_hot_swap_during_a_stream_loses_nothing_and_never_mixes_versions(served) -> None:  # type: ignore[no-untyped-def]
+def test_two_versions_served_at_once_never_mix_and_loading_one_changes_nothing_else(
+    served: tuple,
+) -> None:
+    """Two streams, each naming its own version, run together while LoadModel warms versions
+    in between: every chunk is classified by the version it named, and only by it."""
     classifier, _, cells, expected, versions = served
-    name_of = {}
-    for v in versions:
-        classifier.load(v)
-        name_of[classifier.current.record.name] = v
-    classifier.load(versions[0])
-    chunks = 60
+    chunks = 30
 
-    async def scenario() -> list[inference_pb2.ClassifyResponse]:
+    async def scenario() -> dict[str, list[inference_pb2.ClassifyResponse]]:
         service = await _serve(classifier)
         try:
             async with open_channel(service.address, "marrowscope.v1.InferenceService") as ch:
                 stub = inference_pb2_grpc.InferenceServiceStub(ch)
 
-                async def swapper() -> None:
+                async def warm_others() -> None:
                     for n in range(12):
                         await stub.LoadModel(
-                            inference_pb2.LoadModelRequest(model_version=versions[(n + 1) % 2])
+                            inference_pb2.LoadModelRequest(model_version=versions[n % 2])
                         )
                         await asyncio.sleep(0.01)
 
-                requests = [
-                    inference_pb2.ClassifyRequest(cells=_refs(cells)) for _ in range(chunks)
-                ]
-                swapping = asyncio.create_task(swapper())
-                responses = [r async for r in stub.ClassifyStream(iter(requests))]
-                await swapping
-                return responses
+                async def stream(version: str) -> list[inference_pb2.ClassifyResponse]:
+                    requests = [
+                        inference_pb2.ClassifyRequest(cells=_refs(cells), model_version=version)
+                        for _ in range(chunks)
+                    ]
+                    return [r async for r in stub.ClassifyStream(iter(requests))]
+
+                first, second, _ = await asyncio.gather(
+                    stream(versions[0]), stream(versions[1]), warm_others()
+                )
+                return {versions[0]: first, versions[1]: second}
         finally:
             await service.stop()
 
     responses = asyncio.run(scenario())
-    assert len(responses) == chunks
-    seen_versions = set()
-    for response in responses:
-        assert len(response.predictions) == len(cells)
-        assert {p.model_version for p in response.predictions} == {response.model_version}
-        version = name_of[response.model_version]
-        seen_versions.add(version)
-        got = np.array([p.probabilities for p in response.predictions])
-        np.testing.assert_allclose(got, expected[version], atol=1e-5)
-    assert seen_versions == set(versions), "the swap never happened during the stream"
+    for version, answered in responses.items():
+        assert len(answered) == chunks
+        for response in answered:
+            assert len(response.predictions) == len(cells)
+            assert {p.model_version for p in response.predictions} == {response.model_version}
+            got = np.array([p.probabilities for p in response.predictions])
+            np.testing.assert_allclose(got, expected[version], atol=1e-5)
+    assert {m.record.id for m in classifier.loaded()} == set(versions)
     classifier.close()
+
+
+def test_production_alias_follows_promotion_and_the_cache_stays_bounded(
+    served: tuple, db_pool: DictPool
+) -> None:
+    classifier, _, cells, expected, versions = served
+    aliases = ModelAliases(db_pool, "paper17")
+    for version in versions:
+        aliases.promote(version, "production", "tests", f"serve {version}")
+        predictions, record = classifier.classify(cells, "production")
+        assert record.id == version  # alias_ttl_s=0: the promotion is seen at once
+        np.testing.assert_allclose(
+            [p.probabilities for p in predictions], expected[version], atol=1e-5
+        )
+    bounded = Classifier(
+        db_pool,
+        classifier.store,
+        InferenceSettings(prefer_cuda=False, max_loaded_models=1, alias_ttl_s=0.0),
+    )
+    for version in (*versions, versions[0]):
+        predictions, record = bounded.classify(cells, version)
+        assert [m.record.id for m in bounded.loaded()] == [version]  # least recently used out
+        np.testing.assert_allclose(
+            [p.probabilities for p in predictions], expected[version], atol=1e-5
+        )
+    classifier.close()
+    bounded.close()
 
 
 def _register_float_input_model(db_pool, store, spec: InputSpecData) -> str:  # type: ignore[no-untyped-def]
@@ -209,7 +248,7 @@ def test_models_with_float_input_are_still_served_with_normalised_pixels(served,
     classifier, store, cells, _, _ = served
     legacy = InputSpecData(size=32, dtype="float32")
     version = _register_float_input_model(db_pool, store, legacy)
-    session = ort.InferenceSession(store.get(classifier.load(version).record.artifact_key))
+    session = ort.InferenceSession(store.get(classifier.warm(version).record.artifact_key))
     blobs = [store.get(key) for _, key in cells]
     normalised = np.stack([decode_for_model(b, legacy) for b in blobs])
     assert normalised.dtype == np.float32 and normalised.min() < -1.0  # black is -2, not 0
@@ -227,8 +266,8 @@ def test_a_registry_entry_that_does_not_match_its_artifact_is_refused(served, db
     classifier, store, cells, expected, versions = served
     wrong = _register_float_input_model(db_pool, store, InputSpecData(size=32, dtype="uint8"))
     with pytest.raises(FailedPrecondition, match="does not match its artifact"):
-        classifier.load(wrong)
-    predictions, record = classifier.classify(cells)  # the previous model still serves
+        classifier.warm(wrong)
+    predictions, record = classifier.classify(cells, versions[0])  # others are still served
     assert record.id == versions[0]
     np.testing.assert_allclose(
         [p.probabilities for p in predictions], expected[versions[0]], atol=1e-5
@@ -238,9 +277,9 @@ def test_a_registry_entry_that_does_not_match_its_artifact_is_refused(served, db
 
 def test_repeated_cells_are_served_from_the_pixel_cache_with_the_same_answers(served) -> None:  # type: ignore[no-untyped-def]
     classifier, store, cells, expected, versions = served
-    first, _ = classifier.classify(cells)
+    first, _ = classifier.classify(cells, versions[0])
     assert classifier.pixels.stats.entries == len(cells) and classifier.pixels.stats.hits == 0
-    second, _ = classifier.classify(cells)  # as the next SSL round re-predicts its pool
+    second, _ = classifier.classify(cells, versions[0])  # as the next SSL round re-predicts
     assert classifier.pixels.stats.hits == len(cells)
     np.testing.assert_array_equal(
         [p.probabilities for p in first], [p.probabilities for p in second]
@@ -249,7 +288,7 @@ def test_repeated_cells_are_served_from_the_pixel_cache_with_the_same_answers(se
     # A cell whose image cannot be read is not cached: it is read again next time.
     missing = ("missing", "cells/00/" + "1" * 64 + ".png")
     for _ in range(2):
-        (prediction,), _ = classifier.classify([missing])
+        (prediction,), _ = classifier.classify([missing], versions[0])
         assert "not found" in prediction.error.lower()
     assert classifier.pixels.stats.entries == len(cells)
     classifier.close()

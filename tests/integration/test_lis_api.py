@@ -34,6 +34,7 @@ from marrowscope.lis_api.review import REVIEW_QUEUE_ID, CurationReview
 from marrowscope.lis_api.settings import LisApiSettings
 from marrowscope.v1 import curation_pb2
 from tests.conftest import free_port
+from tests.model_helpers import ensure_production
 
 pytestmark = pytest.mark.integration
 ADMIN_KEY = "admin-key-for-tests"
@@ -227,6 +228,7 @@ def test_presigned_upload_is_validated_on_completion(
 def test_analysis_is_idempotent_waits_for_peers_and_survives_a_restart(
     db_pool: DictPool, s3_settings: ObjectStoreSettings
 ) -> None:
+    production = ensure_production(db_pool, open_store(s3_settings))
     with api(db_pool, s3_settings) as http:
         key = new_client(http, ["submit", "read"])
         sid = http.post(
@@ -252,6 +254,11 @@ def test_analysis_is_idempotent_waits_for_peers_and_survives_a_restart(
             time.sleep(0.2)
         assert job["state"] == "waiting", job
         assert "segmentation service unavailable" in job["waiting_reason"]
+        with db_pool.connection() as conn:  # the job pinned the production version
+            row = conn.execute(
+                "SELECT model_version_id FROM analysis_jobs WHERE id = %s", (job["id"],)
+            ).fetchone()
+        assert row is not None and str(row["model_version_id"]) == production.id
         assert job["next_attempt_at"] and job["attempts"] >= 1
         report = http.get(f"/v1/specimens/{sid}/report", headers=auth(key))
         assert report.status_code == 404 and "no report yet" in report.json()["detail"]

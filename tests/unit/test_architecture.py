@@ -30,6 +30,7 @@ OWNERS = {
     "cells": "core.cell_registry",
     "labels": "core.cell_registry",
     "model_versions": "core.model_registry",
+    "model_alias_changes": "core.model_registry",
     "audit_events": "core.audit",
     # the orchestrator: campaigns of SSL rounds
     "campaigns": "orchestrator.repository",

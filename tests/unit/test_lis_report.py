@@ -11,10 +11,12 @@ from hl7apy.parser import parse_message
 from marrowscope.core.taxonomy import load_taxonomy
 from marrowscope.lis_api.formats import to_fhir, to_hl7
 from marrowscope.lis_api.report import (
+    DEMO_MODEL_TEXT,
     ClassifiedCell,
     Thresholds,
     build_differential,
     percentages_summing_to_100,
+    record_model,
 )
 
 TAXONOMY = load_taxonomy("paper17")
@@ -124,3 +126,33 @@ def test_hl7_oru_r01_parses_back_with_one_obx_per_class_and_status() -> None:
         assert {o.obx_11.to_er7() for o in obx} == {flag}
         by_code = {o.obx_3.to_er7().split("^")[0]: o.obx_5.to_er7() for o in obx}
         assert by_code["MB"] == "6.0" and by_code["38257-2"] == "500"
+
+
+def test_cells_of_an_unknown_class_are_not_counted_and_are_flagged() -> None:
+    """A model of another taxonomy must not break or bend the differential."""
+    body = build_differential(
+        cells({"SEG": 300, "LY": 200, "NOT-A-CLASS": 7}), TAXONOMY, Thresholds()
+    )
+    assert body["cells_found"] == 507 and body["cells_counted"] == 500
+    assert body["cells_unreadable"] == 0
+    assert "UNKNOWN_CLASSES" in {f["code"] for f in body["flags"]}
+    assert round(sum(r["percent"] for r in body["differential"]), 6) == 100.0
+
+
+def test_a_demo_model_report_says_not_for_clinical_use_in_every_format() -> None:
+    source = report("preliminary")
+    record_model(source["body"], name="paper17-demo", artifact_sha256="ab" * 32, demo=True)
+    record_model(source["body"], name="paper17-demo", artifact_sha256="ab" * 32, demo=True)
+    flags = [f for f in source["body"]["flags"] if f["code"] == "DEMO_MODEL"]
+    assert len(flags) == 1 and DEMO_MODEL_TEXT in flags[0]["text"]  # recorded once
+    assert source["body"]["model_artifact_sha256"] == "ab" * 32
+    assert DEMO_MODEL_TEXT in DiagnosticReport(to_fhir(source)).conclusion
+    message = parse_message(to_hl7(source), find_groups=True)
+    notes = message.oru_r01_patient_result.oru_r01_order_observation.nte
+    assert any(
+        "DEMO_MODEL" in n.nte_3.to_er7() and DEMO_MODEL_TEXT in n.nte_3.to_er7() for n in notes
+    )
+    clinical = report("preliminary")
+    record_model(clinical["body"], name="paper17-1", artifact_sha256="cd" * 32, demo=False)
+    assert "DEMO_MODEL" not in {f["code"] for f in clinical["body"]["flags"]}
+    assert DEMO_MODEL_TEXT not in to_hl7(clinical)

@@ -1,4 +1,6 @@
-"""First start: train a small model on generated data so the pipeline can classify at once."""
+"""First start: train a small demo model on generated data so the pipeline can classify at
+once. It becomes production only where no production model exists, and every report made
+with it carries the DEMO_MODEL flag ("not for clinical use")."""
 
 from __future__ import annotations
 
@@ -38,7 +40,10 @@ async def ensure_model(
     width: int = 16,
     quiet: bool = False,
 ) -> str:
-    """Load the newest model version, training one first if none is registered."""
+    """The production model's name, warmed in the inference service. Where no version is
+    registered at all, a demo model is trained and made production first; where versions
+    exist but none is production, nothing is promoted ('' is returned, and the LIS waits until
+    someone promotes one)."""
     versions = await clients.training.ListModelVersions(
         training_pb2.ListModelVersionsRequest(limit=1)
     )
@@ -69,10 +74,24 @@ async def ensure_model(
                     width=width,
                 ),
                 labels={"purpose": "bootstrap"},
+                demo=True,
             )
         )
         job = await wait_for_job(clients, job, "training the first model", quiet)
         if job.state != training_pb2.TRAINING_JOB_STATE_SUCCEEDED:
             raise RuntimeError(f"bootstrap training failed: {job.error or job.state}")
-    serving = await clients.inference.LoadModel(inference_pb2.LoadModelRequest(), timeout=60)
+        await clients.training.PromoteModel(
+            training_pb2.PromoteModelRequest(
+                model_version=job.model_version,
+                alias="production",
+                actor="marrowscope (first start)",
+                reason="no model registered yet: a demo model trained on generated cells",
+            )
+        )
+    aliases = await clients.training.ListModelAliases(training_pb2.ListModelAliasesRequest())
+    if not any(change.alias == "production" for change in aliases.current):
+        return ""
+    serving = await clients.inference.LoadModel(
+        inference_pb2.LoadModelRequest(model_version="production"), timeout=60
+    )
     return str(serving.model.name)

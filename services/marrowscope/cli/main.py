@@ -32,7 +32,7 @@ from marrowscope.core.objectstore import ObjectStore, open_store
 from marrowscope.core.settings import ObjectStoreSettings, PeerSettings
 from marrowscope.v1 import training_pb2
 
-from . import stack
+from . import models, stack
 from .bootstrap import ensure_model
 
 T = TypeVar("T")
@@ -65,6 +65,15 @@ async def _with_clients(state: dict, work: Callable[[ServiceClients], Awaitable[
         await clients.close()
 
 
+def _production_line(name: str) -> str:
+    if name:
+        return f"production model (what the LIS uses): {name}"
+    return (
+        "no production model: the LIS waits until one is promoted "
+        "(marrowscope models list; marrowscope models promote VERSION --reason TEXT)"
+    )
+
+
 def _print_addresses(state: dict) -> None:
     print("Marrowscope is up:")
     for service, port in state["ports"].items():
@@ -89,7 +98,7 @@ def cmd_up(args: argparse.Namespace) -> int:
         except BaseException:
             stack.down(paths)
             raise
-        print(f"serving model {name}", file=sys.stderr)
+        print(_production_line(name), file=sys.stderr)
     _print_addresses(state)
     if args.detach:
         return 0
@@ -140,7 +149,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
         async def work(clients: ServiceClients) -> Any:
             store = _store(state)
             name = await ensure_model(clients, store)
-            print(f"serving model {name}")
+            print(_production_line(name))
             ui_url = (
                 f"http://127.0.0.1:{state['ports']['curation_http']}" if args.expert == "ui" else ""
             )
@@ -174,6 +183,11 @@ def _running_state(home: Path) -> dict:
     if not state:
         raise SystemExit("no stack is running: start one with `marrowscope up --detach`")
     return state
+
+
+def cmd_models(args: argparse.Namespace) -> int:
+    state = _running_state(args.home)
+    return asyncio.run(_with_clients(state, lambda c: models.run(c, _store(state), args)))
 
 
 def cmd_train(args: argparse.Namespace) -> int:
@@ -525,6 +539,7 @@ def build_parser() -> argparse.ArgumentParser:
     gc.add_argument("--tolerance", type=float, default=1e-4, help="max |CUDA - CPU| probability")
     gc.add_argument("--json", type=Path, help="write the report here")
     gc.set_defaults(func=cmd_gpu_check)
+    models.add_parser(sub, cmd_models)
     return parser
 
 

@@ -224,7 +224,8 @@ async def train_folder(
 async def predict_with_service(
     clients: ServiceClients, stored: list[StoredImage], model: str
 ) -> tuple[list[str], str]:
-    """Top-1 class per stored image through the inference service ('' where unreadable)."""
+    """Top-1 class per stored image through the inference service ('' where unreadable), with
+    the version ``model`` names (warmed first; what others are served does not change)."""
     serving = await clients.inference.LoadModel(
         inference_pb2.LoadModelRequest(model_version=model), timeout=120
     )
@@ -302,8 +303,10 @@ async def evaluate_folder(
                 print(f"skipped {problem}")
         predicted, name = await predict_with_service(clients, stored, model)
         images = [s.image for s in stored]
-        served = await clients.inference.GetServingModel(inference_pb2.GetServingModelRequest())
-        taxonomy = load_taxonomy(served.model.taxonomy)
+        evaluated = await clients.training.GetModelVersion(
+            training_pb2.GetModelVersionRequest(id=name)
+        )
+        taxonomy = load_taxonomy(evaluated.taxonomy)
     if taxonomy.name != folder.taxonomy:
         raise InvalidArgument(
             f"the model predicts {taxonomy.name} classes but the folder is labelled in "

@@ -64,4 +64,5 @@ def model_version(record: ModelVersionRecord) -> common_pb2.ModelVersion:
         learning_curve=[epoch_metrics(e) for e in record.learning_curve],
         created_at=timestamp(record.created_at),
         architecture=record.architecture,
+        demo=record.demo,
     )

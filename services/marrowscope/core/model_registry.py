@@ -1,4 +1,10 @@
-"""Registered model versions (rows of ``model_versions``), read by training and inference."""
+"""Registered model versions and their aliases (tables ``model_versions`` and
+``model_alias_changes``), read by training, inference and the LIS API.
+
+An alias ('production': what the LIS classifies with; 'candidate') names one version at a
+time; every change is an insert-only row and an audit event, so who promoted what, when and
+why is never lost, and a rollback is the version before the current one.
+"""
 
 from __future__ import annotations
 
@@ -9,6 +15,7 @@ from typing import Any
 
 from psycopg.types.json import Jsonb
 
+from .audit import append_event
 from .db import DictConnection, DictPool
 from .errors import InvalidArgument, NotFound
 from .ids import is_uuid
@@ -33,6 +40,7 @@ class ModelVersionRecord:
     metrics: dict[str, float]
     learning_curve: list[dict[str, float]]
     created_at: datetime
+    demo: bool = False  # trained on generated cells by the local stack: not for clinical use
 
     @classmethod
     def from_row(cls, row: dict[str, Any]) -> ModelVersionRecord:
@@ -52,6 +60,7 @@ class ModelVersionRecord:
             metrics=dict(row["metrics"]),
             learning_curve=list(row["learning_curve"]),
             created_at=row["created_at"],
+            demo=bool(row.get("demo", False)),
         )
 
 
@@ -102,6 +111,7 @@ class NewModelVersion:
     metrics: dict[str, float] = field(default_factory=dict)
     learning_curve: list[dict[str, float]] = field(default_factory=list)
     training_job_id: str | None = None
+    demo: bool = False
 
 
 def register_model_version(conn: DictConnection, store: ObjectStore, new: NewModelVersion) -> str:
@@ -117,8 +127,8 @@ def register_model_version(conn: DictConnection, store: ObjectStore, new: NewMod
     conn.execute(
         """INSERT INTO model_versions (id, name, parent_id, taxonomy, class_codes,
                architecture, input_spec, artifact_key, artifact_sha256, artifact_bytes,
-               weights_key, training_set_hash, metrics, learning_curve, training_job_id)
-           VALUES (%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s)""",
+               weights_key, training_set_hash, metrics, learning_curve, training_job_id, demo)
+           VALUES (%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s)""",
         (
             version_id,
             f"{new.taxonomy}-{version_id.hex[:8]}",
@@ -135,6 +145,110 @@ def register_model_version(conn: DictConnection, store: ObjectStore, new: NewMod
             Jsonb(new.metrics),
             Jsonb(new.learning_curve),
             new.training_job_id,
+            new.demo,
         ),
     )
     return str(version_id)
+
+
+ALIASES = ("production", "candidate")
+
+
+@dataclass(frozen=True, kw_only=True)
+class AliasChange:
+    alias: str
+    version: ModelVersionRecord
+    previous: ModelVersionRecord | None
+    action: str  # promote, rollback or bootstrap
+    actor: str
+    reason: str
+    forced: bool
+    at: datetime
+
+
+def current_alias(conn: DictConnection, alias: str) -> str | None:
+    """The id of the version ``alias`` names now, or None when it names none yet."""
+    if alias not in ALIASES:
+        raise InvalidArgument(f"unknown alias {alias!r}; aliases are {', '.join(ALIASES)}")
+    row = conn.execute(
+        """SELECT model_version_id FROM model_alias_changes WHERE alias = %s
+           ORDER BY id DESC LIMIT 1""",
+        (alias,),
+    ).fetchone()
+    return None if row is None else str(row["model_version_id"])
+
+
+def resolve(conn: DictConnection, version_or_alias: str) -> ModelVersionRecord:
+    """The version a name, an id or an alias stands for now (NotFound with what to do)."""
+    if version_or_alias in ALIASES:
+        version_id = current_alias(conn, version_or_alias)
+        if version_id is None:
+            raise NotFound(
+                f"no model is {version_or_alias} yet: promote one "
+                f"(`marrowscope models promote VERSION --alias {version_or_alias}`)"
+            )
+        return model_version_on(conn, version_id)
+    return model_version_on(conn, version_or_alias)
+
+
+def set_alias(
+    conn: DictConnection,
+    *,
+    alias: str,
+    version: ModelVersionRecord,
+    action: str,
+    actor: str,
+    reason: str = "",
+    forced: bool = False,
+    evidence: dict[str, Any] | None = None,
+) -> str | None:
+    """Point ``alias`` at ``version``; returns the previous version's id. Records the change
+    and an audit event on the caller's connection (call inside its transaction)."""
+    previous = current_alias(conn, alias)
+    conn.execute(
+        """INSERT INTO model_alias_changes (alias, model_version_id, previous_version_id,
+               action, actor, reason, forced) VALUES (%s, %s, %s, %s, %s, %s, %s)""",
+        (alias, version.id, previous, action, actor, reason or None, forced),
+    )
+    append_event(
+        conn,
+        actor=actor,
+        action=f"model_{action}",
+        entity="model_alias",
+        entity_id=alias,
+        previous={"version_id": previous} if previous else None,
+        current={
+            "version_id": version.id,
+            "version": version.name,
+            "artifact_sha256": version.artifact_sha256,
+            "forced": forced,
+            **(evidence or {}),
+        },
+        reason=reason or None,
+    )
+    return previous
+
+
+def alias_history(conn: DictConnection, alias: str, limit: int = 20) -> list[AliasChange]:
+    """The newest changes of ``alias`` first."""
+    rows = conn.execute(
+        """SELECT * FROM model_alias_changes WHERE alias = %s ORDER BY id DESC LIMIT %s""",
+        (alias, limit),
+    ).fetchall()
+    return [
+        AliasChange(
+            alias=r["alias"],
+            version=model_version_on(conn, str(r["model_version_id"])),
+            previous=(
+                model_version_on(conn, str(r["previous_version_id"]))
+                if r["previous_version_id"]
+                else None
+            ),
+            action=r["action"],
+            actor=r["actor"],
+            reason=r["reason"] or "",
+            forced=r["forced"],
+            at=r["at"],
+        )
+        for r in rows
+    ]

@@ -14,7 +14,7 @@ def main() -> None:
     settings = InferenceSettings()
     resources = open_resources()
     classifier = Classifier(resources.pool, resources.store, settings)
-    classifier.try_load_newest()
+    classifier.try_warm_production()
     servicer = InferenceServicer(classifier)
 
     async def close() -> None:

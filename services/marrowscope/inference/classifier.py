@@ -1,13 +1,18 @@
-"""Classification with ONNX Runtime: the model version in use, hot swaps, batch prediction.
+"""Classification with ONNX Runtime: several model versions served at once, batch prediction.
 
-Plain Python: no gRPC. A swap loads the new session first and then replaces one reference,
-so in-flight requests finish on the model they started with and every result names its version.
+Plain Python: no gRPC. Every request names the version it wants, by name, id or alias
+('production' for patient reports). Loaded sessions are kept in a cache bounded by count and
+by artifact size, least recently used out; loading one version never changes what another
+caller gets, and a request keeps the session it resolved from start to end. An alias is
+re-read from the registry at most every ``alias_ttl_s`` seconds.
 """
 
 from __future__ import annotations
 
 import logging
 import threading
+import time
+from collections import OrderedDict
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
@@ -17,11 +22,7 @@ import onnxruntime as ort
 from marrowscope.core.db import DictPool
 from marrowscope.core.errors import FailedPrecondition, InvalidArgument, MarrowscopeError, NotFound
 from marrowscope.core.images import ImageLimits
-from marrowscope.core.model_registry import (
-    ModelVersionRecord,
-    get_model_version,
-    list_model_versions,
-)
+from marrowscope.core.model_registry import ALIASES, ModelVersionRecord, resolve
 from marrowscope.core.objectstore import ObjectStore
 from marrowscope.core.onnx_providers import open_session
 from marrowscope.core.preprocess import INPUT_DTYPES, InputSpecData, decode_for_model
@@ -94,38 +95,69 @@ def open_model_session(artifact: bytes, settings: InferenceSettings) -> ort.Infe
 
 
 class Classifier:
-    """The serving model, its hot swap, and classification of stored cell images."""
+    """The loaded model versions and classification of stored cell images."""
 
     def __init__(self, pool: DictPool, store: ObjectStore, settings: InferenceSettings) -> None:
         self.pool = pool
         self.store = store
         self.settings = settings
-        self._current: LoadedModel | None = None
-        self._swap_lock = threading.Lock()
+        self._loaded: OrderedDict[str, LoadedModel] = OrderedDict()  # by version id, LRU first
+        self._records: dict[str, ModelVersionRecord] = {}  # by id and by name (immutable rows)
+        self._aliases: dict[str, tuple[str, float]] = {}  # alias -> (version id, read at)
+        self._lock = threading.Lock()  # guards the three dicts above
+        self._load_lock = threading.Lock()  # one version loads at a time
         self._decoders = ThreadPoolExecutor(max_workers=settings.decode_workers)
         self.batcher = MicroBatcher(settings.max_batch, settings.max_wait_ms / 1000)
         self.pixels = PixelCache(settings.pixel_cache_mb * 1024 * 1024)
         self.limits = ImageLimits()
 
-    @property
-    def current(self) -> LoadedModel | None:
-        return self._current
+    def loaded(self) -> list[LoadedModel]:
+        """The versions in memory, least recently used first."""
+        with self._lock:
+            return list(self._loaded.values())
 
-    def load(self, version: str = "") -> LoadedModel:
-        """Load ``version`` (the newest registered when empty) and switch to it once loaded.
+    def record(self, version: str) -> ModelVersionRecord:
+        """The registered version a name, id or alias stands for now."""
+        if not version:
+            raise InvalidArgument(
+                "name a model version or an alias: 'production' for patient reports, "
+                "or the version a campaign or an evaluation trained"
+            )
+        now = time.monotonic()
+        with self._lock:
+            if version in ALIASES:
+                cached = self._aliases.get(version)
+                if cached and now - cached[1] < self.settings.alias_ttl_s:
+                    version = cached[0]
+            if version in self._records:
+                return self._records[version]
+        with self.pool.connection() as conn:
+            record = resolve(conn, version)
+        with self._lock:
+            if version in ALIASES:
+                self._aliases[version] = (record.id, now)
+            self._records[record.id] = self._records[record.name] = record
+        return record
 
-        Requests that started before the switch finish on the model they pinned.
-        """
-        if version:
-            record = get_model_version(self.pool, version)
-        else:
-            newest = list_model_versions(self.pool, limit=1)
-            if not newest:
-                raise NotFound("no model version is registered yet; train one first")
-            record = newest[0]
-        current = self._current
-        if current is not None and current.record.id == record.id:
-            return current
+    def model(self, version: str) -> LoadedModel:
+        """The loaded session of ``version`` (a name, id or alias), loading it if needed."""
+        record = self.record(version)
+        with self._lock:
+            model = self._loaded.get(record.id)
+            if model is not None:
+                self._loaded.move_to_end(record.id)
+                return model
+        with self._load_lock:
+            with self._lock:
+                model = self._loaded.get(record.id)  # loaded while we waited
+            if model is None:
+                model = self._open(record)
+                with self._lock:
+                    self._loaded[record.id] = model
+                    self._evict()
+            return model
+
+    def _open(self, record: ModelVersionRecord) -> LoadedModel:
         artifact = self.store.get(record.artifact_key)  # verified against its sha256 key
         session = open_model_session(artifact, self.settings)
         expected = INPUT_DTYPES[record.input_spec.dtype]
@@ -133,35 +165,33 @@ class Classifier:
             raise FailedPrecondition(
                 f"model {record.name} takes {session.get_inputs()[0].type} but its registered "
                 f"input spec says {expected}; the registry entry does not match its artifact, "
-                "so the previous model stays in service"
+                "so it is not served"
             )
         loaded = LoadedModel(record, session, session.get_providers()[0])
-        with self._swap_lock:
-            self._current = loaded
-        log.info("serving model %s on %s", record.name, loaded.provider)
+        log.info("loaded model %s on %s", record.name, loaded.provider)
         return loaded
 
-    def try_load_newest(self) -> LoadedModel | None:
-        try:
-            return self.load()
-        except NotFound:
-            log.info("no model version registered yet; Classify answers FAILED_PRECONDITION")
-            return None
+    def _evict(self) -> None:
+        """Least recently used versions out until within both bounds (the newest stays)."""
+        limit_bytes = self.settings.max_loaded_model_mb * 1024 * 1024
+        while len(self._loaded) > 1 and (
+            len(self._loaded) > self.settings.max_loaded_models
+            or sum(m.record.artifact_bytes for m in self._loaded.values()) > limit_bytes
+        ):
+            version_id, evicted = self._loaded.popitem(last=False)
+            log.info("unloaded model %s (least recently used)", evicted.record.name)
 
-    def pin(self, model_version: str = "") -> LoadedModel:
-        """The model a request will use from start to end (checked against ``model_version``)."""
-        model = self._current
-        if model is None:
-            raise FailedPrecondition(
-                "no model is loaded: train a model version and call LoadModel "
-                "(`marrowscope up` trains a small one on first start)"
-            )
-        if model_version and model_version not in (model.record.id, model.record.name):
-            raise FailedPrecondition(
-                f"model version {model_version} requested but {model.record.name} is serving; "
-                "call LoadModel first"
-            )
-        return model
+    def warm(self, version: str) -> LoadedModel:
+        """Load ``version`` so its first request does not pay for it; changes nothing else."""
+        return self.model(version)
+
+    def try_warm_production(self) -> LoadedModel | None:
+        """At start: load the production model if there is one (never 'the newest')."""
+        try:
+            return self.warm("production")
+        except NotFound as exc:
+            log.info("%s; Classify of 'production' answers NOT_FOUND until then", exc)
+            return None
 
     def _tensor(self, key: str, spec: InputSpecData) -> np.ndarray:
         # Where the time goes (fetch / decode / preprocess / model) is measured by
@@ -185,17 +215,18 @@ class Classifier:
     def classify(
         self, cells: list[tuple[str, str]], model_version: str = ""
     ) -> tuple[list[CellPrediction], ModelVersionRecord]:
-        """Classify ``(cell_id, object_key)`` pairs with one pinned model version.
+        """Classify ``(cell_id, object_key)`` pairs with one model version (a name, id or
+        alias, resolved once for the whole request).
 
         Unreadable cells come back with ``error`` set; the rest are classified in micro-batches
         shared with concurrent requests.
         """
-        model = self.pin(model_version)
         if len(cells) > self.settings.max_cells_per_request:
             raise InvalidArgument(
                 f"{len(cells)} cells in one request; the limit is "
                 f"{self.settings.max_cells_per_request} (use ClassifyStream for more)"
             )
+        model = self.model(model_version)  # this request's session, whatever loads meanwhile
         spec = model.record.input_spec
         loaded = list(self._decoders.map(lambda c: self._load_cell(c, spec), cells))
         ready = [(i, t) for i, t in enumerate(loaded) if isinstance(t, np.ndarray)]

@@ -8,10 +8,10 @@ from collections.abc import AsyncIterator
 import grpc
 
 from marrowscope.core import messages
-from marrowscope.core.errors import FailedPrecondition, InvalidArgument
+from marrowscope.core.errors import InvalidArgument
 from marrowscope.v1 import common_pb2, inference_pb2, inference_pb2_grpc
 
-from .classifier import CellPrediction, Classifier
+from .classifier import CellPrediction, Classifier, LoadedModel
 
 STREAM_IN_FLIGHT = 3  # chunks of one stream being decoded or classified at once
 SERVICE_NAME = inference_pb2.DESCRIPTOR.services_by_name["InferenceService"].full_name
@@ -78,10 +78,8 @@ class InferenceServicer(inference_pb2_grpc.InferenceServiceServicer):
         finally:
             reader.cancel()
 
-    def _serving(self) -> inference_pb2.ServingModel:
-        model = self.classifier.current
-        if model is None:
-            raise FailedPrecondition("no model is loaded yet")
+    @staticmethod
+    def _serving(model: LoadedModel) -> inference_pb2.ServingModel:
         return inference_pb2.ServingModel(
             model=messages.model_version(model.record), execution_provider=model.provider
         )
@@ -89,10 +87,13 @@ class InferenceServicer(inference_pb2_grpc.InferenceServiceServicer):
     async def GetServingModel(
         self, request: inference_pb2.GetServingModelRequest, context: grpc.aio.ServicerContext
     ) -> inference_pb2.ServingModel:
-        return self._serving()
+        """The production model (what patient reports use), loading it if needed."""
+        return self._serving(await asyncio.to_thread(self.classifier.model, "production"))
 
     async def LoadModel(
         self, request: inference_pb2.LoadModelRequest, context: grpc.aio.ServicerContext
     ) -> inference_pb2.ServingModel:
-        await asyncio.to_thread(self.classifier.load, request.model_version)
-        return self._serving()
+        """Warm a version (empty: production) for the requests that name it; switches nothing
+        for anyone else."""
+        version = request.model_version or "production"
+        return self._serving(await asyncio.to_thread(self.classifier.warm, version))

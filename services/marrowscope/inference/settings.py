@@ -22,3 +22,9 @@ class InferenceSettings(GrpcServerSettings):
     # On CUDA: how cuDNN picks convolution algorithms (see core.onnx_providers).
     cudnn_conv_algo_search: ConvAlgoSearch = "HEURISTIC"
     max_cells_per_request: int = 1024
+    # Versions kept loaded at once (least recently used out): production plus the versions
+    # campaigns and evaluations are using. Both bounds hold; the newest load always stays.
+    max_loaded_models: int = 4
+    max_loaded_model_mb: int = 1024
+    # How long a resolved alias ('production') is trusted before the registry is asked again.
+    alias_ttl_s: float = 2.0

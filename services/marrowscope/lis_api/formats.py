@@ -148,6 +148,10 @@ def to_hl7(report: dict[str, Any], sending_facility: str = "MARROWSCOPE") -> str
     obr.obr_7 = when
     obr.obr_22 = when
     obr.obr_25 = result_status
+    for index, flag in enumerate(body["flags"], start=1):  # flags as notes on the order
+        note = order.add_segment("NTE")
+        note.nte_1 = str(index)
+        note.nte_3 = f"{flag['code']}: {flag['text']}"
     rows: list[tuple[str, str, str]] = [
         (f"{r['code']}^{r['name']}^L", f"{r['percent']:.1f}", "%") for r in body["differential"]
     ]

@@ -13,6 +13,9 @@ from typing import Any
 import grpc
 
 from marrowscope.core.clients import ServiceClients
+from marrowscope.core.db import DictPool
+from marrowscope.core.errors import NotFound
+from marrowscope.core.model_registry import ModelVersionRecord, resolve
 from marrowscope.v1 import common_pb2, inference_pb2, segmentation_pb2
 
 # Cells per Classify call: a crowded field stays within the inference service's batch limits.
@@ -49,6 +52,16 @@ async def call_peer(service: str, call: Any) -> Any:
         raise PeerUnavailable(service, f"{code.name}") from None
 
 
+def production_model(pool: DictPool) -> ModelVersionRecord:
+    """The version 'production' names now: what patient reports are classified with. Without
+    one the LIS waits (503 / a waiting job) with what to do."""
+    try:
+        with pool.connection() as conn:
+            return resolve(conn, "production")
+    except NotFound as exc:
+        raise PeerUnavailable("model registry", str(exc)) from None
+
+
 @dataclass(frozen=True)
 class Deadlines:
     """How long one call to each peer may take, in seconds."""
@@ -81,9 +94,11 @@ class ClassifiedField:
 
 
 async def segment_and_classify(
-    clients: ServiceClients, field_image_key: str, deadlines: Deadlines
+    clients: ServiceClients, field_image_key: str, deadlines: Deadlines, model_version: str
 ) -> ClassifiedField:
-    """Segment the stored field image ``field_image_key``, then classify its cells in chunks.
+    """Segment the stored field image ``field_image_key``, then classify its cells in chunks
+    with ``model_version`` (an id: every chunk gets the same version, whatever is promoted
+    meanwhile).
 
     Raises PeerUnavailable or PeerRejected when a peer fails.
     """
@@ -103,7 +118,8 @@ async def segment_and_classify(
                 inference_pb2.ClassifyRequest(
                     cells=[
                         common_pb2.CellRef(cell_id=c.cell_id, object_key=c.crop.key) for c in chunk
-                    ]
+                    ],
+                    model_version=model_version,
                 ),
                 timeout=deadlines.inference_s,
             ),

@@ -66,12 +66,14 @@ def build_differential(
 ) -> dict[str, Any]:
     """Counts, percentages, M:E ratio, blast percentage and flags."""
     by_code = {c.code: c for c in taxonomy.classes}
-    counted = [c for c in cells if c.class_code is not None]
+    # A class the taxonomy does not know (a model of another taxonomy) is never counted.
+    counted = [c for c in cells if c.class_code is not None and c.class_code in by_code]
+    unknown = sum(1 for c in cells if c.class_code is not None and c.class_code not in by_code)
     counts: Counter[str] = Counter(c.class_code for c in counted if c.class_code is not None)
     nucleated = {code for code, c in by_code.items() if c.nucleated}
     denominator = sum(n for code, n in counts.items() if code in nucleated)
     low_confidence = [c for c in counted if is_low_confidence(c, thresholds)]
-    unreadable = len(cells) - len(counted)
+    unreadable = sum(1 for c in cells if c.class_code is None)
 
     percents = percentages_summing_to_100(
         [counts.get(code, 0) for code in taxonomy.codes if code in nucleated]
@@ -101,7 +103,7 @@ def build_differential(
     erythroid = lineage_counts["erythroid"]
     blasts = lineage_counts["blast"]
     blast_pct = round(100.0 * blasts / denominator, 1) if denominator else 0.0
-    unclassifiable = counts.get("ART", 0) + len(low_confidence) + unreadable
+    unclassifiable = counts.get("ART", 0) + len(low_confidence) + unreadable + unknown
     total = len(cells)
 
     flags = []
@@ -131,6 +133,13 @@ def build_differential(
             {
                 "code": "BELOW_TARGET_COUNT",
                 "text": f"{denominator} cells counted, fewer than the target of {thresholds.target_cells}",
+            }
+        )
+    if unknown:
+        flags.append(
+            {
+                "code": "UNKNOWN_CLASSES",
+                "text": f"{unknown} cells have classes outside {taxonomy.name}: not counted",
             }
         )
     if total and unclassifiable / total > thresholds.unclassifiable_share:
@@ -163,3 +172,23 @@ def build_differential(
             "blasts": "cells classified as (myelo)blasts",
         },
     }
+
+
+DEMO_MODEL_TEXT = "not for clinical use"
+
+
+def record_model(body: dict[str, Any], *, name: str, artifact_sha256: str, demo: bool) -> None:
+    """Tie a report body to the model version that classified its cells (name and artifact
+    hash); a demo model's report carries the DEMO_MODEL flag."""
+    body["model_version"] = name
+    body["model_artifact_sha256"] = artifact_sha256
+    body["model_demo"] = demo
+    body["flags"] = [f for f in body["flags"] if f["code"] != "DEMO_MODEL"]
+    if demo:
+        body["flags"].append(
+            {
+                "code": "DEMO_MODEL",
+                "text": f"classified by the demo model {name} (trained on generated cells): "
+                f"{DEMO_MODEL_TEXT}",
+            }
+        )

@@ -182,6 +182,18 @@ class LisRepository:
                 (lease_s, job_id),
             )
 
+    def pin_model(self, job_id: Any, version_id: str) -> str:
+        """The model version the job classifies with: ``version_id`` unless one is pinned
+        already (a retried or resumed job keeps its first)."""
+        with self.pool.connection() as conn:
+            row = conn.execute(
+                """UPDATE analysis_jobs SET model_version_id = coalesce(model_version_id, %s)
+                   WHERE id = %s RETURNING model_version_id""",
+                (version_id, job_id),
+            ).fetchone()
+        assert row is not None
+        return str(row["model_version_id"])
+
     def job_wait(self, job_id: Any, reason: str, delay_s: float) -> None:
         with self.pool.connection() as conn:
             conn.execute(

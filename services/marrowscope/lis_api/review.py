@@ -21,7 +21,7 @@ from marrowscope.core.taxonomy import Taxonomy
 from marrowscope.v1 import curation_pb2
 
 from .pipeline import PeerUnavailable, call_peer
-from .report import Thresholds, build_differential
+from .report import Thresholds, build_differential, record_model
 from .repository import LisRepository
 
 log = logging.getLogger(__name__)
@@ -48,8 +48,14 @@ def revise_report(
     status = "corrected" if signed else ("final" if sign_out else "preliminary")
     cells = lis.classified_cells(specimen_id, latest["analysis_job_id"])
     body = build_differential(cells, taxonomy, thresholds)
-    for key in ("model_version", "algorithm_versions", "images_analysed"):
+    for key in ("algorithm_versions", "images_analysed"):
         body[key] = latest["body"].get(key)
+    record_model(
+        body,
+        name=latest["body"].get("model_version", ""),
+        artifact_sha256=latest["body"].get("model_artifact_sha256", ""),
+        demo=bool(latest["body"].get("model_demo", False)),
+    )
     body["reviewed_by"] = reviewed_by
     body["supersedes_version"] = latest["version"]
     return lis.add_report(specimen_id, latest["analysis_job_id"], status, body)

@@ -14,7 +14,7 @@ from marrowscope.core.images import decode_image
 from marrowscope.core.objectstore import put_content_addressed
 
 from .deps import Context, SubmitClient
-from .pipeline import segment_and_classify
+from .pipeline import production_model, segment_and_classify
 
 router = APIRouter(tags=["classify"])
 
@@ -36,13 +36,16 @@ async def classify_field(
         image.content_type,
         "." + image.format.lower().replace("jpeg", "jpg"),
     )
-    field = await segment_and_classify(ctx.clients, stored.key, ctx.deadlines)
+    model = await asyncio.to_thread(production_model, ctx.lis.pool)
+    field = await segment_and_classify(ctx.clients, stored.key, ctx.deadlines, model.id)
     predictions = [c.prediction for c in field.cells if not c.prediction.error]
     boxes = {c.cell_id: c.box for c in field.segmented.cells}
     return {
         "field_image_id": field.segmented.field_image_id,
         "algorithm_version": field.segmented.algorithm_version,
-        "model_version": field.model_version,
+        "model_version": model.name,
+        "model_artifact_sha256": model.artifact_sha256,
+        "model_demo": model.demo,
         "cells_counted": len(predictions),
         "cells_unreadable": len(field.cells) - len(predictions),
         "counts": dict(sorted(Counter(p.top1_class for p in predictions).items())),

@@ -17,10 +17,17 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 from marrowscope.core.clients import ServiceClients
+from marrowscope.core.model_registry import ModelVersionRecord, model_version_on
 from marrowscope.core.taxonomy import load_taxonomy
 
-from .pipeline import Deadlines, PeerRejected, PeerUnavailable, segment_and_classify
-from .report import Thresholds, build_differential
+from .pipeline import (
+    Deadlines,
+    PeerRejected,
+    PeerUnavailable,
+    production_model,
+    segment_and_classify,
+)
+from .report import Thresholds, build_differential, record_model
 from .repository import LisRepository
 
 log = logging.getLogger(__name__)
@@ -106,18 +113,19 @@ class AnalysisWorker:
 
     async def _analyse(self, job: dict[str, Any]) -> None:
         job_id, specimen_id = job["id"], job["specimen_id"]
+        model = await asyncio.to_thread(self._job_model, job)
         images = await asyncio.to_thread(self.lis.images, specimen_id, True)
         done = await asyncio.to_thread(self.lis.images_done, job_id)
         for image in images:
             if image["id"] in done:
                 continue
-            cells = await self._analyse_image(image)
+            cells = await self._analyse_image(image, model)
             await asyncio.to_thread(self.lis.record_image, job_id, image["id"], cells)
             await asyncio.to_thread(self.lis.extend_lease, job_id, self.settings.lease_s)
         rows = await asyncio.to_thread(self.lis.job_cells, job_id)
         classified = await asyncio.to_thread(self.lis.classified_cells, specimen_id, job_id)
         body = build_differential(classified, self.taxonomy, self.thresholds)
-        body["model_version"] = next((r["model_version"] for r in rows if r["model_version"]), "")
+        record_model(body, name=model.name, artifact_sha256=model.artifact_sha256, demo=model.demo)
         body["algorithm_versions"] = sorted(
             {r["algorithm_version"] for r in rows if r["algorithm_version"]}
         )
@@ -136,19 +144,31 @@ class AnalysisWorker:
             body["cells_found"],
         )
 
-    async def _analyse_image(self, image: dict[str, Any]) -> list[dict[str, Any]]:
+    def _job_model(self, job: dict[str, Any]) -> ModelVersionRecord:
+        """The version this job classifies with: production when the job first runs, pinned
+        so that a retry, a restart or a promotion meanwhile never mixes versions in a job."""
+        pinned = job.get("model_version_id")
+        if pinned is None:
+            pinned = self.lis.pin_model(job["id"], production_model(self.lis.pool).id)
+        with self.lis.pool.connection() as conn:
+            return model_version_on(conn, str(pinned))
+
+    async def _analyse_image(
+        self, image: dict[str, Any], model: ModelVersionRecord
+    ) -> list[dict[str, Any]]:
         """The image's cells as analysis_cells rows (unreadable cells kept, with the error)."""
         field = await segment_and_classify(
             self.clients,
             image["object_key"],
             Deadlines(self.settings.segmentation_deadline_s, self.settings.inference_deadline_s),
+            model.id,
         )
         cells: list[dict[str, Any]] = []
         for cell in field.cells:
             p = cell.prediction
-            top = sorted(
-                zip(self.taxonomy.codes, p.probabilities, strict=False), key=lambda t: -t[1]
-            )[:3]
+            # The model's own class order (its probability vector follows it).
+            scores = [] if p.error else zip(model.class_codes, p.probabilities, strict=True)
+            top = sorted(scores, key=lambda t: -t[1])[:3]
             cells.append(
                 {
                     "cell_id": p.cell_id,

@@ -123,6 +123,7 @@ def run_job(job_id: str, conn: DictConnection, store: ObjectStore) -> str:
                     metrics={**trained.metrics, "teacher_count": float(len(x_train))},
                     learning_curve=[e.to_json() for e in trained.curve],
                     training_job_id=job_id,
+                    demo=bool(spec_json.get("demo", False)),
                 ),
             )
             jobs.finish(conn, job_id, jobs.JobState.SUCCEEDED, model_version_id=version_id)

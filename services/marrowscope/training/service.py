@@ -36,6 +36,7 @@ class JobRequest:
     parent_model_version: str = ""
     hyper: HyperParameters = field(default_factory=HyperParameters)
     labels: dict[str, str] = field(default_factory=dict)
+    demo: bool = False  # generated training data: the version is registered as a demo model
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -108,6 +109,7 @@ class TrainingService:
             "validation": [list(v) for v in request.validation],
             "parent": parent,
             "hyper": asdict(hyper),
+            "demo": request.demo,
         }
         job_id = uuid.uuid4()
         runner = self.launcher.runner_tag(str(job_id)) or None

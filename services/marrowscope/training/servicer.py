@@ -9,9 +9,10 @@ import grpc
 
 from marrowscope.core import messages
 from marrowscope.core.errors import InvalidArgument
-from marrowscope.core.model_registry import get_model_version, list_model_versions
+from marrowscope.core.model_registry import AliasChange, get_model_version, list_model_versions
 from marrowscope.v1 import common_pb2, training_pb2, training_pb2_grpc
 
+from .promotion import ModelAliases
 from .service import JobRequest, JobStatus, TrainingService
 from .trainer import LR_SCHEDULES, HyperParameters
 
@@ -38,6 +39,18 @@ def job_message(status: JobStatus) -> training_pb2.TrainingJob:
         created_at=messages.timestamp(status.created_at),
         updated_at=messages.timestamp(status.updated_at),
         labels=status.labels,
+    )
+
+
+def alias_change_message(change: AliasChange) -> training_pb2.AliasChange:
+    return training_pb2.AliasChange(
+        alias=change.alias,
+        model=messages.model_version(change.version),
+        previous_version=change.previous.name if change.previous else "",
+        action=change.action,
+        actor=change.actor,
+        reason=change.reason,
+        at=messages.timestamp(change.at),
     )
 
 
@@ -72,8 +85,40 @@ def hyper_from_message(message: training_pb2.HyperParameters, width: int) -> Hyp
 
 
 class TrainingServicer(training_pb2_grpc.TrainingServiceServicer):
-    def __init__(self, service: TrainingService) -> None:
+    def __init__(self, service: TrainingService, aliases: ModelAliases | None = None) -> None:
         self.service = service
+        self.aliases = aliases or ModelAliases(service.pool, service.settings.clinical_taxonomy)
+
+    async def PromoteModel(
+        self, request: training_pb2.PromoteModelRequest, context: grpc.aio.ServicerContext
+    ) -> training_pb2.AliasChange:
+        change = await asyncio.to_thread(
+            self.aliases.promote,
+            request.model_version,
+            request.alias,
+            request.actor,
+            request.reason,
+        )
+        return alias_change_message(change)
+
+    async def RollbackModel(
+        self, request: training_pb2.RollbackModelRequest, context: grpc.aio.ServicerContext
+    ) -> training_pb2.AliasChange:
+        change = await asyncio.to_thread(
+            self.aliases.rollback, request.alias, request.actor, request.reason
+        )
+        return alias_change_message(change)
+
+    async def ListModelAliases(
+        self, request: training_pb2.ListModelAliasesRequest, context: grpc.aio.ServicerContext
+    ) -> training_pb2.ListModelAliasesResponse:
+        current, history = await asyncio.to_thread(
+            self.aliases.aliases, request.alias, request.history
+        )
+        return training_pb2.ListModelAliasesResponse(
+            current=[alias_change_message(c) for c in current],
+            history=[alias_change_message(c) for c in history],
+        )
 
     async def StartTraining(
         self, request: training_pb2.StartTrainingRequest, context: grpc.aio.ServicerContext
@@ -86,6 +131,7 @@ class TrainingServicer(training_pb2_grpc.TrainingServiceServicer):
             parent_model_version=request.parent_model_version,
             hyper=hyper_from_message(request.hyper_parameters, self.service.settings.model_width),
             labels=dict(request.labels),
+            demo=request.demo,
         )
         return job_message(await asyncio.to_thread(self.service.start, job))
 

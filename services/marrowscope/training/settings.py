@@ -17,6 +17,9 @@ class TrainingSettings(GrpcServerSettings):
     max_concurrent_jobs: int = 1
     torch_threads: int = 0  # 0 = all cores
     model_width: int = 32  # channels of the first stage (the paper-like default)
+    # The taxonomy of the LIS differential: only a model of exactly these classes may become
+    # production (the LIS API's taxonomy).
+    clinical_taxonomy: str = "paper17"
 
 
 class KubeJobSettings(BaseSettings):

@@ -82,7 +82,7 @@ class EpochMetrics(_message.Message):
     def __init__(self, epoch: _Optional[int] = ..., train_loss: _Optional[float] = ..., train_accuracy: _Optional[float] = ..., validation_loss: _Optional[float] = ..., validation_accuracy: _Optional[float] = ..., seconds: _Optional[float] = ...) -> None: ...
 
 class ModelVersion(_message.Message):
-    __slots__ = ("id", "name", "parent_id", "taxonomy", "class_codes", "input", "artifact", "training_set_hash", "metrics", "learning_curve", "created_at", "architecture")
+    __slots__ = ("id", "name", "parent_id", "taxonomy", "class_codes", "input", "artifact", "training_set_hash", "metrics", "learning_curve", "created_at", "architecture", "demo")
     class MetricsEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -102,6 +102,7 @@ class ModelVersion(_message.Message):
     LEARNING_CURVE_FIELD_NUMBER: _ClassVar[int]
     CREATED_AT_FIELD_NUMBER: _ClassVar[int]
     ARCHITECTURE_FIELD_NUMBER: _ClassVar[int]
+    DEMO_FIELD_NUMBER: _ClassVar[int]
     id: str
     name: str
     parent_id: str
@@ -114,7 +115,8 @@ class ModelVersion(_message.Message):
     learning_curve: _containers.RepeatedCompositeFieldContainer[EpochMetrics]
     created_at: _timestamp_pb2.Timestamp
     architecture: str
-    def __init__(self, id: _Optional[str] = ..., name: _Optional[str] = ..., parent_id: _Optional[str] = ..., taxonomy: _Optional[str] = ..., class_codes: _Optional[_Iterable[str]] = ..., input: _Optional[_Union[InputSpec, _Mapping]] = ..., artifact: _Optional[_Union[ObjectRef, _Mapping]] = ..., training_set_hash: _Optional[str] = ..., metrics: _Optional[_Mapping[str, float]] = ..., learning_curve: _Optional[_Iterable[_Union[EpochMetrics, _Mapping]]] = ..., created_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., architecture: _Optional[str] = ...) -> None: ...
+    demo: bool
+    def __init__(self, id: _Optional[str] = ..., name: _Optional[str] = ..., parent_id: _Optional[str] = ..., taxonomy: _Optional[str] = ..., class_codes: _Optional[_Iterable[str]] = ..., input: _Optional[_Union[InputSpec, _Mapping]] = ..., artifact: _Optional[_Union[ObjectRef, _Mapping]] = ..., training_set_hash: _Optional[str] = ..., metrics: _Optional[_Mapping[str, float]] = ..., learning_curve: _Optional[_Iterable[_Union[EpochMetrics, _Mapping]]] = ..., created_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., architecture: _Optional[str] = ..., demo: _Optional[bool] = ...) -> None: ...
 
 class Prediction(_message.Message):
     __slots__ = ("cell_id", "object_key", "probabilities", "top1_class", "top1_probability", "top2_class", "top2_probability", "margin", "entropy", "model_version", "error")

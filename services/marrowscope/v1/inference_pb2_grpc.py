@@ -74,14 +74,15 @@ class InferenceServiceServicer:
         raise NotImplementedError('Method not implemented!')
 
     def GetServingModel(self, request, context):
-        """The model version served now and the execution provider in use.
+        """The production model (what patient reports use) and the execution provider in use.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
     def LoadModel(self, request, context):
-        """Loads a registered model version and switches to it atomically once loaded.
+        """Warms a registered version so its first request does not wait for the load; changes
+        nothing for requests that name other versions.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')

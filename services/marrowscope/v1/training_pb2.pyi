@@ -55,7 +55,7 @@ class HyperParameters(_message.Message):
     def __init__(self, epochs: _Optional[int] = ..., batch_size: _Optional[int] = ..., learning_rate: _Optional[float] = ..., momentum: _Optional[float] = ..., input_size: _Optional[int] = ..., seed: _Optional[int] = ..., early_stopping_patience: _Optional[int] = ..., augment: _Optional[bool] = ..., architecture: _Optional[str] = ..., width: _Optional[int] = ..., lr_schedule: _Optional[str] = ..., precise_bn_images: _Optional[int] = ...) -> None: ...
 
 class StartTrainingRequest(_message.Message):
-    __slots__ = ("request_id", "taxonomy", "teacher", "validation", "parent_model_version", "hyper_parameters", "labels")
+    __slots__ = ("request_id", "taxonomy", "teacher", "validation", "parent_model_version", "hyper_parameters", "labels", "demo")
     class LabelsEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -70,6 +70,7 @@ class StartTrainingRequest(_message.Message):
     PARENT_MODEL_VERSION_FIELD_NUMBER: _ClassVar[int]
     HYPER_PARAMETERS_FIELD_NUMBER: _ClassVar[int]
     LABELS_FIELD_NUMBER: _ClassVar[int]
+    DEMO_FIELD_NUMBER: _ClassVar[int]
     request_id: str
     taxonomy: str
     teacher: _containers.RepeatedCompositeFieldContainer[_common_pb2.LabeledCell]
@@ -77,7 +78,64 @@ class StartTrainingRequest(_message.Message):
     parent_model_version: str
     hyper_parameters: HyperParameters
     labels: _containers.ScalarMap[str, str]
-    def __init__(self, request_id: _Optional[str] = ..., taxonomy: _Optional[str] = ..., teacher: _Optional[_Iterable[_Union[_common_pb2.LabeledCell, _Mapping]]] = ..., validation: _Optional[_Iterable[_Union[_common_pb2.LabeledCell, _Mapping]]] = ..., parent_model_version: _Optional[str] = ..., hyper_parameters: _Optional[_Union[HyperParameters, _Mapping]] = ..., labels: _Optional[_Mapping[str, str]] = ...) -> None: ...
+    demo: bool
+    def __init__(self, request_id: _Optional[str] = ..., taxonomy: _Optional[str] = ..., teacher: _Optional[_Iterable[_Union[_common_pb2.LabeledCell, _Mapping]]] = ..., validation: _Optional[_Iterable[_Union[_common_pb2.LabeledCell, _Mapping]]] = ..., parent_model_version: _Optional[str] = ..., hyper_parameters: _Optional[_Union[HyperParameters, _Mapping]] = ..., labels: _Optional[_Mapping[str, str]] = ..., demo: _Optional[bool] = ...) -> None: ...
+
+class PromoteModelRequest(_message.Message):
+    __slots__ = ("model_version", "alias", "actor", "reason")
+    MODEL_VERSION_FIELD_NUMBER: _ClassVar[int]
+    ALIAS_FIELD_NUMBER: _ClassVar[int]
+    ACTOR_FIELD_NUMBER: _ClassVar[int]
+    REASON_FIELD_NUMBER: _ClassVar[int]
+    model_version: str
+    alias: str
+    actor: str
+    reason: str
+    def __init__(self, model_version: _Optional[str] = ..., alias: _Optional[str] = ..., actor: _Optional[str] = ..., reason: _Optional[str] = ...) -> None: ...
+
+class RollbackModelRequest(_message.Message):
+    __slots__ = ("alias", "actor", "reason")
+    ALIAS_FIELD_NUMBER: _ClassVar[int]
+    ACTOR_FIELD_NUMBER: _ClassVar[int]
+    REASON_FIELD_NUMBER: _ClassVar[int]
+    alias: str
+    actor: str
+    reason: str
+    def __init__(self, alias: _Optional[str] = ..., actor: _Optional[str] = ..., reason: _Optional[str] = ...) -> None: ...
+
+class AliasChange(_message.Message):
+    __slots__ = ("alias", "model", "previous_version", "action", "actor", "reason", "at")
+    ALIAS_FIELD_NUMBER: _ClassVar[int]
+    MODEL_FIELD_NUMBER: _ClassVar[int]
+    PREVIOUS_VERSION_FIELD_NUMBER: _ClassVar[int]
+    ACTION_FIELD_NUMBER: _ClassVar[int]
+    ACTOR_FIELD_NUMBER: _ClassVar[int]
+    REASON_FIELD_NUMBER: _ClassVar[int]
+    AT_FIELD_NUMBER: _ClassVar[int]
+    alias: str
+    model: _common_pb2.ModelVersion
+    previous_version: str
+    action: str
+    actor: str
+    reason: str
+    at: _timestamp_pb2.Timestamp
+    def __init__(self, alias: _Optional[str] = ..., model: _Optional[_Union[_common_pb2.ModelVersion, _Mapping]] = ..., previous_version: _Optional[str] = ..., action: _Optional[str] = ..., actor: _Optional[str] = ..., reason: _Optional[str] = ..., at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
+
+class ListModelAliasesRequest(_message.Message):
+    __slots__ = ("alias", "history")
+    ALIAS_FIELD_NUMBER: _ClassVar[int]
+    HISTORY_FIELD_NUMBER: _ClassVar[int]
+    alias: str
+    history: int
+    def __init__(self, alias: _Optional[str] = ..., history: _Optional[int] = ...) -> None: ...
+
+class ListModelAliasesResponse(_message.Message):
+    __slots__ = ("current", "history")
+    CURRENT_FIELD_NUMBER: _ClassVar[int]
+    HISTORY_FIELD_NUMBER: _ClassVar[int]
+    current: _containers.RepeatedCompositeFieldContainer[AliasChange]
+    history: _containers.RepeatedCompositeFieldContainer[AliasChange]
+    def __init__(self, current: _Optional[_Iterable[_Union[AliasChange, _Mapping]]] = ..., history: _Optional[_Iterable[_Union[AliasChange, _Mapping]]] = ...) -> None: ...
 
 class TrainingJob(_message.Message):
     __slots__ = ("id", "state", "epoch", "total_epochs", "learning_curve", "model_version", "error", "created_at", "updated_at", "labels")

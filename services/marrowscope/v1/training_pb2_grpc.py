@@ -65,6 +65,21 @@ class TrainingServiceStub:
                 request_serializer=marrowscope_dot_v1_dot_training__pb2.GetModelVersionRequest.SerializeToString,
                 response_deserializer=marrowscope_dot_v1_dot_common__pb2.ModelVersion.FromString,
                 _registered_method=True)
+        self.PromoteModel = channel.unary_unary(
+                '/marrowscope.v1.TrainingService/PromoteModel',
+                request_serializer=marrowscope_dot_v1_dot_training__pb2.PromoteModelRequest.SerializeToString,
+                response_deserializer=marrowscope_dot_v1_dot_training__pb2.AliasChange.FromString,
+                _registered_method=True)
+        self.RollbackModel = channel.unary_unary(
+                '/marrowscope.v1.TrainingService/RollbackModel',
+                request_serializer=marrowscope_dot_v1_dot_training__pb2.RollbackModelRequest.SerializeToString,
+                response_deserializer=marrowscope_dot_v1_dot_training__pb2.AliasChange.FromString,
+                _registered_method=True)
+        self.ListModelAliases = channel.unary_unary(
+                '/marrowscope.v1.TrainingService/ListModelAliases',
+                request_serializer=marrowscope_dot_v1_dot_training__pb2.ListModelAliasesRequest.SerializeToString,
+                response_deserializer=marrowscope_dot_v1_dot_training__pb2.ListModelAliasesResponse.FromString,
+                _registered_method=True)
 
 
 class TrainingServiceServicer:
@@ -108,6 +123,30 @@ class TrainingServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def PromoteModel(self, request, context):
+        """Points an alias ('production': what the LIS classifies with; 'candidate') at a version.
+        Production is refused for a version whose taxonomy cannot make the LIS differential, and
+        for a demo model where another production model exists. Recorded with actor and reason
+        in the audit trail.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def RollbackModel(self, request, context):
+        """Points an alias back at the version it named before its latest change.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListModelAliases(self, request, context):
+        """What each alias names now, and the latest changes of one alias.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_TrainingServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -140,6 +179,21 @@ def add_TrainingServiceServicer_to_server(servicer, server):
                     servicer.GetModelVersion,
                     request_deserializer=marrowscope_dot_v1_dot_training__pb2.GetModelVersionRequest.FromString,
                     response_serializer=marrowscope_dot_v1_dot_common__pb2.ModelVersion.SerializeToString,
+            ),
+            'PromoteModel': grpc.unary_unary_rpc_method_handler(
+                    servicer.PromoteModel,
+                    request_deserializer=marrowscope_dot_v1_dot_training__pb2.PromoteModelRequest.FromString,
+                    response_serializer=marrowscope_dot_v1_dot_training__pb2.AliasChange.SerializeToString,
+            ),
+            'RollbackModel': grpc.unary_unary_rpc_method_handler(
+                    servicer.RollbackModel,
+                    request_deserializer=marrowscope_dot_v1_dot_training__pb2.RollbackModelRequest.FromString,
+                    response_serializer=marrowscope_dot_v1_dot_training__pb2.AliasChange.SerializeToString,
+            ),
+            'ListModelAliases': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListModelAliases,
+                    request_deserializer=marrowscope_dot_v1_dot_training__pb2.ListModelAliasesRequest.FromString,
+                    response_serializer=marrowscope_dot_v1_dot_training__pb2.ListModelAliasesResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -304,6 +358,87 @@ class TrainingService:
             '/marrowscope.v1.TrainingService/GetModelVersion',
             marrowscope_dot_v1_dot_training__pb2.GetModelVersionRequest.SerializeToString,
             marrowscope_dot_v1_dot_common__pb2.ModelVersion.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def PromoteModel(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/marrowscope.v1.TrainingService/PromoteModel',
+            marrowscope_dot_v1_dot_training__pb2.PromoteModelRequest.SerializeToString,
+            marrowscope_dot_v1_dot_training__pb2.AliasChange.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def RollbackModel(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/marrowscope.v1.TrainingService/RollbackModel',
+            marrowscope_dot_v1_dot_training__pb2.RollbackModelRequest.SerializeToString,
+            marrowscope_dot_v1_dot_training__pb2.AliasChange.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListModelAliases(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/marrowscope.v1.TrainingService/ListModelAliases',
+            marrowscope_dot_v1_dot_training__pb2.ListModelAliasesRequest.SerializeToString,
+            marrowscope_dot_v1_dot_training__pb2.ListModelAliasesResponse.FromString,
             options,
             channel_credentials,
             insecure,

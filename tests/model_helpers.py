@@ -1,0 +1,54 @@
+"""Registered model versions for tests that need one in the registry but never run it (the
+artifact is a placeholder: these tests keep the inference service down or out)."""
+
+from __future__ import annotations
+
+import hashlib
+import uuid
+
+from marrowscope.core.db import DictPool
+from marrowscope.core.model_registry import (
+    ModelVersionRecord,
+    NewModelVersion,
+    current_alias,
+    model_version_on,
+    register_model_version,
+)
+from marrowscope.core.objectstore import ObjectStore
+from marrowscope.core.preprocess import InputSpecData
+from marrowscope.core.taxonomy import load_taxonomy
+from marrowscope.training.promotion import ModelAliases
+
+
+def register_placeholder(
+    pool: DictPool, store: ObjectStore, taxonomy: str = "paper17", demo: bool = False
+) -> ModelVersionRecord:
+    tax = load_taxonomy(taxonomy)
+    marker = uuid.uuid4().bytes  # distinct artifacts, distinct versions
+    with pool.connection() as conn, conn.transaction():
+        version_id = register_model_version(
+            conn,
+            store,
+            NewModelVersion(
+                onnx_bytes=b"placeholder onnx " + marker,
+                weights_bytes=b"placeholder weights " + marker,
+                taxonomy=tax.name,
+                class_codes=tax.codes,
+                architecture="se_cnn",
+                input_spec=InputSpecData(size=32),
+                training_set_hash=hashlib.sha256(marker).hexdigest(),
+                demo=demo,
+            ),
+        )
+        return model_version_on(conn, version_id)
+
+
+def ensure_production(pool: DictPool, store: ObjectStore) -> ModelVersionRecord:
+    """The production version, registering and promoting a placeholder where none exists."""
+    with pool.connection() as conn:
+        current = current_alias(conn, "production")
+        if current is not None:
+            return model_version_on(conn, current)
+    record = register_placeholder(pool, store)
+    ModelAliases(pool, "paper17").promote(record.id, "production", "tests", "placeholder")
+    return record
