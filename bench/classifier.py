@@ -474,6 +474,11 @@ def print_table(results: dict) -> None:
             f"  cells seen before (pixel cache): served {f['served_pixel_cache_b64']:.0f} img/s "
             f"({f['served_pixel_cache_over_onnxruntime_b64']:.2f}x)"
         )
+        print(
+            f"  two versions served alternately: {f['served_two_versions_b64']:.0f} img/s, "
+            f"{f['two_over_one']:.3f}x one version ({f['served_one_version_b64']:.0f}; "
+            "target >= 0.9)"
+        )
     print(
         f"\nsegmentation crops: {results['segmentation_crops']} cells cut by stain-v3 from TXL-PBC "
         "fields (cycled to the JPEG stream's length)"

@@ -51,6 +51,7 @@ OWNERS = {
     "specimen_images": "lis_api.repository",
     "analysis_jobs": "lis_api.repository",
     "analysis_cells": "lis_api.repository",
+    "analysis_fields": "lis_api.repository",
     "cell_corrections": "lis_api.repository",
     "reports": "lis_api.repository",
     "api_clients": "lis_api.auth",

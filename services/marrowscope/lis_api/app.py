@@ -34,6 +34,7 @@ from . import routes_auth, routes_classify, routes_reports, routes_service, rout
 from .auth import Authenticator, RateLimiter
 from .deps import LisContext, context_of
 from .pipeline import PeerRejected, PeerUnavailable
+from .qc import QcPolicy
 from .report import Thresholds
 from .repository import Conflict, LisRepository
 from .review import CurationReview
@@ -121,6 +122,11 @@ def build_context(
             segmentation_deadline_s=settings.segmentation_deadline_s,
             inference_deadline_s=settings.inference_deadline_s,
             taxonomy=TAXONOMY,
+            qc=QcPolicy(
+                exclude_flags=tuple(settings.qc_exclude_flags),
+                max_region_share=settings.qc_max_region_share,
+                min_red_cells=settings.qc_min_red_cells,
+            ),
         ),
         thresholds,
         review,

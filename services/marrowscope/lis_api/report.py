@@ -35,6 +35,8 @@ class ClassifiedCell:
     probability: float = 0.0
     margin: float = 0.0
     corrected_by: str = ""  # the expert whose correction set class_code
+    excluded: str = ""  # why quality control left the cell out of the count ('' = counted)
+    quality_flags: tuple[str, ...] = ()  # the segmenter's flags (e.g. overlaps_cell)
 
 
 def is_low_confidence(cell: ClassifiedCell, thresholds: Thresholds) -> bool:
@@ -66,14 +68,16 @@ def build_differential(
 ) -> dict[str, Any]:
     """Counts, percentages, M:E ratio, blast percentage and flags."""
     by_code = {c.code: c for c in taxonomy.classes}
+    qc_excluded = Counter(c.excluded for c in cells if c.excluded)
+    considered = [c for c in cells if not c.excluded]
     # A class the taxonomy does not know (a model of another taxonomy) is never counted.
-    counted = [c for c in cells if c.class_code is not None and c.class_code in by_code]
-    unknown = sum(1 for c in cells if c.class_code is not None and c.class_code not in by_code)
+    counted = [c for c in considered if c.class_code is not None and c.class_code in by_code]
+    unknown = sum(1 for c in considered if c.class_code is not None and c.class_code not in by_code)
     counts: Counter[str] = Counter(c.class_code for c in counted if c.class_code is not None)
     nucleated = {code for code, c in by_code.items() if c.nucleated}
     denominator = sum(n for code, n in counts.items() if code in nucleated)
     low_confidence = [c for c in counted if is_low_confidence(c, thresholds)]
-    unreadable = sum(1 for c in cells if c.class_code is None)
+    unreadable = sum(1 for c in considered if c.class_code is None)
 
     percents = percentages_summing_to_100(
         [counts.get(code, 0) for code in taxonomy.codes if code in nucleated]
@@ -104,7 +108,7 @@ def build_differential(
     blasts = lineage_counts["blast"]
     blast_pct = round(100.0 * blasts / denominator, 1) if denominator else 0.0
     unclassifiable = counts.get("ART", 0) + len(low_confidence) + unreadable + unknown
-    total = len(cells)
+    total = len(considered)
 
     flags = []
     if denominator and blast_pct >= thresholds.blast_high_pct:
@@ -135,6 +139,25 @@ def build_differential(
                 "text": f"{denominator} cells counted, fewer than the target of {thresholds.target_cells}",
             }
         )
+    cell_reasons = {r: n for r, n in qc_excluded.items() if r != "field_not_analysable"}
+    if cell_reasons:
+        words = {"touches_border": "cut by the field's border", "too_large": "too large"}
+        parts = ", ".join(f"{n} {words.get(r, r)}" for r, n in sorted(cell_reasons.items()))
+        flags.append(
+            {
+                "code": "QC_EXCLUDED",
+                "text": f"{sum(cell_reasons.values())} cells not counted by quality control: "
+                f"{parts}",
+            }
+        )
+    overlapping = sum(1 for c in counted if "overlaps_cell" in c.quality_flags)
+    if overlapping:
+        flags.append(
+            {
+                "code": "OVERLAPPING_CELLS",
+                "text": f"{overlapping} counted cells overlap another cell",
+            }
+        )
     if unknown:
         flags.append(
             {
@@ -151,7 +174,9 @@ def build_differential(
         )
 
     return {
-        "cells_found": total,
+        "cells_found": len(cells),
+        "cells_excluded_by_qc": sum(qc_excluded.values()),
+        "excluded_by_qc": dict(sorted(qc_excluded.items())),
         "cells_counted": denominator,
         "cells_unreadable": unreadable,
         "cells_low_confidence": len(low_confidence),
@@ -190,5 +215,25 @@ def record_model(body: dict[str, Any], *, name: str, artifact_sha256: str, demo:
                 "code": "DEMO_MODEL",
                 "text": f"classified by the demo model {name} (trained on generated cells): "
                 f"{DEMO_MODEL_TEXT}",
+            }
+        )
+
+
+def record_fields(body: dict[str, Any], fields: list[dict[str, Any]]) -> None:
+    """The fields' QC verdicts in the report: how many were analysed, which were not
+    analysable and why (a FIELD_NOT_ANALYSABLE flag); their cells are never counted."""
+    body["fields"] = [
+        {"image_id": str(f["image_id"]), "analysable": f["analysable"], "reason": f["reason"] or ""}
+        for f in fields
+    ]
+    body["flags"] = [f for f in body["flags"] if f["code"] != "FIELD_NOT_ANALYSABLE"]
+    bad = [f for f in body["fields"] if not f["analysable"]]
+    if bad:
+        reasons = "; ".join(sorted({f["reason"] for f in bad}))
+        body["flags"].append(
+            {
+                "code": "FIELD_NOT_ANALYSABLE",
+                "text": f"{len(bad)} of {len(fields)} fields not analysable, none of their "
+                f"cells counted: {reasons}",
             }
         )

@@ -15,6 +15,7 @@ from marrowscope.core.db import DictPool
 from marrowscope.core.errors import InvalidArgument, NotFound
 from marrowscope.core.ids import parse_uuid
 
+from .qc import FieldVerdict
 from .report import ClassifiedCell
 
 Row = dict[str, Any]
@@ -218,14 +219,35 @@ class LisRepository:
             ).fetchall()
         return {r["image_id"] for r in rows}
 
-    def record_image(self, job_id: Any, image_id: Any, cells: list[dict[str, Any]]) -> None:
-        """One image's cells and the job's progress, in one transaction."""
+    def record_image(
+        self,
+        job_id: Any,
+        image_id: Any,
+        cells: list[dict[str, Any]],
+        verdict: FieldVerdict | None = None,
+    ) -> None:
+        """One image's cells, its QC verdict and the job's progress, in one transaction."""
         with self.pool.connection() as conn, conn.transaction():
+            if verdict is not None:
+                conn.execute(
+                    """INSERT INTO analysis_fields (job_id, image_id, analysable, reason,
+                           red_cell_count, largest_region_share) VALUES (%s, %s, %s, %s, %s, %s)
+                       ON CONFLICT (job_id, image_id) DO NOTHING""",
+                    (
+                        job_id,
+                        image_id,
+                        verdict.analysable,
+                        verdict.reason or None,
+                        verdict.red_cell_count,
+                        verdict.largest_region_share,
+                    ),
+                )
             for c in cells:
                 conn.execute(
                     """INSERT INTO analysis_cells (job_id, image_id, cell_id, object_key, class_code,
-                           probability, margin, top_classes, error, model_version, algorithm_version)
-                       VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)
+                           probability, margin, top_classes, error, model_version, algorithm_version,
+                           quality_flags, excluded)
+                       VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)
                        ON CONFLICT (job_id, cell_id) DO NOTHING""",
                     (
                         job_id,
@@ -239,6 +261,8 @@ class LisRepository:
                         c["error"],
                         c["model_version"],
                         c["algorithm_version"],
+                        c.get("quality_flags", []),
+                        c.get("excluded") or None,
                     ),
                 )
             conn.execute(
@@ -264,8 +288,8 @@ class LisRepository:
         """The job's cells with the newest expert correction of each applied."""
         with self.pool.connection() as conn:
             rows = conn.execute(
-                """SELECT a.cell_id, a.class_code, a.probability, a.margin,
-                          c.class_code AS corrected_class, c.reviewer
+                """SELECT a.cell_id, a.class_code, a.probability, a.margin, a.quality_flags,
+                          a.excluded, c.class_code AS corrected_class, c.reviewer
                    FROM analysis_cells a
                    LEFT JOIN LATERAL (SELECT class_code, reviewer FROM cell_corrections
                                       WHERE specimen_id = %s AND cell_id = a.cell_id
@@ -280,9 +304,21 @@ class LisRepository:
                 r["probability"] or 0.0,
                 r["margin"] or 0.0,
                 r["reviewer"] or "",
+                excluded=r["excluded"] or "",
+                quality_flags=tuple(r["quality_flags"] or ()),
             )
             for r in rows
         ]
+
+    def job_fields(self, job_id: Any) -> list[Row]:
+        """Each analysed field's QC verdict."""
+        with self.pool.connection() as conn:
+            return conn.execute(
+                """SELECT f.*, s.object_key FROM analysis_fields f
+                   JOIN specimen_images s ON s.id = f.image_id
+                   WHERE f.job_id = %s ORDER BY s.created_at, s.id""",
+                (job_id,),
+            ).fetchall()
 
     # --- reports and corrections ----------------------------------------------------------
     def add_report(

@@ -21,7 +21,7 @@ from marrowscope.core.taxonomy import Taxonomy
 from marrowscope.v1 import curation_pb2
 
 from .pipeline import PeerUnavailable, call_peer
-from .report import Thresholds, build_differential, record_model
+from .report import Thresholds, build_differential, record_fields, record_model
 from .repository import LisRepository
 
 log = logging.getLogger(__name__)
@@ -50,6 +50,7 @@ def revise_report(
     body = build_differential(cells, taxonomy, thresholds)
     for key in ("algorithm_versions", "images_analysed"):
         body[key] = latest["body"].get(key)
+    record_fields(body, latest["body"].get("fields", []))
     record_model(
         body,
         name=latest["body"].get("model_version", ""),

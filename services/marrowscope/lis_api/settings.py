@@ -36,3 +36,9 @@ class LisApiSettings(BaseSettings):
     minimum_cells: int = 200
     low_confidence_probability: float = 0.5
     low_confidence_margin: float = 0.1
+    # Quality control before counting: cells with these segmentation flags are not counted;
+    # a field with one region above this share of its area, or with fewer red cells than
+    # this, is not analysable (none of its cells counted).
+    qc_exclude_flags: list[str] = ["touches_border", "too_large"]
+    qc_max_region_share: float = 0.25
+    qc_min_red_cells: int = 1

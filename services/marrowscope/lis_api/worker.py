@@ -13,7 +13,7 @@ import asyncio
 import contextlib
 import logging
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from marrowscope.core.clients import ServiceClients
@@ -27,7 +27,8 @@ from .pipeline import (
     production_model,
     segment_and_classify,
 )
-from .report import Thresholds, build_differential, record_model
+from .qc import FieldVerdict, QcPolicy, judge_field
+from .report import Thresholds, build_differential, record_fields, record_model
 from .repository import LisRepository
 
 log = logging.getLogger(__name__)
@@ -49,6 +50,7 @@ class WorkerSettings:
     max_attempts: int = 50
     taxonomy: str = "paper17"
     review_poll_s: float = 3.0
+    qc: QcPolicy = field(default_factory=QcPolicy)
 
 
 class AnalysisWorker:
@@ -119,13 +121,14 @@ class AnalysisWorker:
         for image in images:
             if image["id"] in done:
                 continue
-            cells = await self._analyse_image(image, model)
-            await asyncio.to_thread(self.lis.record_image, job_id, image["id"], cells)
+            cells, verdict = await self._analyse_image(image, model)
+            await asyncio.to_thread(self.lis.record_image, job_id, image["id"], cells, verdict)
             await asyncio.to_thread(self.lis.extend_lease, job_id, self.settings.lease_s)
         rows = await asyncio.to_thread(self.lis.job_cells, job_id)
         classified = await asyncio.to_thread(self.lis.classified_cells, specimen_id, job_id)
         body = build_differential(classified, self.taxonomy, self.thresholds)
         record_model(body, name=model.name, artifact_sha256=model.artifact_sha256, demo=model.demo)
+        record_fields(body, await asyncio.to_thread(self.lis.job_fields, job_id))
         body["algorithm_versions"] = sorted(
             {r["algorithm_version"] for r in rows if r["algorithm_version"]}
         )
@@ -155,16 +158,20 @@ class AnalysisWorker:
 
     async def _analyse_image(
         self, image: dict[str, Any], model: ModelVersionRecord
-    ) -> list[dict[str, Any]]:
-        """The image's cells as analysis_cells rows (unreadable cells kept, with the error)."""
-        field = await segment_and_classify(
+    ) -> tuple[list[dict[str, Any]], FieldVerdict]:
+        """The image's cells as analysis_cells rows (unreadable cells kept, with the error;
+        each with its QC flags and exclusion), and the field's QC verdict."""
+        analysed = await segment_and_classify(
             self.clients,
             image["object_key"],
             Deadlines(self.settings.segmentation_deadline_s, self.settings.inference_deadline_s),
             model.id,
         )
+        verdict = judge_field(analysed.segmented, image["width"], image["height"], self.settings.qc)
+        if not verdict.analysable:
+            log.warning("image %s not analysable: %s", image["id"], verdict.reason)
         cells: list[dict[str, Any]] = []
-        for cell in field.cells:
+        for cell in analysed.cells:
             p = cell.prediction
             # The model's own class order (its probability vector follows it).
             scores = [] if p.error else zip(model.class_codes, p.probabilities, strict=True)
@@ -181,7 +188,9 @@ class AnalysisWorker:
                     ],
                     "error": p.error or None,
                     "model_version": cell.model_version,
-                    "algorithm_version": field.segmented.algorithm_version,
+                    "algorithm_version": analysed.segmented.algorithm_version,
+                    "quality_flags": verdict.cell_flags.get(p.cell_id, []),
+                    "excluded": verdict.excluded.get(p.cell_id, ""),
                 }
             )
-        return cells
+        return cells, verdict

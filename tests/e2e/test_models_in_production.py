@@ -1,0 +1,206 @@
+"""Experiments cannot touch the clinical model, on the whole local stack: a new version is
+trained and evaluated while production (the first-start demo model) keeps serving the LIS; an
+11-class model is refused for production; a promotion during an analysis job does not mix
+versions in it; a restarted inference service serves production; a rollback returns."""
+
+from __future__ import annotations
+
+import asyncio
+import io
+import json
+import time
+from pathlib import Path
+
+import grpc
+import httpx
+import psycopg
+import pytest
+from PIL import Image
+
+from marrowscope.cli import stack
+from marrowscope.cli.main import main
+from marrowscope.core.clients import ServiceClients
+from marrowscope.core.db import open_pool
+from marrowscope.core.images import encode_png
+from marrowscope.core.settings import DatabaseSettings
+from marrowscope.core.synthetic import make_cell, make_field
+from marrowscope.v1 import inference_pb2
+
+from ..model_helpers import register_placeholder
+
+pytestmark = pytest.mark.e2e
+
+
+def lis(ctx: dict) -> httpx.Client:
+    return httpx.Client(
+        base_url=f"http://127.0.0.1:{ctx['state']['ports']['lis_api']}",
+        headers={"Authorization": f"Bearer {ctx['secrets']['lis_api_key']}"},
+        timeout=60,
+    )
+
+
+def field_jpeg(index: int) -> bytes:
+    buffer = io.BytesIO()
+    Image.fromarray(make_field(index, seed=9).rgb).save(buffer, format="JPEG", quality=92)
+    return buffer.getvalue()
+
+
+def served_production(ctx: dict, expected: str) -> None:
+    """Wait until the inference service serves ``expected`` as production (it re-reads an
+    alias within seconds; a restarted service may still be starting)."""
+
+    async def ask() -> str:
+        clients = ServiceClients(ctx["peers"])
+        name = ""
+        try:
+            for _ in range(60):
+                try:
+                    reply = await clients.inference.GetServingModel(
+                        inference_pb2.GetServingModelRequest(), timeout=10
+                    )
+                    name = str(reply.model.name)
+                    if name == expected:
+                        break
+                except grpc.aio.AioRpcError:  # UNAVAILABLE while it starts
+                    pass
+                await asyncio.sleep(0.25)
+            return name
+        finally:
+            await clients.close()
+
+    assert asyncio.run(ask()) == expected
+
+
+def analyse(ctx: dict, accession: str, images: int, on_pinned: object = None) -> tuple[dict, str]:
+    """(report body, pinned version name) of a new specimen's analysis; ``on_pinned`` runs
+    once the job has pinned its model and before it ends, when the job is slow enough."""
+    with lis(ctx) as client:
+        sid = client.post("/v1/specimens", json={"accession_number": accession}).json()["id"]
+        files = [("files", (f"f{i}.jpg", field_jpeg(i), "image/jpeg")) for i in range(images)]
+        assert client.post(f"/v1/specimens/{sid}/images", files=files).status_code == 201
+        job_url = client.post(f"/v1/specimens/{sid}/analyses").headers["location"]
+        job_id = job_url.rsplit("/", 1)[-1]
+        pinned = None
+        deadline = time.monotonic() + 180
+        while time.monotonic() < deadline:
+            with psycopg.connect(ctx["dsn"]) as conn:
+                row = conn.execute(
+                    """SELECT v.name FROM analysis_jobs j JOIN model_versions v
+                       ON v.id = j.model_version_id WHERE j.id = %s""",
+                    (job_id,),
+                ).fetchone()
+            if row and pinned is None:
+                pinned = row[0]
+                if callable(on_pinned):
+                    on_pinned()
+            job = client.get(job_url).json()
+            if job["state"] in ("succeeded", "failed"):
+                break
+            time.sleep(0.1)
+        assert job["state"] == "succeeded", job
+        assert pinned is not None
+        with psycopg.connect(ctx["dsn"]) as conn:
+            used = {
+                r[0]
+                for r in conn.execute(
+                    "SELECT DISTINCT model_version FROM analysis_cells WHERE job_id = %s",
+                    (job_id,),
+                )
+            }
+        assert used == {pinned}, used  # one version for every cell of the job
+        return client.get(f"/v1/specimens/{sid}/report").json()["body"], pinned
+
+
+def test_experiments_cannot_touch_the_production_model(
+    running_stack: dict, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    ctx, home = running_stack, str(running_stack["paths"].home)
+    demo = ctx["model"]
+    served_production(ctx, demo)
+
+    # ML staff train and evaluate a new version: production does not move.
+    data = tmp_path / "cells"
+    for code in ("LY", "EO", "MB"):
+        (data / code).mkdir(parents=True)
+        for i in range(10):
+            (data / code / f"{i}.png").write_bytes(encode_png(make_cell(code, i).rgb))
+    train = ["train", "--data", str(data), "--epochs", "2", "--image-size", "32", "--width", "4"]
+    assert main(["--home", home, *train]) == 0
+    new_id = capsys.readouterr().out.strip().splitlines()[-1].split()[3]
+    assert main(["--home", home, "models", "show", new_id]) == 0
+    new = json.loads(capsys.readouterr().out)["name"]
+    assert main(["--home", home, "evaluate", "--model", new, "--data", str(data)]) == 0
+    capsys.readouterr()
+    served_production(ctx, demo)
+
+    # An 11-class model cannot serve the LIS: refused, naming what is missing.
+    pool = open_pool(DatabaseSettings(dsn=ctx["dsn"], pool_max_size=1))
+    try:
+        pbc = register_placeholder(pool, ctx["store"], taxonomy="pbc11")
+    finally:
+        pool.close()
+    assert main(["--home", home, "models", "promote", pbc.name, "--reason", "try"]) == 2
+    refusal = capsys.readouterr().err
+    assert "pbc11" in refusal and "lacks" in refusal and "paper17" in refusal
+
+    # A promotion while a job runs: the job keeps the version it pinned at its start.
+    def promote() -> None:
+        assert main(["--home", home, "models", "promote", new, "--reason", "validated"]) == 0
+
+    body, pinned = analyse(ctx, "BM-PROMOTE-1", images=3, on_pinned=promote)
+    assert pinned == demo and body["model_version"] == demo and body["model_demo"]
+    assert "DEMO_MODEL" in {f["code"] for f in body["flags"]}
+    served_production(ctx, new)
+    after, pinned_after = analyse(ctx, "BM-PROMOTE-2", images=1)
+    assert pinned_after == new and after["model_version"] == new and not after["model_demo"]
+    assert "DEMO_MODEL" not in {f["code"] for f in after["flags"]}
+
+    # A restart serves production (not the newest version: the pbc11 placeholder is newer).
+    stack.restart_service(ctx["paths"], "inference")
+    served_production(ctx, new)
+
+    assert main(["--home", home, "models", "rollback", "--reason", "back to the demo"]) == 0
+    assert f"production -> {demo} (was {new})" in capsys.readouterr().out
+    served_production(ctx, demo)
+    assert main(["--home", home, "models", "list", "--json"]) == 0
+    listed = {v["name"]: v for v in json.loads(capsys.readouterr().out)}
+    assert listed[demo]["aliases"] == ["production"] and listed[demo]["demo"]
+    assert listed[new]["aliases"] == [] and listed[pbc.name]["taxonomy"] == "pbc11"
+
+
+def test_a_field_that_is_not_a_smear_is_not_counted_and_says_why(running_stack: dict) -> None:
+    """A blank image among real smear fields: its verdict and reason reach JSON, FHIR and
+    HL7, and none of its regions is counted."""
+    from fhirclient.models.diagnosticreport import DiagnosticReport
+    from hl7apy.parser import parse_message
+
+    blank = io.BytesIO()
+    Image.new("RGB", (640, 480), (236, 214, 220)).save(blank, format="JPEG", quality=92)
+    with lis(running_stack) as client:
+        sid = client.post("/v1/specimens", json={"accession_number": "BM-QC-9"}).json()["id"]
+        files = [
+            ("files", ("smear.jpg", field_jpeg(4), "image/jpeg")),
+            ("files", ("blank.jpg", blank.getvalue(), "image/jpeg")),
+        ]
+        assert client.post(f"/v1/specimens/{sid}/images", files=files).status_code == 201
+        job_url = client.post(f"/v1/specimens/{sid}/analyses").headers["location"]
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline:
+            job = client.get(job_url).json()
+            if job["state"] in ("succeeded", "failed"):
+                break
+            time.sleep(0.2)
+        assert job["state"] == "succeeded", job
+        body = client.get(f"/v1/specimens/{sid}/report").json()["body"]
+        fhir = DiagnosticReport(
+            client.get(f"/v1/specimens/{sid}/report", params={"format": "fhir"}).json()
+        )
+        hl7 = client.get(f"/v1/specimens/{sid}/report", params={"format": "hl7"}).text
+    verdicts = sorted(f["analysable"] for f in body["fields"])
+    assert verdicts == [False, True]
+    flag = next(f for f in body["flags"] if f["code"] == "FIELD_NOT_ANALYSABLE")
+    assert "1 of 2 fields" in flag["text"] and "red cells found" in flag["text"]
+    assert body["cells_counted"] == sum(r["count"] for r in body["differential"])
+    assert "red cells found" in (fhir.conclusion or "")
+    order = parse_message(hl7, find_groups=True).oru_r01_patient_result.oru_r01_order_observation
+    assert any("FIELD_NOT_ANALYSABLE" in n.nte_3.to_er7() for n in order.nte)
