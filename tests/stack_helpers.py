@@ -5,11 +5,14 @@ browser tests; each test module that imports ``running_stack`` gets its own stac
 from __future__ import annotations
 
 import asyncio
+import io
 import os
 import uuid
 
+import httpx
 import psycopg
 import pytest
+from PIL import Image
 
 from marrowscope.cli import stack
 from marrowscope.cli.bootstrap import ensure_model
@@ -19,7 +22,7 @@ from marrowscope.core.clients import ServiceClients
 from marrowscope.core.db import create_database, drop_database
 from marrowscope.core.objectstore import S3ObjectStore
 from marrowscope.core.settings import ObjectStoreSettings, PeerSettings
-from marrowscope.core.synthetic import iter_cells
+from marrowscope.core.synthetic import iter_cells, make_field
 from marrowscope.v1 import curation_pb2, orchestrator_pb2
 
 from .conftest import free_port_block
@@ -114,3 +117,19 @@ async def start_campaign(
         **expert_options,  # type: ignore[arg-type]
     )
     return campaign, expert
+
+
+def lis_client(ctx: dict) -> httpx.Client:
+    """An HTTP client of the stack's LIS API with its bootstrap key (every scope)."""
+    return httpx.Client(
+        base_url=f"http://127.0.0.1:{ctx['state']['ports']['lis_api']}",
+        headers={"Authorization": f"Bearer {ctx['secrets']['lis_api_key']}"},
+        timeout=60,
+    )
+
+
+def field_jpeg(index: int, seed: int = 5) -> bytes:
+    """A generated smear field as the microscope's JPEG."""
+    buffer = io.BytesIO()
+    Image.fromarray(make_field(index, seed=seed).rgb).save(buffer, format="JPEG", quality=92)
+    return buffer.getvalue()

@@ -12,7 +12,6 @@ import time
 from pathlib import Path
 
 import grpc
-import httpx
 import psycopg
 import pytest
 from PIL import Image
@@ -23,26 +22,13 @@ from marrowscope.core.clients import ServiceClients
 from marrowscope.core.db import open_pool
 from marrowscope.core.images import encode_png
 from marrowscope.core.settings import DatabaseSettings
-from marrowscope.core.synthetic import make_cell, make_field
+from marrowscope.core.synthetic import make_cell
 from marrowscope.v1 import inference_pb2
 
 from ..model_helpers import register_placeholder
+from ..stack_helpers import field_jpeg, lis_client
 
 pytestmark = pytest.mark.e2e
-
-
-def lis(ctx: dict) -> httpx.Client:
-    return httpx.Client(
-        base_url=f"http://127.0.0.1:{ctx['state']['ports']['lis_api']}",
-        headers={"Authorization": f"Bearer {ctx['secrets']['lis_api_key']}"},
-        timeout=60,
-    )
-
-
-def field_jpeg(index: int) -> bytes:
-    buffer = io.BytesIO()
-    Image.fromarray(make_field(index, seed=9).rgb).save(buffer, format="JPEG", quality=92)
-    return buffer.getvalue()
 
 
 def served_production(ctx: dict, expected: str) -> None:
@@ -74,9 +60,11 @@ def served_production(ctx: dict, expected: str) -> None:
 def analyse(ctx: dict, accession: str, images: int, on_pinned: object = None) -> tuple[dict, str]:
     """(report body, pinned version name) of a new specimen's analysis; ``on_pinned`` runs
     once the job has pinned its model and before it ends, when the job is slow enough."""
-    with lis(ctx) as client:
+    with lis_client(ctx) as client:
         sid = client.post("/v1/specimens", json={"accession_number": accession}).json()["id"]
-        files = [("files", (f"f{i}.jpg", field_jpeg(i), "image/jpeg")) for i in range(images)]
+        files = [
+            ("files", (f"f{i}.jpg", field_jpeg(i, seed=9), "image/jpeg")) for i in range(images)
+        ]
         assert client.post(f"/v1/specimens/{sid}/images", files=files).status_code == 201
         job_url = client.post(f"/v1/specimens/{sid}/analyses").headers["location"]
         job_id = job_url.rsplit("/", 1)[-1]
@@ -176,10 +164,10 @@ def test_a_field_that_is_not_a_smear_is_not_counted_and_says_why(running_stack: 
 
     blank = io.BytesIO()
     Image.new("RGB", (640, 480), (236, 214, 220)).save(blank, format="JPEG", quality=92)
-    with lis(running_stack) as client:
+    with lis_client(running_stack) as client:
         sid = client.post("/v1/specimens", json={"accession_number": "BM-QC-9"}).json()["id"]
         files = [
-            ("files", ("smear.jpg", field_jpeg(4), "image/jpeg")),
+            ("files", ("smear.jpg", field_jpeg(4, seed=9), "image/jpeg")),
             ("files", ("blank.jpg", blank.getvalue(), "image/jpeg")),
         ]
         assert client.post(f"/v1/specimens/{sid}/images", files=files).status_code == 201

@@ -4,7 +4,6 @@ and a real S3 endpoint over HTTP. One field image goes through every service."""
 from __future__ import annotations
 
 import asyncio
-import io
 import json
 import os
 import signal
@@ -14,31 +13,15 @@ import grpc
 import httpx
 import psycopg
 import pytest
-from PIL import Image
 
 from marrowscope.cli import stack
 from marrowscope.cli.simulated_expert import SimulatedExpert
 from marrowscope.core.clients import ServiceClients
-from marrowscope.core.synthetic import make_field
 from marrowscope.v1 import orchestrator_pb2
 
-from ..stack_helpers import start_campaign
+from ..stack_helpers import field_jpeg, lis_client, start_campaign
 
 pytestmark = pytest.mark.e2e
-
-
-def lis(ctx: dict) -> httpx.Client:
-    return httpx.Client(
-        base_url=f"http://127.0.0.1:{ctx['state']['ports']['lis_api']}",
-        headers={"Authorization": f"Bearer {ctx['secrets']['lis_api_key']}"},
-        timeout=60,
-    )
-
-
-def field_jpeg(index: int) -> bytes:
-    buffer = io.BytesIO()
-    Image.fromarray(make_field(index, seed=5).rgb).save(buffer, format="JPEG", quality=92)
-    return buffer.getvalue()
 
 
 def count(dsn: str, table: str) -> int:
@@ -53,7 +36,7 @@ def test_every_service_is_serving(running_stack: dict) -> None:
 
 
 def test_field_image_goes_through_every_service(running_stack: dict) -> None:
-    with lis(running_stack) as client:
+    with lis_client(running_stack) as client:
         response = client.post(
             "/v1/classify", files={"file": ("field.jpg", field_jpeg(0), "image/jpeg")}
         )
@@ -65,7 +48,7 @@ def test_field_image_goes_through_every_service(running_stack: dict) -> None:
     assert all(cell["probability"] > 0 for cell in body["cells"])
     # The same image again: idempotent segmentation, no duplicate cells.
     cells_before = count(running_stack["dsn"], "cells")
-    with lis(running_stack) as client:
+    with lis_client(running_stack) as client:
         again = client.post("/v1/classify", files={"file": ("x.jpg", field_jpeg(0), "image/jpeg")})
     assert again.json()["counts"] == body["counts"]
     assert count(running_stack["dsn"], "cells") == cells_before
@@ -74,7 +57,7 @@ def test_field_image_goes_through_every_service(running_stack: dict) -> None:
 def test_bad_uploads_get_4xx_and_store_nothing(running_stack: dict) -> None:
     jpeg = field_jpeg(1)
     before = count(running_stack["dsn"], "field_images")
-    with lis(running_stack) as client:
+    with lis_client(running_stack) as client:
         ds_store = client.post(
             "/v1/classify",
             files={"file": (".DS_Store.jpg", b"\x00\x00\x00\x01Bud1" + bytes(4000), "image/jpeg")},
@@ -102,7 +85,7 @@ def test_killed_service_gives_503_naming_it_and_recovers_on_restart(running_stac
     assert state is not None
     os.kill(state["pids"]["segmentation"], signal.SIGKILL)
     time.sleep(0.5)
-    with lis(running_stack) as client:
+    with lis_client(running_stack) as client:
         started = time.monotonic()
         response = client.post(
             "/v1/classify", files={"file": ("f.jpg", field_jpeg(2), "image/jpeg")}
@@ -114,7 +97,7 @@ def test_killed_service_gives_503_naming_it_and_recovers_on_restart(running_stac
     )
     assert elapsed < 35  # within the segmentation deadline, not a hang
     stack.restart_service(running_stack["paths"], "segmentation")
-    with lis(running_stack) as client:
+    with lis_client(running_stack) as client:
         for _ in range(20):  # the LIS API's channel reconnects within its backoff
             response = client.post(
                 "/v1/classify", files={"file": ("f.jpg", field_jpeg(2), "image/jpeg")}
@@ -480,7 +463,7 @@ def test_lis_specimen_to_signed_report_on_real_fields(running_stack: dict) -> No
     if len(fields) < 3:
         pytest.skip(f"TXL-PBC fields not found under {DATA} (set MARROWSCOPE_DATA_DIR)")
     paths = running_stack["paths"]
-    with lis(running_stack) as client:
+    with lis_client(running_stack) as client:
         specimen = client.post("/v1/specimens", json={"accession_number": "BM26-000123"}).json()
         sid = specimen["id"]
         files = [("files", (f.name, f.read_bytes(), "image/jpeg")) for f in fields]
@@ -497,7 +480,7 @@ def test_lis_specimen_to_signed_report_on_real_fields(running_stack: dict) -> No
     stack.restart_service(paths, "lis_api")
     deadline = time.monotonic() + 180
     job: dict = {}
-    with lis(running_stack) as client:
+    with lis_client(running_stack) as client:
         while time.monotonic() < deadline:
             try:
                 job = client.get(job_url).json()
