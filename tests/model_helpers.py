@@ -50,5 +50,8 @@ def ensure_production(pool: DictPool, store: ObjectStore) -> ModelVersionRecord:
         if current is not None:
             return model_version_on(conn, current)
     record = register_placeholder(pool, store)
-    ModelAliases(pool, "paper17").promote(record.id, "production", "tests", "placeholder")
+    # No locked evaluation set here: forced, as a lab would have to.
+    ModelAliases(pool, "paper17").promote(
+        record.id, "production", "tests", "placeholder", force=True
+    )
     return record

@@ -17,12 +17,13 @@ import pytest
 from PIL import Image
 
 from marrowscope.cli import stack
+from marrowscope.cli.datasets import import_synthetic
 from marrowscope.cli.main import main
 from marrowscope.core.clients import ServiceClients
 from marrowscope.core.db import open_pool
 from marrowscope.core.images import encode_png
 from marrowscope.core.settings import DatabaseSettings
-from marrowscope.core.synthetic import make_cell
+from marrowscope.core.synthetic import iter_cells, make_cell
 from marrowscope.v1 import inference_pb2
 
 from ..model_helpers import register_placeholder
@@ -57,9 +58,12 @@ def served_production(ctx: dict, expected: str) -> None:
     assert asyncio.run(ask()) == expected
 
 
-def analyse(ctx: dict, accession: str, images: int, on_pinned: object = None) -> tuple[dict, str]:
-    """(report body, pinned version name) of a new specimen's analysis; ``on_pinned`` runs
-    once the job has pinned its model and before it ends, when the job is slow enough."""
+def analyse(
+    ctx: dict, accession: str, images: int, on_pinned: object = None
+) -> tuple[dict, str, str]:
+    """(report body, pinned version name, specimen id) of a new specimen's analysis;
+    ``on_pinned`` runs once the job has pinned its model and before it ends, when the job is
+    slow enough."""
     with lis_client(ctx) as client:
         sid = client.post("/v1/specimens", json={"accession_number": accession}).json()["id"]
         files = [
@@ -96,7 +100,7 @@ def analyse(ctx: dict, accession: str, images: int, on_pinned: object = None) ->
                 )
             }
         assert used == {pinned}, used  # one version for every cell of the job
-        return client.get(f"/v1/specimens/{sid}/report").json()["body"], pinned
+        return client.get(f"/v1/specimens/{sid}/report").json()["body"], pinned, sid
 
 
 def test_experiments_cannot_touch_the_production_model(
@@ -131,15 +135,40 @@ def test_experiments_cannot_touch_the_production_model(
     refusal = capsys.readouterr().err
     assert "pbc11" in refusal and "lacks" in refusal and "paper17" in refusal
 
-    # A promotion while a job runs: the job keeps the version it pinned at its start.
-    def promote() -> None:
-        assert main(["--home", home, "models", "promote", new, "--reason", "validated"]) == 0
+    # The gate: on a locked evaluation set the two-epoch model is worse than production.
+    async def import_evaluation_set() -> None:
+        clients = ServiceClients(ctx["peers"])
+        try:
+            cells = iter_cells(4, seed=21)
+            await import_synthetic(cells, 4 * 17, "lab-eval", ctx["store"], clients)
+        finally:
+            await clients.close()
 
-    body, pinned = analyse(ctx, "BM-PROMOTE-1", images=3, on_pinned=promote)
+    asyncio.run(import_evaluation_set())
+    lock = ["models", "evaluation-set", "lab-eval", "--reason", "held out"]
+    assert main(["--home", home, *lock]) == 0
+    assert "lab-eval (paper17, 68 cells): locked" in capsys.readouterr().out
+    assert main(["--home", home, "models", "promote", new, "--reason", "validated"]) == 2
+    refusal = capsys.readouterr().err
+    assert "worse than" in refusal and "lab-eval" in refusal and "macro-F1" in refusal
+    served_production(ctx, demo)
+
+    # A forced promotion while a job runs: the job keeps the version it pinned at its start.
+    def promote() -> None:
+        force = ["--force", "--reason", "known regression, accepted for this test"]
+        assert main(["--home", home, "models", "promote", new, *force]) == 0
+
+    body, pinned, sid = analyse(ctx, "BM-PROMOTE-1", images=3, on_pinned=promote)
     assert pinned == demo and body["model_version"] == demo and body["model_demo"]
     assert "DEMO_MODEL" in {f["code"] for f in body["flags"]}
     served_production(ctx, new)
-    after, pinned_after = analyse(ctx, "BM-PROMOTE-2", images=1)
+    # The report is reproduced from its stored crops with its recorded version, not production.
+    with lis_client(ctx) as client:
+        recheck = client.get(f"/v1/specimens/{sid}/report/recheck").json()
+    assert recheck["model_version"] == demo and recheck["counts_identical"], recheck
+    assert recheck["cells_changed"] == 0 and recheck["cells_reclassified"] > 0
+    assert recheck["model_artifact_sha256"] == body["model_artifact_sha256"]
+    after, pinned_after, _ = analyse(ctx, "BM-PROMOTE-2", images=1)
     assert pinned_after == new and after["model_version"] == new and not after["model_demo"]
     assert "DEMO_MODEL" not in {f["code"] for f in after["flags"]}
 

@@ -191,7 +191,7 @@ def test_production_alias_follows_promotion_and_the_cache_stays_bounded(
     classifier, _, cells, expected, versions = served
     aliases = ModelAliases(db_pool, "paper17")
     for version in versions:
-        aliases.promote(version, "production", "tests", f"serve {version}")
+        aliases.promote(version, "production", "tests", f"serve {version}", force=True)
         predictions, record = classifier.classify(cells, "production")
         assert record.id == version  # alias_ttl_s=0: the promotion is seen at once
         np.testing.assert_allclose(

@@ -29,6 +29,7 @@ OWNERS = {
     "field_images": "core.cell_registry",
     "cells": "core.cell_registry",
     "labels": "core.cell_registry",
+    "evaluation_sets": "core.cell_registry",
     "model_versions": "core.model_registry",
     "model_alias_changes": "core.model_registry",
     "audit_events": "core.audit",

@@ -22,6 +22,9 @@ from marrowscope.core.errors import IntegrityError
 from marrowscope.core.objectstore import ObjectStore
 from marrowscope.v1 import common_pb2, training_pb2
 
+# The gate classifies the locked evaluation set with two versions: minutes on a big set.
+GATE_DEADLINE_S = 900
+
 
 def add_parser(sub: Any, func: Callable[[argparse.Namespace], int]) -> None:
     models = sub.add_parser("models", help="model versions, the production alias, promotion")
@@ -38,9 +41,21 @@ def add_parser(sub: Any, func: Callable[[argparse.Namespace], int]) -> None:
         action = actions.add_parser(name, help=text)
         if name == "promote":
             action.add_argument("version", help="a version's name or id")
+            action.add_argument(
+                "--force",
+                action="store_true",
+                help="promote although the gate refuses (recorded as forced, with the reason)",
+            )
         action.add_argument("--alias", default="production", choices=("production", "candidate"))
         action.add_argument("--reason", required=True, help="why (kept in the audit trail)")
         action.add_argument("--actor", default=getpass.getuser(), help="who (default: you)")
+    locked = actions.add_parser(
+        "evaluation-set", help="lock an imported dataset for evaluation only (the gate uses it)"
+    )
+    locked.add_argument("dataset")
+    locked.add_argument("--taxonomy", default="", help="default: the clinical taxonomy")
+    locked.add_argument("--reason", required=True)
+    locked.add_argument("--actor", default=getpass.getuser())
     export = actions.add_parser("export", help="write a version's ONNX artifact to a file")
     export.add_argument("version", help="a version's name or id, or an alias")
     export.add_argument("--out", type=Path, required=True)
@@ -121,10 +136,26 @@ async def run(clients: ServiceClients, store: ObjectStore, args: argparse.Namesp
     if action == "promote":
         change = await clients.training.PromoteModel(
             training_pb2.PromoteModelRequest(
-                model_version=args.version, alias=args.alias, actor=args.actor, reason=args.reason
+                model_version=args.version,
+                alias=args.alias,
+                actor=args.actor,
+                reason=args.reason,
+                force=args.force,
+            ),
+            timeout=GATE_DEADLINE_S,
+        )
+        print(_change_line(change) + (" [forced]" if change.forced else ""))
+        if change.comparison:
+            print(change.comparison)
+        return 0
+    if action == "evaluation-set":
+        locked = await clients.training.LockEvaluationSet(
+            training_pb2.LockEvaluationSetRequest(
+                dataset=args.dataset, taxonomy=args.taxonomy, actor=args.actor, reason=args.reason
             )
         )
-        print(_change_line(change))
+        state = "locked" if locked.newly_locked else "was locked already"
+        print(f"{locked.dataset} ({locked.taxonomy}, {locked.cells} cells): {state}")
         return 0
     if action == "rollback":
         change = await clients.training.RollbackModel(

@@ -1,9 +1,9 @@
 """The cell registry: field images, single-cell images and their labels.
 
-This module owns the tables ``field_images``, ``cells`` and ``labels``: no other module writes
-them. Services read them in their own queries (they are the shared core's, like
-``model_versions``), but every write goes through the functions here, each on the caller's
-connection so that it joins the caller's transaction.
+This module owns the tables ``field_images``, ``cells``, ``labels`` and ``evaluation_sets``
+(datasets locked for evaluation only): no other module reads or writes them. Every access
+goes through the functions here, each on the caller's connection so that it joins the
+caller's transaction.
 
 Cells are registered idempotently by their origin key ('seg:<field sha256>:<algorithm
 version>:<index>' or 'import:<dataset>:<image sha256>[:center]'); labels are append-only and a
@@ -196,3 +196,45 @@ def dataset_reference_labels(
         (taxonomy, dataset),
     ).fetchall()
     return [(str(r["id"]), str(r["class_code"])) for r in rows]
+
+
+# --- locked evaluation sets (table evaluation_sets) ------------------------------------------
+
+
+def lock_evaluation_set(
+    conn: DictConnection, dataset: str, taxonomy: str, actor: str, reason: str = ""
+) -> bool:
+    """Register ``dataset`` for evaluation only (idempotent; True when newly locked). A locked
+    set is never unlocked: its cells can never have been trained on."""
+    row = conn.execute(
+        """INSERT INTO evaluation_sets (dataset, taxonomy, locked_by, reason)
+           VALUES (%s, %s, %s, %s) ON CONFLICT (dataset) DO NOTHING RETURNING dataset""",
+        (dataset, taxonomy, actor, reason or None),
+    ).fetchone()
+    return row is not None
+
+
+def evaluation_set(conn: DictConnection, taxonomy: str) -> str | None:
+    """The newest locked evaluation set of ``taxonomy``, if any."""
+    row = conn.execute(
+        """SELECT dataset FROM evaluation_sets WHERE taxonomy = %s
+           ORDER BY locked_at DESC, dataset LIMIT 1""",
+        (taxonomy,),
+    ).fetchone()
+    return None if row is None else str(row["dataset"])
+
+
+def is_locked(conn: DictConnection, dataset: str) -> bool:
+    row = conn.execute("SELECT 1 FROM evaluation_sets WHERE dataset = %s", (dataset,)).fetchone()
+    return row is not None
+
+
+def locked_cells(conn: DictConnection, cell_ids: Sequence[str]) -> dict[str, int]:
+    """How many of ``cell_ids`` belong to each locked evaluation set (none: empty)."""
+    rows = conn.execute(
+        """SELECT c.dataset, count(*) AS n FROM cells c JOIN evaluation_sets e
+               ON e.dataset = c.dataset
+           WHERE c.id = ANY(%s::uuid[]) GROUP BY c.dataset""",
+        (list(cell_ids),),
+    ).fetchall()
+    return {str(r["dataset"]): int(r["n"]) for r in rows}

@@ -195,6 +195,15 @@ class LisRepository:
         assert row is not None
         return str(row["model_version_id"])
 
+    def job_model(self, job_id: Any) -> str | None:
+        """The id of the model version the job pinned (None: it never ran, or predates
+        pinning)."""
+        with self.pool.connection() as conn:
+            row = conn.execute(
+                "SELECT model_version_id FROM analysis_jobs WHERE id = %s", (job_id,)
+            ).fetchone()
+        return str(row["model_version_id"]) if row and row["model_version_id"] else None
+
     def job_wait(self, job_id: Any, reason: str, delay_s: float) -> None:
         with self.pool.connection() as conn:
             conn.execute(

@@ -16,6 +16,7 @@ from marrowscope.core.errors import InvalidArgument, NotFound
 from .auth import Client
 from .deps import Context, LisContext, ReadClient, ReviewClient, SubmitClient
 from .formats import to_fhir, to_hl7
+from .recheck import recheck_report
 from .review import revise_report
 
 router = APIRouter()
@@ -132,6 +133,28 @@ async def get_report(
             await asyncio.to_thread(to_hl7, report), media_type="x-application/hl7-v2+er7"
         )
     return JSONResponse(report)
+
+
+@router.get("/v1/specimens/{specimen_id}/report/recheck", tags=["reports"])
+async def recheck(
+    specimen_id: uuid.UUID,
+    client: ReadClient,
+    ctx: Context,
+    version: Annotated[int | None, Query(ge=1, le=100_000)] = None,
+) -> dict[str, Any]:
+    """Reclassify the report's stored cells with the model version it records and compare the
+    counts: whether the report can be reproduced."""
+    _, row = await report_row(ctx, client, specimen_id, version)
+    return await recheck_report(
+        ctx.lis,
+        ctx.lis.pool,
+        ctx.clients,
+        str(specimen_id),
+        dict(row),
+        ctx.taxonomy,
+        ctx.thresholds,
+        ctx.settings.inference_deadline_s,
+    )
 
 
 @router.get("/v1/specimens/{specimen_id}/reports", tags=["reports"])

@@ -130,6 +130,10 @@ class CampaignRepository:
                 ).fetchone()
                 if found:
                     return self.get(str(found["id"]))
+            if cell_registry.is_locked(conn, dataset):
+                raise FailedPrecondition(
+                    f"dataset {dataset!r} is a locked evaluation set: campaigns cannot train on it"
+                )
             rows = cell_registry.dataset_reference_labels(conn, dataset, taxonomy.name)
         if not rows:
             raise NotFound(

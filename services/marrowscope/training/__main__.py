@@ -6,7 +6,9 @@ from marrowscope.core.logs import configure_logging
 from marrowscope.core.runtime import open_resources, serve
 from marrowscope.v1 import training_pb2_grpc
 
+from .gate import GateTolerance
 from .launchers import JobLauncher, LocalProcessLauncher
+from .promotion import ModelAliases
 from .service import TrainingService
 from .servicer import SERVICE_NAME, TrainingServicer
 from .settings import KubeJobSettings, TrainingSettings
@@ -29,7 +31,14 @@ def main() -> None:
         logging.getLogger(__name__).warning(
             "%d interrupted training job(s) marked failed", interrupted
         )
-    servicer = TrainingServicer(service)
+    tolerance = GateTolerance(
+        accuracy_drop=settings.gate_max_accuracy_drop,
+        macro_f1_drop=settings.gate_max_macro_f1_drop,
+        recall_drop=settings.gate_max_recall_drop,
+        ece_increase=settings.gate_max_ece_increase,
+    )
+    aliases = ModelAliases(resources.pool, settings.clinical_taxonomy, resources.store, tolerance)
+    servicer = TrainingServicer(service, aliases)
 
     async def close() -> None:
         service.shutdown()

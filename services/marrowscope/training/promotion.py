@@ -2,13 +2,19 @@
 
 'production' is what patient reports use; 'candidate' what is being considered. A version
 becomes production only if its classes can make the LIS differential (the clinical
-taxonomy, every class of it and no other), and a demo model (trained on generated cells)
-only where no production model exists. Every change names who made it and why, and is an
-audit event (written by the model registry in the same transaction).
+taxonomy, every class of it and no other), a demo model (trained on generated cells) only
+where no production model exists, and any other only through the gate: measured on the
+locked evaluation set against production, no worse than the tolerance (or forced, with a
+reason). Every change names who made it and why, and is an audit event with the gate's
+figures (written by the model registry in the same transaction).
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+from typing import Any
+
+from marrowscope.core import cell_registry
 from marrowscope.core.db import DictConnection, DictPool
 from marrowscope.core.errors import FailedPrecondition, InvalidArgument, NotFound
 from marrowscope.core.model_registry import (
@@ -20,7 +26,11 @@ from marrowscope.core.model_registry import (
     model_version_on,
     set_alias,
 )
+from marrowscope.core.objectstore import ObjectStore
 from marrowscope.core.taxonomy import load_taxonomy
+
+from . import repository as jobs
+from .gate import GateMetrics, GateTolerance, comparison_table, measure, shortfalls
 
 # Alias changes are serialised (one advisory lock for all of them).
 ALIAS_LOCK = 7231002
@@ -44,10 +54,24 @@ def differential_problem(record: ModelVersionRecord, clinical_taxonomy: str) -> 
     )
 
 
+@dataclass(frozen=True)
+class Promotion:
+    change: AliasChange
+    comparison: str = ""  # the gate's table (production only)
+
+
 class ModelAliases:
-    def __init__(self, pool: DictPool, clinical_taxonomy: str) -> None:
+    def __init__(
+        self,
+        pool: DictPool,
+        clinical_taxonomy: str,
+        store: ObjectStore | None = None,
+        tolerance: GateTolerance | None = None,
+    ) -> None:
         self.pool = pool
         self.clinical_taxonomy = clinical_taxonomy
+        self.store = store  # where the gate reads artifacts and evaluation cells
+        self.tolerance = tolerance or GateTolerance()
 
     @staticmethod
     def _checked(alias: str, actor: str) -> str:
@@ -58,17 +82,26 @@ class ModelAliases:
             raise InvalidArgument("say who promotes or rolls back (actor): it is audited")
         return alias
 
-    def promote(self, version: str, alias: str, actor: str, reason: str = "") -> AliasChange:
+    def promote(
+        self, version: str, alias: str, actor: str, reason: str = "", force: bool = False
+    ) -> Promotion:
         """Point ``alias`` at ``version``; naming the version it already names changes nothing."""
         alias = self._checked(alias, actor)
+        if force and not reason.strip():
+            raise InvalidArgument("a forced promotion needs a reason: it is audited")
         with self.pool.connection() as conn, conn.transaction():
             conn.execute("SELECT pg_advisory_xact_lock(%s)", (ALIAS_LOCK,))
             record = model_version_on(conn, version)
             current = current_alias(conn, alias)
             if current == record.id:
-                return alias_history(conn, alias, 1)[0]
+                return Promotion(alias_history(conn, alias, 1)[0])
+            evidence: dict[str, Any] = {"metrics": record.metrics, "taxonomy": record.taxonomy}
+            comparison, forced = "", False
             if alias == "production":
                 self._check_production(conn, record, current)
+                gate = self._gate(conn, record, current, force)
+                comparison, forced = gate.pop("comparison", ""), bool(gate.get("forced"))
+                evidence.update(gate)
             set_alias(
                 conn,
                 alias=alias,
@@ -76,9 +109,10 @@ class ModelAliases:
                 action="bootstrap" if record.demo else "promote",
                 actor=actor,
                 reason=reason,
-                evidence={"metrics": record.metrics, "taxonomy": record.taxonomy},
+                forced=forced,
+                evidence=evidence,
             )
-            return alias_history(conn, alias, 1)[0]
+            return Promotion(alias_history(conn, alias, 1)[0], comparison)
 
     def _check_production(
         self, conn: DictConnection, record: ModelVersionRecord, current: str | None
@@ -93,6 +127,54 @@ class ModelAliases:
                 f"generated cells) and {existing.name} is production already; a demo model "
                 "serves patient reports only where no other model exists"
             )
+
+    def _gate(
+        self,
+        conn: DictConnection,
+        record: ModelVersionRecord,
+        current: str | None,
+        force: bool,
+    ) -> dict[str, Any]:
+        """The gate's evidence for the audit trail; FailedPrecondition when it refuses."""
+        dataset = cell_registry.evaluation_set(conn, self.clinical_taxonomy)
+        if dataset is None:
+            if record.demo and current is None:
+                return {"gate": "not measured: demo model at first start"}
+            if force:
+                return {"gate": "forced without a locked evaluation set", "forced": True}
+            raise FailedPrecondition(
+                f"not promoted to production: no locked evaluation set of "
+                f"{self.clinical_taxonomy} to measure it on; lock one (`marrowscope models "
+                "evaluation-set DATASET --reason TEXT`) or promote with --force and a reason"
+            )
+        if self.store is None:
+            raise FailedPrecondition("the promotion gate needs the object store")
+        labelled = cell_registry.dataset_reference_labels(conn, dataset, self.clinical_taxonomy)
+        keys = cell_registry.object_keys(conn, [cell_id for cell_id, _ in labelled])
+        cells = [(keys[cell_id], code) for cell_id, code in labelled]
+        taxonomy = load_taxonomy(self.clinical_taxonomy)
+        candidate = measure(record, self.store, cells, taxonomy)
+        production: GateMetrics | None = None
+        if current is not None:
+            production = measure(model_version_on(conn, current), self.store, cells, taxonomy)
+        problems = shortfalls(candidate, production, self.tolerance) if production else []
+        table = comparison_table(candidate, production)
+        if problems and not force:
+            raise FailedPrecondition(
+                f"not promoted to production: {record.name} is worse than "
+                f"{production.version if production else ''} on the locked evaluation set "
+                f"{dataset} ({'; '.join(problems)}); promote with --force and a reason to "
+                f"override\n{table}"
+            )
+        return {
+            "gate": "passed" if not problems else "forced past shortfalls",
+            "forced": bool(problems),
+            "evaluation_set": dataset,
+            "candidate": candidate.to_json(),
+            "production": production.to_json() if production else None,
+            "shortfalls": problems,
+            "comparison": table,
+        }
 
     def rollback(self, alias: str, actor: str, reason: str = "") -> AliasChange:
         """Point ``alias`` back at the version it named before its latest change."""
@@ -118,6 +200,30 @@ class ModelAliases:
                 evidence={"rolled_back": latest.version.name},
             )
             return alias_history(conn, alias, 1)[0]
+
+    def lock_evaluation_set(
+        self, dataset: str, taxonomy: str, actor: str, reason: str = ""
+    ) -> tuple[int, bool]:
+        """Lock ``dataset`` for evaluation only: (its labelled cells, newly locked). Refused
+        when it has no labelled cells or when any of them was trained on already."""
+        taxonomy = taxonomy or self.clinical_taxonomy
+        load_taxonomy(taxonomy)
+        if not actor.strip():
+            raise InvalidArgument("say who locks the evaluation set (actor): it is audited")
+        with self.pool.connection() as conn, conn.transaction():
+            labelled = cell_registry.dataset_reference_labels(conn, dataset, taxonomy)
+            if not labelled:
+                raise NotFound(
+                    f"dataset {dataset!r} has no cells with {taxonomy} labels; import it first"
+                )
+            trained = jobs.cells_trained_on(conn, [cell_id for cell_id, _ in labelled])
+            if trained:
+                raise FailedPrecondition(
+                    f"{trained} cells of {dataset} were in a training or validation set "
+                    "already: an evaluation set must be cells no model has seen"
+                )
+            newly = cell_registry.lock_evaluation_set(conn, dataset, taxonomy, actor, reason)
+        return len(labelled), newly
 
     def aliases(
         self, alias: str = "", history: int = 20

@@ -127,3 +127,16 @@ def finish(
            WHERE id = %s""",
         (state, model_version_id, error, job_id),
     )
+
+
+def cells_trained_on(conn: DictConnection, cell_ids: list[str]) -> int:
+    """How many of ``cell_ids`` were in the teacher or validation set of any training job."""
+    row = conn.execute(
+        """SELECT count(DISTINCT cell) AS n FROM training_jobs j,
+               LATERAL (SELECT t->>0 AS cell FROM jsonb_array_elements(j.spec->'teacher') t
+                        UNION ALL
+                        SELECT v->>0 FROM jsonb_array_elements(j.spec->'validation') v) used
+           WHERE cell = ANY(%s::text[])""",
+        (list(cell_ids),),
+    ).fetchone()
+    return int(row["n"]) if row else 0

@@ -13,6 +13,7 @@ from dataclasses import asdict, dataclass, field, replace
 from datetime import datetime
 from typing import Any
 
+from marrowscope.core import cell_registry
 from marrowscope.core.db import DictPool
 from marrowscope.core.errors import InvalidArgument, NotFound
 from marrowscope.core.ids import parse_uuid
@@ -88,6 +89,16 @@ class TrainingService:
             taxonomy.check(code)
             if not key:
                 raise InvalidArgument("every labelled cell needs an object key")
+        with self.pool.connection() as conn:
+            locked = cell_registry.locked_cells(
+                conn, [cell_id for cell_id, _, _ in [*request.teacher, *request.validation]]
+            )
+        if locked:
+            sets = ", ".join(f"{n} of {name}" for name, n in sorted(locked.items()))
+            raise InvalidArgument(
+                f"cells of a locked evaluation set cannot be trained on ({sets}): they "
+                "measure candidates for production"
+            )
         if request.hyper.epochs < 1 or request.hyper.batch_size < 2:
             raise InvalidArgument("epochs must be >= 1 and batch_size >= 2")
         if request.hyper.input_size < 32 or request.hyper.input_size > 512:

@@ -51,6 +51,7 @@ def alias_change_message(change: AliasChange) -> training_pb2.AliasChange:
         actor=change.actor,
         reason=change.reason,
         at=messages.timestamp(change.at),
+        forced=change.forced,
     )
 
 
@@ -92,14 +93,32 @@ class TrainingServicer(training_pb2_grpc.TrainingServiceServicer):
     async def PromoteModel(
         self, request: training_pb2.PromoteModelRequest, context: grpc.aio.ServicerContext
     ) -> training_pb2.AliasChange:
-        change = await asyncio.to_thread(
+        promotion = await asyncio.to_thread(
             self.aliases.promote,
             request.model_version,
             request.alias,
             request.actor,
             request.reason,
+            request.force,
         )
-        return alias_change_message(change)
+        message = alias_change_message(promotion.change)
+        message.comparison = promotion.comparison
+        return message
+
+    async def LockEvaluationSet(
+        self, request: training_pb2.LockEvaluationSetRequest, context: grpc.aio.ServicerContext
+    ) -> training_pb2.EvaluationSet:
+        taxonomy = request.taxonomy or self.aliases.clinical_taxonomy
+        cells, newly = await asyncio.to_thread(
+            self.aliases.lock_evaluation_set,
+            request.dataset,
+            taxonomy,
+            request.actor,
+            request.reason,
+        )
+        return training_pb2.EvaluationSet(
+            dataset=request.dataset, taxonomy=taxonomy, cells=cells, newly_locked=newly
+        )
 
     async def RollbackModel(
         self, request: training_pb2.RollbackModelRequest, context: grpc.aio.ServicerContext

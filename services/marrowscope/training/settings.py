@@ -20,6 +20,12 @@ class TrainingSettings(GrpcServerSettings):
     # The taxonomy of the LIS differential: only a model of exactly these classes may become
     # production (the LIS API's taxonomy).
     clinical_taxonomy: str = "paper17"
+    # The promotion gate: how much worse than production a candidate may be on the locked
+    # evaluation set (accuracy, macro-F1, any one class's recall; calibration error up).
+    gate_max_accuracy_drop: float = 0.01
+    gate_max_macro_f1_drop: float = 0.01
+    gate_max_recall_drop: float = 0.05
+    gate_max_ece_increase: float = 0.02
 
 
 class KubeJobSettings(BaseSettings):

@@ -26,7 +26,7 @@ from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__
 from marrowscope.v1 import common_pb2 as marrowscope_dot_v1_dot_common__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1dmarrowscope/v1/training.proto\x12\x0emarrowscope.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x1bmarrowscope/v1/common.proto\"\xa2\x02\n\x0fHyperParameters\x12\x0e\n\x06\x65pochs\x18\x01 \x01(\x05\x12\x12\n\nbatch_size\x18\x02 \x01(\x05\x12\x15\n\rlearning_rate\x18\x03 \x01(\x02\x12\x10\n\x08momentum\x18\x04 \x01(\x02\x12\x12\n\ninput_size\x18\x05 \x01(\x05\x12\x0c\n\x04seed\x18\x06 \x01(\x03\x12\x1f\n\x17\x65\x61rly_stopping_patience\x18\x07 \x01(\x05\x12\x0f\n\x07\x61ugment\x18\x08 \x01(\x08\x12\x14\n\x0c\x61rchitecture\x18\t \x01(\t\x12\r\n\x05width\x18\n \x01(\x05\x12\x13\n\x0blr_schedule\x18\x0b \x01(\t\x12\x1e\n\x11precise_bn_images\x18\x0c \x01(\x05H\x00\x88\x01\x01\x42\x14\n\x12_precise_bn_images\"\xf3\x02\n\x14StartTrainingRequest\x12\x12\n\nrequest_id\x18\x01 \x01(\t\x12\x10\n\x08taxonomy\x18\x02 \x01(\t\x12,\n\x07teacher\x18\x03 \x03(\x0b\x32\x1b.marrowscope.v1.LabeledCell\x12/\n\nvalidation\x18\x04 \x03(\x0b\x32\x1b.marrowscope.v1.LabeledCell\x12\x1c\n\x14parent_model_version\x18\x05 \x01(\t\x12\x39\n\x10hyper_parameters\x18\x06 \x01(\x0b\x32\x1f.marrowscope.v1.HyperParameters\x12@\n\x06labels\x18\x07 \x03(\x0b\x32\x30.marrowscope.v1.StartTrainingRequest.LabelsEntry\x12\x0c\n\x04\x64\x65mo\x18\x08 \x01(\x08\x1a-\n\x0bLabelsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"Z\n\x13PromoteModelRequest\x12\x15\n\rmodel_version\x18\x01 \x01(\t\x12\r\n\x05\x61lias\x18\x02 \x01(\t\x12\r\n\x05\x61\x63tor\x18\x03 \x01(\t\x12\x0e\n\x06reason\x18\x04 \x01(\t\"D\n\x14RollbackModelRequest\x12\r\n\x05\x61lias\x18\x01 \x01(\t\x12\r\n\x05\x61\x63tor\x18\x02 \x01(\t\x12\x0e\n\x06reason\x18\x03 \x01(\t\"\xba\x01\n\x0b\x41liasChange\x12\r\n\x05\x61lias\x18\x01 \x01(\t\x12+\n\x05model\x18\x02 \x01(\x0b\x32\x1c.marrowscope.v1.ModelVersion\x12\x18\n\x10previous_version\x18\x03 \x01(\t\x12\x0e\n\x06\x61\x63tion\x18\x04 \x01(\t\x12\r\n\x05\x61\x63tor\x18\x05 \x01(\t\x12\x0e\n\x06reason\x18\x06 \x01(\t\x12&\n\x02\x61t\x18\x07 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"9\n\x17ListModelAliasesRequest\x12\r\n\x05\x61lias\x18\x01 \x01(\t\x12\x0f\n\x07history\x18\x02 \x01(\x05\"v\n\x18ListModelAliasesResponse\x12,\n\x07\x63urrent\x18\x01 \x03(\x0b\x32\x1b.marrowscope.v1.AliasChange\x12,\n\x07history\x18\x02 \x03(\x0b\x32\x1b.marrowscope.v1.AliasChange\"\x93\x03\n\x0bTrainingJob\x12\n\n\x02id\x18\x01 \x01(\t\x12/\n\x05state\x18\x02 \x01(\x0e\x32 .marrowscope.v1.TrainingJobState\x12\r\n\x05\x65poch\x18\x03 \x01(\x05\x12\x14\n\x0ctotal_epochs\x18\x04 \x01(\x05\x12\x34\n\x0elearning_curve\x18\x05 \x03(\x0b\x32\x1c.marrowscope.v1.EpochMetrics\x12\x15\n\rmodel_version\x18\x06 \x01(\t\x12\r\n\x05\x65rror\x18\x07 \x01(\t\x12.\n\ncreated_at\x18\x08 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12.\n\nupdated_at\x18\t \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x37\n\x06labels\x18\n \x03(\x0b\x32\'.marrowscope.v1.TrainingJob.LabelsEntry\x1a-\n\x0bLabelsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"\'\n\x15GetTrainingJobRequest\x12\x0e\n\x06job_id\x18\x01 \x01(\t\"\'\n\x15\x43\x61ncelTrainingRequest\x12\x0e\n\x06job_id\x18\x01 \x01(\t\";\n\x18ListModelVersionsRequest\x12\x10\n\x08taxonomy\x18\x01 \x01(\t\x12\r\n\x05limit\x18\x02 \x01(\x05\"Q\n\x19ListModelVersionsResponse\x12\x34\n\x0emodel_versions\x18\x01 \x03(\x0b\x32\x1c.marrowscope.v1.ModelVersion\"$\n\x16GetModelVersionRequest\x12\n\n\x02id\x18\x01 \x01(\t*\xd8\x01\n\x10TrainingJobState\x12\"\n\x1eTRAINING_JOB_STATE_UNSPECIFIED\x10\x00\x12\x1d\n\x19TRAINING_JOB_STATE_QUEUED\x10\x01\x12\x1e\n\x1aTRAINING_JOB_STATE_RUNNING\x10\x02\x12 \n\x1cTRAINING_JOB_STATE_SUCCEEDED\x10\x03\x12\x1d\n\x19TRAINING_JOB_STATE_FAILED\x10\x04\x12 \n\x1cTRAINING_JOB_STATE_CANCELLED\x10\x05\x32\xbb\x06\n\x0fTrainingService\x12R\n\rStartTraining\x12$.marrowscope.v1.StartTrainingRequest\x1a\x1b.marrowscope.v1.TrainingJob\x12T\n\x0eGetTrainingJob\x12%.marrowscope.v1.GetTrainingJobRequest\x1a\x1b.marrowscope.v1.TrainingJob\x12X\n\x10WatchTrainingJob\x12%.marrowscope.v1.GetTrainingJobRequest\x1a\x1b.marrowscope.v1.TrainingJob0\x01\x12T\n\x0e\x43\x61ncelTraining\x12%.marrowscope.v1.CancelTrainingRequest\x1a\x1b.marrowscope.v1.TrainingJob\x12h\n\x11ListModelVersions\x12(.marrowscope.v1.ListModelVersionsRequest\x1a).marrowscope.v1.ListModelVersionsResponse\x12W\n\x0fGetModelVersion\x12&.marrowscope.v1.GetModelVersionRequest\x1a\x1c.marrowscope.v1.ModelVersion\x12P\n\x0cPromoteModel\x12#.marrowscope.v1.PromoteModelRequest\x1a\x1b.marrowscope.v1.AliasChange\x12R\n\rRollbackModel\x12$.marrowscope.v1.RollbackModelRequest\x1a\x1b.marrowscope.v1.AliasChange\x12\x65\n\x10ListModelAliases\x12\'.marrowscope.v1.ListModelAliasesRequest\x1a(.marrowscope.v1.ListModelAliasesResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1dmarrowscope/v1/training.proto\x12\x0emarrowscope.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x1bmarrowscope/v1/common.proto\"\\\n\x18LockEvaluationSetRequest\x12\x0f\n\x07\x64\x61taset\x18\x01 \x01(\t\x12\x10\n\x08taxonomy\x18\x02 \x01(\t\x12\r\n\x05\x61\x63tor\x18\x03 \x01(\t\x12\x0e\n\x06reason\x18\x04 \x01(\t\"W\n\rEvaluationSet\x12\x0f\n\x07\x64\x61taset\x18\x01 \x01(\t\x12\x10\n\x08taxonomy\x18\x02 \x01(\t\x12\r\n\x05\x63\x65lls\x18\x03 \x01(\x05\x12\x14\n\x0cnewly_locked\x18\x04 \x01(\x08\"\xa2\x02\n\x0fHyperParameters\x12\x0e\n\x06\x65pochs\x18\x01 \x01(\x05\x12\x12\n\nbatch_size\x18\x02 \x01(\x05\x12\x15\n\rlearning_rate\x18\x03 \x01(\x02\x12\x10\n\x08momentum\x18\x04 \x01(\x02\x12\x12\n\ninput_size\x18\x05 \x01(\x05\x12\x0c\n\x04seed\x18\x06 \x01(\x03\x12\x1f\n\x17\x65\x61rly_stopping_patience\x18\x07 \x01(\x05\x12\x0f\n\x07\x61ugment\x18\x08 \x01(\x08\x12\x14\n\x0c\x61rchitecture\x18\t \x01(\t\x12\r\n\x05width\x18\n \x01(\x05\x12\x13\n\x0blr_schedule\x18\x0b \x01(\t\x12\x1e\n\x11precise_bn_images\x18\x0c \x01(\x05H\x00\x88\x01\x01\x42\x14\n\x12_precise_bn_images\"\xf3\x02\n\x14StartTrainingRequest\x12\x12\n\nrequest_id\x18\x01 \x01(\t\x12\x10\n\x08taxonomy\x18\x02 \x01(\t\x12,\n\x07teacher\x18\x03 \x03(\x0b\x32\x1b.marrowscope.v1.LabeledCell\x12/\n\nvalidation\x18\x04 \x03(\x0b\x32\x1b.marrowscope.v1.LabeledCell\x12\x1c\n\x14parent_model_version\x18\x05 \x01(\t\x12\x39\n\x10hyper_parameters\x18\x06 \x01(\x0b\x32\x1f.marrowscope.v1.HyperParameters\x12@\n\x06labels\x18\x07 \x03(\x0b\x32\x30.marrowscope.v1.StartTrainingRequest.LabelsEntry\x12\x0c\n\x04\x64\x65mo\x18\x08 \x01(\x08\x1a-\n\x0bLabelsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"i\n\x13PromoteModelRequest\x12\x15\n\rmodel_version\x18\x01 \x01(\t\x12\r\n\x05\x61lias\x18\x02 \x01(\t\x12\r\n\x05\x61\x63tor\x18\x03 \x01(\t\x12\x0e\n\x06reason\x18\x04 \x01(\t\x12\r\n\x05\x66orce\x18\x05 \x01(\x08\"D\n\x14RollbackModelRequest\x12\r\n\x05\x61lias\x18\x01 \x01(\t\x12\r\n\x05\x61\x63tor\x18\x02 \x01(\t\x12\x0e\n\x06reason\x18\x03 \x01(\t\"\xde\x01\n\x0b\x41liasChange\x12\r\n\x05\x61lias\x18\x01 \x01(\t\x12+\n\x05model\x18\x02 \x01(\x0b\x32\x1c.marrowscope.v1.ModelVersion\x12\x18\n\x10previous_version\x18\x03 \x01(\t\x12\x0e\n\x06\x61\x63tion\x18\x04 \x01(\t\x12\r\n\x05\x61\x63tor\x18\x05 \x01(\t\x12\x0e\n\x06reason\x18\x06 \x01(\t\x12&\n\x02\x61t\x18\x07 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x0e\n\x06\x66orced\x18\x08 \x01(\x08\x12\x12\n\ncomparison\x18\t \x01(\t\"9\n\x17ListModelAliasesRequest\x12\r\n\x05\x61lias\x18\x01 \x01(\t\x12\x0f\n\x07history\x18\x02 \x01(\x05\"v\n\x18ListModelAliasesResponse\x12,\n\x07\x63urrent\x18\x01 \x03(\x0b\x32\x1b.marrowscope.v1.AliasChange\x12,\n\x07history\x18\x02 \x03(\x0b\x32\x1b.marrowscope.v1.AliasChange\"\x93\x03\n\x0bTrainingJob\x12\n\n\x02id\x18\x01 \x01(\t\x12/\n\x05state\x18\x02 \x01(\x0e\x32 .marrowscope.v1.TrainingJobState\x12\r\n\x05\x65poch\x18\x03 \x01(\x05\x12\x14\n\x0ctotal_epochs\x18\x04 \x01(\x05\x12\x34\n\x0elearning_curve\x18\x05 \x03(\x0b\x32\x1c.marrowscope.v1.EpochMetrics\x12\x15\n\rmodel_version\x18\x06 \x01(\t\x12\r\n\x05\x65rror\x18\x07 \x01(\t\x12.\n\ncreated_at\x18\x08 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12.\n\nupdated_at\x18\t \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x37\n\x06labels\x18\n \x03(\x0b\x32\'.marrowscope.v1.TrainingJob.LabelsEntry\x1a-\n\x0bLabelsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"\'\n\x15GetTrainingJobRequest\x12\x0e\n\x06job_id\x18\x01 \x01(\t\"\'\n\x15\x43\x61ncelTrainingRequest\x12\x0e\n\x06job_id\x18\x01 \x01(\t\";\n\x18ListModelVersionsRequest\x12\x10\n\x08taxonomy\x18\x01 \x01(\t\x12\r\n\x05limit\x18\x02 \x01(\x05\"Q\n\x19ListModelVersionsResponse\x12\x34\n\x0emodel_versions\x18\x01 \x03(\x0b\x32\x1c.marrowscope.v1.ModelVersion\"$\n\x16GetModelVersionRequest\x12\n\n\x02id\x18\x01 \x01(\t*\xd8\x01\n\x10TrainingJobState\x12\"\n\x1eTRAINING_JOB_STATE_UNSPECIFIED\x10\x00\x12\x1d\n\x19TRAINING_JOB_STATE_QUEUED\x10\x01\x12\x1e\n\x1aTRAINING_JOB_STATE_RUNNING\x10\x02\x12 \n\x1cTRAINING_JOB_STATE_SUCCEEDED\x10\x03\x12\x1d\n\x19TRAINING_JOB_STATE_FAILED\x10\x04\x12 \n\x1cTRAINING_JOB_STATE_CANCELLED\x10\x05\x32\x99\x07\n\x0fTrainingService\x12R\n\rStartTraining\x12$.marrowscope.v1.StartTrainingRequest\x1a\x1b.marrowscope.v1.TrainingJob\x12T\n\x0eGetTrainingJob\x12%.marrowscope.v1.GetTrainingJobRequest\x1a\x1b.marrowscope.v1.TrainingJob\x12X\n\x10WatchTrainingJob\x12%.marrowscope.v1.GetTrainingJobRequest\x1a\x1b.marrowscope.v1.TrainingJob0\x01\x12T\n\x0e\x43\x61ncelTraining\x12%.marrowscope.v1.CancelTrainingRequest\x1a\x1b.marrowscope.v1.TrainingJob\x12h\n\x11ListModelVersions\x12(.marrowscope.v1.ListModelVersionsRequest\x1a).marrowscope.v1.ListModelVersionsResponse\x12W\n\x0fGetModelVersion\x12&.marrowscope.v1.GetModelVersionRequest\x1a\x1c.marrowscope.v1.ModelVersion\x12P\n\x0cPromoteModel\x12#.marrowscope.v1.PromoteModelRequest\x1a\x1b.marrowscope.v1.AliasChange\x12R\n\rRollbackModel\x12$.marrowscope.v1.RollbackModelRequest\x1a\x1b.marrowscope.v1.AliasChange\x12\x65\n\x10ListModelAliases\x12\'.marrowscope.v1.ListModelAliasesRequest\x1a(.marrowscope.v1.ListModelAliasesResponse\x12\\\n\x11LockEvaluationSet\x12(.marrowscope.v1.LockEvaluationSetRequest\x1a\x1d.marrowscope.v1.EvaluationSetb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -37,38 +37,42 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_STARTTRAININGREQUEST_LABELSENTRY']._serialized_options = b'8\001'
   _globals['_TRAININGJOB_LABELSENTRY']._loaded_options = None
   _globals['_TRAININGJOB_LABELSENTRY']._serialized_options = b'8\001'
-  _globals['_TRAININGJOBSTATE']._serialized_start=1979
-  _globals['_TRAININGJOBSTATE']._serialized_end=2195
-  _globals['_HYPERPARAMETERS']._serialized_start=112
-  _globals['_HYPERPARAMETERS']._serialized_end=402
-  _globals['_STARTTRAININGREQUEST']._serialized_start=405
-  _globals['_STARTTRAININGREQUEST']._serialized_end=776
-  _globals['_STARTTRAININGREQUEST_LABELSENTRY']._serialized_start=731
-  _globals['_STARTTRAININGREQUEST_LABELSENTRY']._serialized_end=776
-  _globals['_PROMOTEMODELREQUEST']._serialized_start=778
-  _globals['_PROMOTEMODELREQUEST']._serialized_end=868
-  _globals['_ROLLBACKMODELREQUEST']._serialized_start=870
-  _globals['_ROLLBACKMODELREQUEST']._serialized_end=938
-  _globals['_ALIASCHANGE']._serialized_start=941
-  _globals['_ALIASCHANGE']._serialized_end=1127
-  _globals['_LISTMODELALIASESREQUEST']._serialized_start=1129
-  _globals['_LISTMODELALIASESREQUEST']._serialized_end=1186
-  _globals['_LISTMODELALIASESRESPONSE']._serialized_start=1188
-  _globals['_LISTMODELALIASESRESPONSE']._serialized_end=1306
-  _globals['_TRAININGJOB']._serialized_start=1309
-  _globals['_TRAININGJOB']._serialized_end=1712
-  _globals['_TRAININGJOB_LABELSENTRY']._serialized_start=731
-  _globals['_TRAININGJOB_LABELSENTRY']._serialized_end=776
-  _globals['_GETTRAININGJOBREQUEST']._serialized_start=1714
-  _globals['_GETTRAININGJOBREQUEST']._serialized_end=1753
-  _globals['_CANCELTRAININGREQUEST']._serialized_start=1755
-  _globals['_CANCELTRAININGREQUEST']._serialized_end=1794
-  _globals['_LISTMODELVERSIONSREQUEST']._serialized_start=1796
-  _globals['_LISTMODELVERSIONSREQUEST']._serialized_end=1855
-  _globals['_LISTMODELVERSIONSRESPONSE']._serialized_start=1857
-  _globals['_LISTMODELVERSIONSRESPONSE']._serialized_end=1938
-  _globals['_GETMODELVERSIONREQUEST']._serialized_start=1940
-  _globals['_GETMODELVERSIONREQUEST']._serialized_end=1976
-  _globals['_TRAININGSERVICE']._serialized_start=2198
-  _globals['_TRAININGSERVICE']._serialized_end=3025
+  _globals['_TRAININGJOBSTATE']._serialized_start=2213
+  _globals['_TRAININGJOBSTATE']._serialized_end=2429
+  _globals['_LOCKEVALUATIONSETREQUEST']._serialized_start=111
+  _globals['_LOCKEVALUATIONSETREQUEST']._serialized_end=203
+  _globals['_EVALUATIONSET']._serialized_start=205
+  _globals['_EVALUATIONSET']._serialized_end=292
+  _globals['_HYPERPARAMETERS']._serialized_start=295
+  _globals['_HYPERPARAMETERS']._serialized_end=585
+  _globals['_STARTTRAININGREQUEST']._serialized_start=588
+  _globals['_STARTTRAININGREQUEST']._serialized_end=959
+  _globals['_STARTTRAININGREQUEST_LABELSENTRY']._serialized_start=914
+  _globals['_STARTTRAININGREQUEST_LABELSENTRY']._serialized_end=959
+  _globals['_PROMOTEMODELREQUEST']._serialized_start=961
+  _globals['_PROMOTEMODELREQUEST']._serialized_end=1066
+  _globals['_ROLLBACKMODELREQUEST']._serialized_start=1068
+  _globals['_ROLLBACKMODELREQUEST']._serialized_end=1136
+  _globals['_ALIASCHANGE']._serialized_start=1139
+  _globals['_ALIASCHANGE']._serialized_end=1361
+  _globals['_LISTMODELALIASESREQUEST']._serialized_start=1363
+  _globals['_LISTMODELALIASESREQUEST']._serialized_end=1420
+  _globals['_LISTMODELALIASESRESPONSE']._serialized_start=1422
+  _globals['_LISTMODELALIASESRESPONSE']._serialized_end=1540
+  _globals['_TRAININGJOB']._serialized_start=1543
+  _globals['_TRAININGJOB']._serialized_end=1946
+  _globals['_TRAININGJOB_LABELSENTRY']._serialized_start=914
+  _globals['_TRAININGJOB_LABELSENTRY']._serialized_end=959
+  _globals['_GETTRAININGJOBREQUEST']._serialized_start=1948
+  _globals['_GETTRAININGJOBREQUEST']._serialized_end=1987
+  _globals['_CANCELTRAININGREQUEST']._serialized_start=1989
+  _globals['_CANCELTRAININGREQUEST']._serialized_end=2028
+  _globals['_LISTMODELVERSIONSREQUEST']._serialized_start=2030
+  _globals['_LISTMODELVERSIONSREQUEST']._serialized_end=2089
+  _globals['_LISTMODELVERSIONSRESPONSE']._serialized_start=2091
+  _globals['_LISTMODELVERSIONSRESPONSE']._serialized_end=2172
+  _globals['_GETMODELVERSIONREQUEST']._serialized_start=2174
+  _globals['_GETMODELVERSIONREQUEST']._serialized_end=2210
+  _globals['_TRAININGSERVICE']._serialized_start=2432
+  _globals['_TRAININGSERVICE']._serialized_end=3353
 # @@protoc_insertion_point(module_scope)

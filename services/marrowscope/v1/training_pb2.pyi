@@ -26,6 +26,30 @@ TRAINING_JOB_STATE_SUCCEEDED: TrainingJobState
 TRAINING_JOB_STATE_FAILED: TrainingJobState
 TRAINING_JOB_STATE_CANCELLED: TrainingJobState
 
+class LockEvaluationSetRequest(_message.Message):
+    __slots__ = ("dataset", "taxonomy", "actor", "reason")
+    DATASET_FIELD_NUMBER: _ClassVar[int]
+    TAXONOMY_FIELD_NUMBER: _ClassVar[int]
+    ACTOR_FIELD_NUMBER: _ClassVar[int]
+    REASON_FIELD_NUMBER: _ClassVar[int]
+    dataset: str
+    taxonomy: str
+    actor: str
+    reason: str
+    def __init__(self, dataset: _Optional[str] = ..., taxonomy: _Optional[str] = ..., actor: _Optional[str] = ..., reason: _Optional[str] = ...) -> None: ...
+
+class EvaluationSet(_message.Message):
+    __slots__ = ("dataset", "taxonomy", "cells", "newly_locked")
+    DATASET_FIELD_NUMBER: _ClassVar[int]
+    TAXONOMY_FIELD_NUMBER: _ClassVar[int]
+    CELLS_FIELD_NUMBER: _ClassVar[int]
+    NEWLY_LOCKED_FIELD_NUMBER: _ClassVar[int]
+    dataset: str
+    taxonomy: str
+    cells: int
+    newly_locked: bool
+    def __init__(self, dataset: _Optional[str] = ..., taxonomy: _Optional[str] = ..., cells: _Optional[int] = ..., newly_locked: _Optional[bool] = ...) -> None: ...
+
 class HyperParameters(_message.Message):
     __slots__ = ("epochs", "batch_size", "learning_rate", "momentum", "input_size", "seed", "early_stopping_patience", "augment", "architecture", "width", "lr_schedule", "precise_bn_images")
     EPOCHS_FIELD_NUMBER: _ClassVar[int]
@@ -82,16 +106,18 @@ class StartTrainingRequest(_message.Message):
     def __init__(self, request_id: _Optional[str] = ..., taxonomy: _Optional[str] = ..., teacher: _Optional[_Iterable[_Union[_common_pb2.LabeledCell, _Mapping]]] = ..., validation: _Optional[_Iterable[_Union[_common_pb2.LabeledCell, _Mapping]]] = ..., parent_model_version: _Optional[str] = ..., hyper_parameters: _Optional[_Union[HyperParameters, _Mapping]] = ..., labels: _Optional[_Mapping[str, str]] = ..., demo: _Optional[bool] = ...) -> None: ...
 
 class PromoteModelRequest(_message.Message):
-    __slots__ = ("model_version", "alias", "actor", "reason")
+    __slots__ = ("model_version", "alias", "actor", "reason", "force")
     MODEL_VERSION_FIELD_NUMBER: _ClassVar[int]
     ALIAS_FIELD_NUMBER: _ClassVar[int]
     ACTOR_FIELD_NUMBER: _ClassVar[int]
     REASON_FIELD_NUMBER: _ClassVar[int]
+    FORCE_FIELD_NUMBER: _ClassVar[int]
     model_version: str
     alias: str
     actor: str
     reason: str
-    def __init__(self, model_version: _Optional[str] = ..., alias: _Optional[str] = ..., actor: _Optional[str] = ..., reason: _Optional[str] = ...) -> None: ...
+    force: bool
+    def __init__(self, model_version: _Optional[str] = ..., alias: _Optional[str] = ..., actor: _Optional[str] = ..., reason: _Optional[str] = ..., force: _Optional[bool] = ...) -> None: ...
 
 class RollbackModelRequest(_message.Message):
     __slots__ = ("alias", "actor", "reason")
@@ -104,7 +130,7 @@ class RollbackModelRequest(_message.Message):
     def __init__(self, alias: _Optional[str] = ..., actor: _Optional[str] = ..., reason: _Optional[str] = ...) -> None: ...
 
 class AliasChange(_message.Message):
-    __slots__ = ("alias", "model", "previous_version", "action", "actor", "reason", "at")
+    __slots__ = ("alias", "model", "previous_version", "action", "actor", "reason", "at", "forced", "comparison")
     ALIAS_FIELD_NUMBER: _ClassVar[int]
     MODEL_FIELD_NUMBER: _ClassVar[int]
     PREVIOUS_VERSION_FIELD_NUMBER: _ClassVar[int]
@@ -112,6 +138,8 @@ class AliasChange(_message.Message):
     ACTOR_FIELD_NUMBER: _ClassVar[int]
     REASON_FIELD_NUMBER: _ClassVar[int]
     AT_FIELD_NUMBER: _ClassVar[int]
+    FORCED_FIELD_NUMBER: _ClassVar[int]
+    COMPARISON_FIELD_NUMBER: _ClassVar[int]
     alias: str
     model: _common_pb2.ModelVersion
     previous_version: str
@@ -119,7 +147,9 @@ class AliasChange(_message.Message):
     actor: str
     reason: str
     at: _timestamp_pb2.Timestamp
-    def __init__(self, alias: _Optional[str] = ..., model: _Optional[_Union[_common_pb2.ModelVersion, _Mapping]] = ..., previous_version: _Optional[str] = ..., action: _Optional[str] = ..., actor: _Optional[str] = ..., reason: _Optional[str] = ..., at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
+    forced: bool
+    comparison: str
+    def __init__(self, alias: _Optional[str] = ..., model: _Optional[_Union[_common_pb2.ModelVersion, _Mapping]] = ..., previous_version: _Optional[str] = ..., action: _Optional[str] = ..., actor: _Optional[str] = ..., reason: _Optional[str] = ..., at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., forced: _Optional[bool] = ..., comparison: _Optional[str] = ...) -> None: ...
 
 class ListModelAliasesRequest(_message.Message):
     __slots__ = ("alias", "history")

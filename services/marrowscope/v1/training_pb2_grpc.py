@@ -80,6 +80,11 @@ class TrainingServiceStub:
                 request_serializer=marrowscope_dot_v1_dot_training__pb2.ListModelAliasesRequest.SerializeToString,
                 response_deserializer=marrowscope_dot_v1_dot_training__pb2.ListModelAliasesResponse.FromString,
                 _registered_method=True)
+        self.LockEvaluationSet = channel.unary_unary(
+                '/marrowscope.v1.TrainingService/LockEvaluationSet',
+                request_serializer=marrowscope_dot_v1_dot_training__pb2.LockEvaluationSetRequest.SerializeToString,
+                response_deserializer=marrowscope_dot_v1_dot_training__pb2.EvaluationSet.FromString,
+                _registered_method=True)
 
 
 class TrainingServiceServicer:
@@ -147,6 +152,15 @@ class TrainingServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def LockEvaluationSet(self, request, context):
+        """Registers a dataset for evaluation only (never unlocked): the promotion gate measures
+        candidates on it, and training refuses its cells. Refused when any of its cells was
+        trained on already.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_TrainingServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -194,6 +208,11 @@ def add_TrainingServiceServicer_to_server(servicer, server):
                     servicer.ListModelAliases,
                     request_deserializer=marrowscope_dot_v1_dot_training__pb2.ListModelAliasesRequest.FromString,
                     response_serializer=marrowscope_dot_v1_dot_training__pb2.ListModelAliasesResponse.SerializeToString,
+            ),
+            'LockEvaluationSet': grpc.unary_unary_rpc_method_handler(
+                    servicer.LockEvaluationSet,
+                    request_deserializer=marrowscope_dot_v1_dot_training__pb2.LockEvaluationSetRequest.FromString,
+                    response_serializer=marrowscope_dot_v1_dot_training__pb2.EvaluationSet.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -439,6 +458,33 @@ class TrainingService:
             '/marrowscope.v1.TrainingService/ListModelAliases',
             marrowscope_dot_v1_dot_training__pb2.ListModelAliasesRequest.SerializeToString,
             marrowscope_dot_v1_dot_training__pb2.ListModelAliasesResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def LockEvaluationSet(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/marrowscope.v1.TrainingService/LockEvaluationSet',
+            marrowscope_dot_v1_dot_training__pb2.LockEvaluationSetRequest.SerializeToString,
+            marrowscope_dot_v1_dot_training__pb2.EvaluationSet.FromString,
             options,
             channel_credentials,
             insecure,
