@@ -55,11 +55,16 @@ class CellPrediction:
     margin: float = 0.0
     entropy: float = 0.0
     error: str = ""
+    ood_score: float | None = None  # distance from the training data (versions that export it)
 
 
 def summarise(
-    cell_id: str, object_key: str, probabilities: np.ndarray, codes: list[str]
+    cell_id: str, object_key: str, outputs: np.ndarray, codes: list[str]
 ) -> CellPrediction:
+    """One cell's result from its row of model outputs: the probabilities in ``codes`` order,
+    then the distance score where the model exports one."""
+    probabilities = outputs[: len(codes)]
+    score = float(outputs[len(codes)]) if len(outputs) > len(codes) else None
     order = np.argsort(probabilities)[::-1]
     top1, top2 = int(order[0]), int(order[1]) if len(order) > 1 else int(order[0])
     p = np.clip(probabilities.astype(np.float64), 1e-12, 1.0)
@@ -73,6 +78,7 @@ def summarise(
         top2_probability=float(probabilities[top2]),
         margin=float(probabilities[top1] - probabilities[top2]),
         entropy=float(-(p * np.log(p)).sum()),
+        ood_score=score,
     )
 
 
@@ -244,7 +250,11 @@ class Classifier:
     @staticmethod
     def _runner(model: LoadedModel) -> RunFn:
         def run(batch: np.ndarray) -> np.ndarray:
-            return model.session.run(None, {"image": batch})[0]
+            # One row per cell: the probabilities, then the distance score where exported.
+            outputs = model.session.run(None, {"image": batch})
+            if len(outputs) == 1:
+                return outputs[0]
+            return np.concatenate([outputs[0], outputs[1].reshape(-1, 1)], axis=1)
 
         return run
 

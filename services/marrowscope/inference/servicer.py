@@ -33,6 +33,7 @@ def _prediction(p: CellPrediction, version: str) -> common_pb2.Prediction:
         margin=p.margin,
         entropy=p.entropy,
         model_version=version,
+        ood_score=p.ood_score,
     )
 
 

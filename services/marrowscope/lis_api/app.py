@@ -127,6 +127,7 @@ def build_context(
                 max_region_share=settings.qc_max_region_share,
                 min_red_cells=settings.qc_min_red_cells,
             ),
+            ood_max_share_outside=settings.ood_max_share_outside,
         ),
         thresholds,
         review,

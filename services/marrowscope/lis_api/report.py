@@ -37,6 +37,7 @@ class ClassifiedCell:
     corrected_by: str = ""  # the expert whose correction set class_code
     excluded: str = ""  # why quality control left the cell out of the count ('' = counted)
     quality_flags: tuple[str, ...] = ()  # the segmenter's flags (e.g. overlaps_cell)
+    ood_score: float | None = None  # distance from the model's training data
 
 
 def is_low_confidence(cell: ClassifiedCell, thresholds: Thresholds) -> bool:
@@ -235,5 +236,40 @@ def record_fields(body: dict[str, Any], fields: list[dict[str, Any]]) -> None:
                 "code": "FIELD_NOT_ANALYSABLE",
                 "text": f"{len(bad)} of {len(fields)} fields not analysable, none of their "
                 f"cells counted: {reasons}",
+            }
+        )
+
+
+def record_distance(
+    body: dict[str, Any],
+    cells: list[ClassifiedCell],
+    threshold: float | None,
+    max_share_outside: float,
+) -> None:
+    """How far the specimen's cells lie from the model's training data; where most lie
+    beyond the model's threshold, the MODEL_NOT_VALIDATED flag says the model was not made
+    for these images (its classes are not to be trusted)."""
+    body["flags"] = [f for f in body["flags"] if f["code"] != "MODEL_NOT_VALIDATED"]
+    scored = [c.ood_score for c in cells if not c.excluded and c.ood_score is not None]
+    if threshold is None or not scored:
+        body["ood"] = {"available": False}
+        return
+    outside = sum(1 for score in scored if score > threshold)
+    share = outside / len(scored)
+    body["ood"] = {
+        "available": True,
+        "threshold": round(threshold, 4),
+        "cells_scored": len(scored),
+        "cells_outside": outside,
+        "share_outside": round(share, 4),
+        "median_score": round(float(sorted(scored)[len(scored) // 2]), 4),
+        "max_share_outside": max_share_outside,
+    }
+    if share > max_share_outside:
+        body["flags"].append(
+            {
+                "code": "MODEL_NOT_VALIDATED",
+                "text": f"model not validated for these images: {100 * share:.0f} % of the "
+                "cells lie outside its training data; do not use these classes without review",
             }
         )

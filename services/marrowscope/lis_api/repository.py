@@ -255,8 +255,8 @@ class LisRepository:
                 conn.execute(
                     """INSERT INTO analysis_cells (job_id, image_id, cell_id, object_key, class_code,
                            probability, margin, top_classes, error, model_version, algorithm_version,
-                           quality_flags, excluded)
-                       VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)
+                           quality_flags, excluded, ood_score)
+                       VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)
                        ON CONFLICT (job_id, cell_id) DO NOTHING""",
                     (
                         job_id,
@@ -272,6 +272,7 @@ class LisRepository:
                         c["algorithm_version"],
                         c.get("quality_flags", []),
                         c.get("excluded") or None,
+                        c.get("ood_score"),
                     ),
                 )
             conn.execute(
@@ -298,7 +299,7 @@ class LisRepository:
         with self.pool.connection() as conn:
             rows = conn.execute(
                 """SELECT a.cell_id, a.class_code, a.probability, a.margin, a.quality_flags,
-                          a.excluded, c.class_code AS corrected_class, c.reviewer
+                          a.excluded, a.ood_score, c.class_code AS corrected_class, c.reviewer
                    FROM analysis_cells a
                    LEFT JOIN LATERAL (SELECT class_code, reviewer FROM cell_corrections
                                       WHERE specimen_id = %s AND cell_id = a.cell_id
@@ -315,6 +316,7 @@ class LisRepository:
                 r["reviewer"] or "",
                 excluded=r["excluded"] or "",
                 quality_flags=tuple(r["quality_flags"] or ()),
+                ood_score=r["ood_score"],
             )
             for r in rows
         ]

@@ -21,7 +21,13 @@ from marrowscope.core.taxonomy import Taxonomy
 from marrowscope.v1 import curation_pb2
 
 from .pipeline import PeerUnavailable, call_peer
-from .report import Thresholds, build_differential, record_fields, record_model
+from .report import (
+    Thresholds,
+    build_differential,
+    record_distance,
+    record_fields,
+    record_model,
+)
 from .repository import LisRepository
 
 log = logging.getLogger(__name__)
@@ -51,6 +57,8 @@ def revise_report(
     for key in ("algorithm_versions", "images_analysed"):
         body[key] = latest["body"].get(key)
     record_fields(body, latest["body"].get("fields", []))
+    ood = latest["body"].get("ood", {})  # the analysis's threshold and policy, kept
+    record_distance(body, cells, ood.get("threshold"), ood.get("max_share_outside", 0.5))
     record_model(
         body,
         name=latest["body"].get("model_version", ""),

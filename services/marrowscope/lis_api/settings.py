@@ -42,3 +42,6 @@ class LisApiSettings(BaseSettings):
     qc_exclude_flags: list[str] = ["touches_border", "too_large"]
     qc_max_region_share: float = 0.25
     qc_min_red_cells: int = 1
+    # More of a specimen's cells than this share beyond the model's distance threshold: the
+    # report says "model not validated for these images" (MODEL_NOT_VALIDATED).
+    ood_max_share_outside: float = 0.5

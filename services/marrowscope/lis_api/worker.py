@@ -28,7 +28,13 @@ from .pipeline import (
     segment_and_classify,
 )
 from .qc import FieldVerdict, QcPolicy, judge_field
-from .report import Thresholds, build_differential, record_fields, record_model
+from .report import (
+    Thresholds,
+    build_differential,
+    record_distance,
+    record_fields,
+    record_model,
+)
 from .repository import LisRepository
 
 log = logging.getLogger(__name__)
@@ -51,6 +57,8 @@ class WorkerSettings:
     taxonomy: str = "paper17"
     review_poll_s: float = 3.0
     qc: QcPolicy = field(default_factory=QcPolicy)
+    # More cells than this share beyond the model's distance threshold: MODEL_NOT_VALIDATED.
+    ood_max_share_outside: float = 0.5
 
 
 class AnalysisWorker:
@@ -129,6 +137,12 @@ class AnalysisWorker:
         body = build_differential(classified, self.taxonomy, self.thresholds)
         record_model(body, name=model.name, artifact_sha256=model.artifact_sha256, demo=model.demo)
         record_fields(body, await asyncio.to_thread(self.lis.job_fields, job_id))
+        record_distance(
+            body,
+            classified,
+            model.metrics.get("ood_threshold"),
+            self.settings.ood_max_share_outside,
+        )
         body["algorithm_versions"] = sorted(
             {r["algorithm_version"] for r in rows if r["algorithm_version"]}
         )
@@ -191,6 +205,7 @@ class AnalysisWorker:
                     "algorithm_version": analysed.segmented.algorithm_version,
                     "quality_flags": verdict.cell_flags.get(p.cell_id, []),
                     "excluded": verdict.excluded.get(p.cell_id, ""),
+                    "ood_score": p.ood_score if p.HasField("ood_score") else None,
                 }
             )
         return cells, verdict

@@ -21,8 +21,9 @@ import torch.nn.functional as F
 from marrowscope.core.errors import FailedPrecondition
 from marrowscope.core.preprocess import InputSpecData
 
+from . import ood
 from .augment import augment_batch
-from .model import PixelInput, WithSoftmax, build_model
+from .model import SECNN, PixelInput, WithSoftmax, build_model
 
 log = logging.getLogger(__name__)
 PARITY_TOLERANCE = 1e-4
@@ -227,31 +228,51 @@ def train(
     model = model.to(memory_format=torch.contiguous_format).eval()
     state_buffer = io.BytesIO()
     torch.save(model.state_dict(), state_buffer)
-    onnx_bytes = export_onnx(model, spec)
+    # How far served cells lie from these training cells (exported in the graph).
+    distance = (
+        ood.calibrate(model, to_input, xt, yt, xv, num_classes)
+        if isinstance(model, SECNN)
+        else None
+    )
+    onnx_bytes = export_onnx(model, spec, distance)
     check_parity(model, onnx_bytes, xv[:64] if len(xv) else xt[:64], spec)
     return TrainedModel(
         onnx_bytes,
         state_buffer.getvalue(),
         curve,
         best_epoch,
-        {"validation_accuracy": best_acc, "best_epoch": float(best_epoch)},
+        {
+            "validation_accuracy": best_acc,
+            "best_epoch": float(best_epoch),
+            **({"ood_threshold": distance.threshold} if distance else {}),
+        },
     )
 
 
-def export_onnx(model: torch.nn.Module, spec: InputSpecData) -> bytes:
+def export_onnx(
+    model: torch.nn.Module, spec: InputSpecData, distance: ood.OodParameters | None = None
+) -> bytes:
     """One self-contained ONNX file (opset 17) with a dynamic batch dimension: uint8 pixels in
-    (normalised in the graph), probabilities out."""
+    (normalised in the graph), probabilities out, and with ``distance`` a second output
+    ``ood_score`` (each cell's distance from the training cells, see ``ood``)."""
     if spec.dtype != "uint8":
         raise ValueError("models are exported with uint8 input; the spec says " + spec.dtype)
     buffer = io.BytesIO()
     dummy = torch.zeros(1, 3, spec.size, spec.size, dtype=torch.uint8)
+    head: torch.nn.Module = WithSoftmax(model)
+    outputs = ["probabilities"]
+    if distance is not None:
+        if not isinstance(model, SECNN):
+            raise ValueError("the distance score is defined for the SE-CNN's features")
+        head = ood.ProbabilitiesAndDistance(model, distance)
+        outputs.append("ood_score")
     torch.onnx.export(
-        torch.nn.Sequential(PixelInput(spec.mean, spec.std), WithSoftmax(model)).eval(),
+        torch.nn.Sequential(PixelInput(spec.mean, spec.std), head).eval(),
         (dummy,),
         buffer,  # type: ignore[arg-type]  # a file object works; the stubs say path only
         input_names=["image"],
-        output_names=["probabilities"],
-        dynamic_axes={"image": {0: "batch"}, "probabilities": {0: "batch"}},
+        output_names=outputs,
+        dynamic_axes={"image": {0: "batch"}, **{name: {0: "batch"} for name in outputs}},
         opset_version=17,
         dynamo=False,
     )

@@ -119,7 +119,7 @@ class ModelVersion(_message.Message):
     def __init__(self, id: _Optional[str] = ..., name: _Optional[str] = ..., parent_id: _Optional[str] = ..., taxonomy: _Optional[str] = ..., class_codes: _Optional[_Iterable[str]] = ..., input: _Optional[_Union[InputSpec, _Mapping]] = ..., artifact: _Optional[_Union[ObjectRef, _Mapping]] = ..., training_set_hash: _Optional[str] = ..., metrics: _Optional[_Mapping[str, float]] = ..., learning_curve: _Optional[_Iterable[_Union[EpochMetrics, _Mapping]]] = ..., created_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., architecture: _Optional[str] = ..., demo: _Optional[bool] = ...) -> None: ...
 
 class Prediction(_message.Message):
-    __slots__ = ("cell_id", "object_key", "probabilities", "top1_class", "top1_probability", "top2_class", "top2_probability", "margin", "entropy", "model_version", "error")
+    __slots__ = ("cell_id", "object_key", "probabilities", "top1_class", "top1_probability", "top2_class", "top2_probability", "margin", "entropy", "model_version", "error", "ood_score")
     CELL_ID_FIELD_NUMBER: _ClassVar[int]
     OBJECT_KEY_FIELD_NUMBER: _ClassVar[int]
     PROBABILITIES_FIELD_NUMBER: _ClassVar[int]
@@ -131,6 +131,7 @@ class Prediction(_message.Message):
     ENTROPY_FIELD_NUMBER: _ClassVar[int]
     MODEL_VERSION_FIELD_NUMBER: _ClassVar[int]
     ERROR_FIELD_NUMBER: _ClassVar[int]
+    OOD_SCORE_FIELD_NUMBER: _ClassVar[int]
     cell_id: str
     object_key: str
     probabilities: _containers.RepeatedScalarFieldContainer[float]
@@ -142,4 +143,5 @@ class Prediction(_message.Message):
     entropy: float
     model_version: str
     error: str
-    def __init__(self, cell_id: _Optional[str] = ..., object_key: _Optional[str] = ..., probabilities: _Optional[_Iterable[float]] = ..., top1_class: _Optional[str] = ..., top1_probability: _Optional[float] = ..., top2_class: _Optional[str] = ..., top2_probability: _Optional[float] = ..., margin: _Optional[float] = ..., entropy: _Optional[float] = ..., model_version: _Optional[str] = ..., error: _Optional[str] = ...) -> None: ...
+    ood_score: float
+    def __init__(self, cell_id: _Optional[str] = ..., object_key: _Optional[str] = ..., probabilities: _Optional[_Iterable[float]] = ..., top1_class: _Optional[str] = ..., top1_probability: _Optional[float] = ..., top2_class: _Optional[str] = ..., top2_probability: _Optional[float] = ..., margin: _Optional[float] = ..., entropy: _Optional[float] = ..., model_version: _Optional[str] = ..., error: _Optional[str] = ..., ood_score: _Optional[float] = ...) -> None: ...
