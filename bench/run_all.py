@@ -17,6 +17,7 @@ BENCHMARKS = [
     "lis_api_load.py",
     "curation_workbench.py",
     "workbench_round.py",
+    "ood.py",  # trains a PBC classifier (about 5 minutes) and scores other sources
 ]
 
 
