@@ -214,7 +214,7 @@ def test_network_policies_follow_the_call_graph() -> None:
 
     assert callers("segmentation") == {"lis-api", "orchestrator"}  # ImportCells' centre crops
     assert callers("inference") == {"lis-api", "orchestrator"}
-    assert callers("training") == {"orchestrator"}
+    assert callers("training") == {"orchestrator", "lis-api"}  # model admin routes
     # the curation admin page, and ML staff's CLI pods by label (orchestrator.allowFrom: "*")
     assert callers("orchestrator") == {"curation", "*"}
     assert "from" not in policies["lis-api"]["spec"]["ingress"][0]  # the LIS: open by default

@@ -24,10 +24,10 @@ from marrowscope.core.db import open_pool
 from marrowscope.core.images import encode_png
 from marrowscope.core.settings import DatabaseSettings
 from marrowscope.core.synthetic import iter_cells, make_cell
-from marrowscope.v1 import inference_pb2
+from marrowscope.v1 import inference_pb2, orchestrator_pb2
 
 from ..model_helpers import register_placeholder
-from ..stack_helpers import field_jpeg, lis_client
+from ..stack_helpers import field_jpeg, lis_client, start_campaign
 
 pytestmark = pytest.mark.e2e
 
@@ -159,6 +159,7 @@ def test_experiments_cannot_touch_the_production_model(
         assert main(["--home", home, "models", "promote", new, *force]) == 0
 
     body, pinned, sid = analyse(ctx, "BM-PROMOTE-1", images=3, on_pinned=promote)
+    assert "[forced]" in capsys.readouterr().out
     assert pinned == demo and body["model_version"] == demo and body["model_demo"]
     assert "DEMO_MODEL" in {f["code"] for f in body["flags"]}
     served_production(ctx, new)
@@ -176,9 +177,15 @@ def test_experiments_cannot_touch_the_production_model(
     stack.restart_service(ctx["paths"], "inference")
     served_production(ctx, new)
 
-    assert main(["--home", home, "models", "rollback", "--reason", "back to the demo"]) == 0
-    assert f"production -> {demo} (was {new})" in capsys.readouterr().out
+    # Rollback through the LIS admin API: the actor is the authenticated client.
+    with lis_client(ctx) as client:
+        back = client.post("/v1/admin/models/rollback", json={"reason": "back to the demo"})
+    assert back.status_code == 200, back.text
+    change = back.json()
+    assert change["version"] == demo and change["previous_version"] == new
+    assert change["action"] == "rollback" and change["actor"].startswith("lis-client:")
     served_production(ctx, demo)
+    capsys.readouterr()
     assert main(["--home", home, "models", "list", "--json"]) == 0
     listed = {v["name"]: v for v in json.loads(capsys.readouterr().out)}
     assert listed[demo]["aliases"] == ["production"] and listed[demo]["demo"]
@@ -221,3 +228,61 @@ def test_a_field_that_is_not_a_smear_is_not_counted_and_says_why(running_stack: 
     assert "red cells found" in (fhir.conclusion or "")
     order = parse_message(hl7, find_groups=True).oru_r01_patient_result.oru_r01_order_observation
     assert any("FIELD_NOT_ANALYSABLE" in n.nte_3.to_er7() for n in order.nte)
+
+
+def test_reports_keep_production_while_a_two_round_campaign_serves_its_own_versions(
+    running_stack: dict,
+) -> None:
+    """A CST+AL campaign trains, warms and classifies with its round versions while specimens
+    are analysed: every report names the production version, none a campaign's."""
+    ctx = running_stack
+    production = ctx["model"]
+    served_production(ctx, production)
+    reports: list[dict] = []
+
+    async def scenario() -> orchestrator_pb2.Campaign:
+        clients = ServiceClients(ctx["peers"])
+        try:
+            campaign, expert = await start_campaign(
+                ctx,
+                clients,
+                "e2e-concurrent",
+                "e2e-concurrent-expert",
+                seed=31,
+                parameters=orchestrator_pb2.CampaignParameters(
+                    initial_per_class=2,
+                    validation_per_class=1,
+                    test_per_class=1,
+                    sample_size=30,
+                    rounds=2,
+                    epochs=2,
+                    input_size=48,
+                    cst_threshold=0.2,
+                ),
+            )
+            done = asyncio.Event()
+            worker = asyncio.create_task(expert.work_until(done, campaign.id, idle_s=0.2))
+
+            def analyse_specimens() -> None:  # an LIS analysing while the campaign runs
+                for n in range(3):
+                    reports.append(analyse(ctx, f"BM-DURING-{n}", images=1)[0])
+
+            analyses = asyncio.create_task(asyncio.to_thread(analyse_specimens))
+            async for update in clients.orchestrator.WatchCampaign(
+                orchestrator_pb2.CampaignIdRequest(campaign_id=campaign.id), timeout=300
+            ):
+                campaign = update
+            done.set()
+            await worker
+            await analyses
+            return campaign
+        finally:
+            await clients.close()
+
+    campaign = asyncio.run(scenario())
+    assert campaign.state == orchestrator_pb2.CAMPAIGN_STATE_COMPLETED, campaign.error
+    round_versions = {r.model_version for r in campaign.rounds}
+    assert len(campaign.rounds) == 2 and production not in round_versions
+    assert len(reports) == 3
+    assert {r["model_version"] for r in reports} == {production}
+    served_production(ctx, production)

@@ -49,7 +49,9 @@ def png(width: int = 64, height: int = 48) -> bytes:
 
 def peers_down() -> ServiceClients:
     dead = f"127.0.0.1:{free_port()}"
-    return ServiceClients(PeerSettings(segmentation_addr=dead, inference_addr=dead))
+    return ServiceClients(
+        PeerSettings(segmentation_addr=dead, inference_addr=dead, training_addr=dead)
+    )
 
 
 @contextmanager
@@ -97,6 +99,7 @@ def test_every_route_needs_credentials_and_the_right_scope(
                 image_id=uuid.uuid4(),
                 job_id=uuid.uuid4(),
                 cell_id=uuid.uuid4(),
+                version="paper17-0000",
             )
             if path == "/v1/oauth/token":
                 reply = http.post(
@@ -223,6 +226,20 @@ def test_presigned_upload_is_validated_on_completion(
         images = http.get(f"/v1/specimens/{sid}", headers=auth(key)).json()["images"]
         stored = [i for i in images if i["state"] == "stored"]
         assert len(stored) == 1 and stored[0]["width"] == 80
+
+
+def test_model_admin_needs_the_admin_scope_and_says_when_training_is_down(
+    db_pool: DictPool, s3_settings: ObjectStoreSettings
+) -> None:
+    with api(db_pool, s3_settings) as http:
+        reader = new_client(http, ["read", "submit"])
+        promote = {"reason": "validated"}
+        denied = http.post("/v1/admin/models/v1/promote", json=promote, headers=auth(reader))
+        assert denied.status_code == 403
+        missing_reason = http.post("/v1/admin/models/v1/promote", json={}, headers=auth(ADMIN_KEY))
+        assert missing_reason.status_code == 422
+        down = http.post("/v1/admin/models/v1/promote", json=promote, headers=auth(ADMIN_KEY))
+        assert down.status_code == 503 and "training service unavailable" in down.json()["detail"]
 
 
 def test_analysis_is_idempotent_waits_for_peers_and_survives_a_restart(

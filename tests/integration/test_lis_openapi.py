@@ -86,6 +86,9 @@ def test_schemathesis_finds_no_server_error(
     ]
     if authenticated:
         command += ["-H", f"Authorization: Bearer {ADMIN_KEY}"]
+        # The model routes relay to the training service, which is not running here: their
+        # 503 is the right answer (test_lis_api checks it), not a server error to find.
+        command += ["--exclude-path-regex", "^/v1/admin/models"]
     # cwd: schemathesis keeps a cache folder where it runs; not in the repository.
     result = subprocess.run(command, capture_output=True, text=True, timeout=600, cwd=tmp_path)
     output = result.stdout + result.stderr

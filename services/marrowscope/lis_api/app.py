@@ -30,7 +30,14 @@ from marrowscope.core.logs import new_request_id, request_id_var
 from marrowscope.core.objectstore import ObjectStore
 from marrowscope.core.taxonomy import load_taxonomy
 
-from . import routes_auth, routes_classify, routes_reports, routes_service, routes_specimens
+from . import (
+    routes_auth,
+    routes_classify,
+    routes_models,
+    routes_reports,
+    routes_service,
+    routes_specimens,
+)
 from .auth import Authenticator, RateLimiter
 from .deps import LisContext, context_of
 from .pipeline import PeerRejected, PeerUnavailable
@@ -90,6 +97,7 @@ def create_app(
         routes_specimens,
         routes_reports,
         routes_classify,
+        routes_models,
     ):
         app.include_router(module.router)
     return app
