@@ -1,5 +1,5 @@
-"""Registered model versions for tests that need one in the registry but never run it (the
-artifact is a placeholder: these tests keep the inference service down or out)."""
+"""Registered model versions for tests: real exported classifiers, or placeholders for tests
+that need a version in the registry but never run it (they keep inference down or out)."""
 
 from __future__ import annotations
 
@@ -18,6 +18,33 @@ from marrowscope.core.objectstore import ObjectStore
 from marrowscope.core.preprocess import InputSpecData
 from marrowscope.core.taxonomy import load_taxonomy
 from marrowscope.training.promotion import ModelAliases
+
+
+def register_onnx(
+    pool: DictPool,
+    store: ObjectStore,
+    onnx: bytes,
+    spec: InputSpecData,
+    tag: str,
+    weights: bytes = b"",
+    taxonomy: str = "paper17",
+) -> str:
+    """Register an exported classifier (all classes of ``taxonomy``); its version id."""
+    tax = load_taxonomy(taxonomy)
+    with pool.connection() as conn, conn.transaction():
+        return register_model_version(
+            conn,
+            store,
+            NewModelVersion(
+                onnx_bytes=onnx,
+                weights_bytes=weights or tag.encode(),
+                taxonomy=tax.name,
+                class_codes=tax.codes,
+                architecture="se_cnn",
+                input_spec=spec,
+                training_set_hash=tag,
+            ),
+        )
 
 
 def register_placeholder(

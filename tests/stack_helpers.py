@@ -119,6 +119,25 @@ async def start_campaign(
     return campaign, expert
 
 
+async def finish_campaign(
+    clients: ServiceClients,
+    campaign: orchestrator_pb2.Campaign,
+    expert: SimulatedExpert,
+    timeout: float = 240,
+) -> orchestrator_pb2.Campaign:
+    """Let the simulated expert work the campaign's review tasks until the campaign ends;
+    the campaign as it ended."""
+    done = asyncio.Event()
+    worker = asyncio.create_task(expert.work_until(done, campaign.id, idle_s=0.2))
+    async for update in clients.orchestrator.WatchCampaign(
+        orchestrator_pb2.CampaignIdRequest(campaign_id=campaign.id), timeout=timeout
+    ):
+        campaign = update
+    done.set()
+    await worker
+    return campaign
+
+
 def lis_client(ctx: dict) -> httpx.Client:
     """An HTTP client of the stack's LIS API with its bootstrap key (every scope)."""
     return httpx.Client(

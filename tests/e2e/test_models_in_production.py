@@ -27,7 +27,7 @@ from marrowscope.core.synthetic import iter_cells, make_cell
 from marrowscope.v1 import inference_pb2, orchestrator_pb2
 
 from ..model_helpers import register_placeholder
-from ..stack_helpers import field_jpeg, lis_client, start_campaign
+from ..stack_helpers import field_jpeg, finish_campaign, lis_client, start_campaign
 
 pytestmark = pytest.mark.e2e
 
@@ -260,20 +260,13 @@ def test_reports_keep_production_while_a_two_round_campaign_serves_its_own_versi
                     cst_threshold=0.2,
                 ),
             )
-            done = asyncio.Event()
-            worker = asyncio.create_task(expert.work_until(done, campaign.id, idle_s=0.2))
 
             def analyse_specimens() -> None:  # an LIS analysing while the campaign runs
                 for n in range(3):
                     reports.append(analyse(ctx, f"BM-DURING-{n}", images=1)[0])
 
             analyses = asyncio.create_task(asyncio.to_thread(analyse_specimens))
-            async for update in clients.orchestrator.WatchCampaign(
-                orchestrator_pb2.CampaignIdRequest(campaign_id=campaign.id), timeout=300
-            ):
-                campaign = update
-            done.set()
-            await worker
+            campaign = await finish_campaign(clients, campaign, expert, timeout=300)
             await analyses
             return campaign
         finally:

@@ -19,7 +19,7 @@ from marrowscope.cli.simulated_expert import SimulatedExpert
 from marrowscope.core.clients import ServiceClients
 from marrowscope.v1 import orchestrator_pb2
 
-from ..stack_helpers import field_jpeg, lis_client, start_campaign
+from ..stack_helpers import field_jpeg, finish_campaign, lis_client, start_campaign
 
 pytestmark = pytest.mark.e2e
 
@@ -129,14 +129,7 @@ def test_one_round_campaign_trains_and_creates_review_tasks(running_stack: dict)
                     cst_threshold=0.2,
                 ),
             )
-            done = asyncio.Event()
-            worker = asyncio.create_task(expert.work_until(done, campaign.id, idle_s=0.2))
-            async for update in clients.orchestrator.WatchCampaign(
-                orchestrator_pb2.CampaignIdRequest(campaign_id=campaign.id), timeout=240
-            ):
-                campaign = update
-            done.set()
-            await worker
+            campaign = await finish_campaign(clients, campaign, expert)
             assert expert.stats.decisions == campaign.rounds[0].decided
             return campaign
         finally:

@@ -15,7 +15,6 @@ import torch
 from marrowscope.core.db import DictPool
 from marrowscope.core.errors import FailedPrecondition
 from marrowscope.core.images import encode_png
-from marrowscope.core.model_registry import NewModelVersion, register_model_version
 from marrowscope.core.objectstore import FilesystemObjectStore, put_content_addressed
 from marrowscope.core.preprocess import InputSpecData, decode_for_model, preprocess
 from marrowscope.core.rpc import GrpcService, open_channel
@@ -28,6 +27,7 @@ from marrowscope.training.model import WithSoftmax, build_model
 from marrowscope.training.promotion import ModelAliases
 from marrowscope.training.trainer import export_onnx
 from marrowscope.v1 import common_pb2, inference_pb2, inference_pb2_grpc
+from tests.model_helpers import register_onnx
 
 pytestmark = pytest.mark.integration
 SPEC = InputSpecData(size=32)
@@ -40,20 +40,7 @@ def _register(db_pool, store, seed: int) -> tuple[str, bytes]:  # type: ignore[n
     onnx_bytes = export_onnx(model, SPEC)
     weights = io.BytesIO()
     torch.save(model.state_dict(), weights)
-    with db_pool.connection() as conn:
-        version = register_model_version(
-            conn,
-            store,
-            NewModelVersion(
-                onnx_bytes=onnx_bytes,
-                weights_bytes=weights.getvalue(),
-                taxonomy=taxonomy.name,
-                class_codes=taxonomy.codes,
-                architecture="se_cnn",
-                input_spec=SPEC,
-                training_set_hash=f"test-{seed}",
-            ),
-        )
+    version = register_onnx(db_pool, store, onnx_bytes, SPEC, f"test-{seed}", weights.getvalue())
     return version, onnx_bytes
 
 
@@ -228,20 +215,7 @@ def _register_float_input_model(db_pool, store, spec: InputSpecData) -> str:  # 
         opset_version=17,
         dynamo=False,
     )
-    with db_pool.connection() as conn:
-        return register_model_version(
-            conn,
-            store,
-            NewModelVersion(
-                onnx_bytes=buffer.getvalue(),
-                weights_bytes=b"",
-                taxonomy=taxonomy.name,
-                class_codes=taxonomy.codes,
-                architecture="se_cnn",
-                input_spec=spec,
-                training_set_hash="float-input",
-            ),
-        )
+    return register_onnx(db_pool, store, buffer.getvalue(), spec, "float-input")
 
 
 def test_models_with_float_input_are_still_served_with_normalised_pixels(served, db_pool) -> None:  # type: ignore[no-untyped-def]

@@ -25,9 +25,7 @@ from marrowscope.core.db import (
 from marrowscope.core.errors import FailedPrecondition, InvalidArgument, NotFound
 from marrowscope.core.images import encode_png
 from marrowscope.core.model_registry import (
-    NewModelVersion,
     model_version_on,
-    register_model_version,
     resolve,
 )
 from marrowscope.core.objectstore import FilesystemObjectStore, put_content_addressed
@@ -42,7 +40,7 @@ from marrowscope.training.promotion import ModelAliases
 from marrowscope.training.service import JobRequest, TrainingService
 from marrowscope.training.settings import TrainingSettings
 from marrowscope.training.trainer import HyperParameters, export_onnx, train
-from tests.model_helpers import register_placeholder
+from tests.model_helpers import register_onnx, register_placeholder
 
 pytestmark = pytest.mark.integration
 SPEC = InputSpecData(size=32)
@@ -131,24 +129,6 @@ def test_rollback_needs_an_earlier_version(fresh_pool: DictPool, tmp_path: Path)
         aliases.promote(only.name, "staging", "dr-lab", "typo")
 
 
-def _register_onnx(pool: DictPool, store: FilesystemObjectStore, onnx: bytes, tag: str) -> str:
-    taxonomy = load_taxonomy("paper17")
-    with pool.connection() as conn, conn.transaction():
-        return register_model_version(
-            conn,
-            store,
-            NewModelVersion(
-                onnx_bytes=onnx,
-                weights_bytes=tag.encode(),
-                taxonomy=taxonomy.name,
-                class_codes=taxonomy.codes,
-                architecture="se_cnn",
-                input_spec=SPEC,
-                training_set_hash=tag,
-            ),
-        )
-
-
 def _cells(pool: DictPool, store: FilesystemObjectStore, dataset: str, seed: int) -> list[str]:
     """Generated cells of every class as an imported dataset with reference labels."""
     ids = []
@@ -191,12 +171,11 @@ def test_the_gate_measures_the_candidate_against_production_on_the_locked_set(
     )
     y = np.array([taxonomy.codes.index(c) for c in train_codes])
     hyper = HyperParameters(epochs=12, batch_size=32, input_size=32, width=8, seed=0)
-    good = _register_onnx(
-        fresh_pool, store, train(x, y, x, y, len(taxonomy.codes), SPEC, hyper).onnx_bytes, "good"
-    )
+    trained = train(x, y, x, y, len(taxonomy.codes), SPEC, hyper)
+    good = register_onnx(fresh_pool, store, trained.onnx_bytes, SPEC, "good")
     torch.manual_seed(0)
     untrained = build_model("se_cnn", len(taxonomy.codes), width=8).eval()
-    bad = _register_onnx(fresh_pool, store, export_onnx(untrained, SPEC), "bad")
+    bad = register_onnx(fresh_pool, store, export_onnx(untrained, SPEC), SPEC, "bad")
     aliases = ModelAliases(fresh_pool, "paper17", store)
     aliases.promote(good, "production", "dr-lab", "before any evaluation set", force=True)
 
@@ -214,7 +193,7 @@ def test_the_gate_measures_the_candidate_against_production_on_the_locked_set(
     # The same network registered again (a re-export) is no worse: the gate passes by itself.
     with fresh_pool.connection() as conn:
         artifact = store.get(model_version_on(conn, good).artifact_key)
-    copy = _register_onnx(fresh_pool, store, artifact, "good-again")
+    copy = register_onnx(fresh_pool, store, artifact, SPEC, "good-again")
     passed = aliases.promote(copy, "production", "dr-lab", "re-exported")
     assert not passed.change.forced and "accuracy" in passed.comparison
     forced = aliases.promote(bad, "production", "dr-lab", "emergency: known regression", force=True)
