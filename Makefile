@@ -37,8 +37,8 @@ chromium: ## Debian's Chromium for the browser tests (apt-get; root or sudo), if
 test: setup chromium ## unit, integration, e2e and browser tests (real PostgreSQL, S3, gRPC, Chromium)
 	$(BIN)/python -m pytest -q -ra
 
-test-fast: setup ## the inner loop: unit and integration tests only (no whole stack, no browser)
-	$(BIN)/python -m pytest -q -ra -m "unit or integration"
+test-fast: setup ## the inner loop: unit and integration tests, no whole stack, browser or slow training
+	$(BIN)/python -m pytest -q -ra -m "(unit or integration) and not slow"
 
 bench: setup ## benchmarks that print figures (results under bench/results/)
 	$(BIN)/python bench/run_all.py

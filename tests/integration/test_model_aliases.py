@@ -129,12 +129,14 @@ def test_rollback_needs_an_earlier_version(fresh_pool: DictPool, tmp_path: Path)
         aliases.promote(only.name, "staging", "dr-lab", "typo")
 
 
-def _cells(pool: DictPool, store: FilesystemObjectStore, dataset: str, seed: int) -> list[str]:
+def _cells(
+    pool: DictPool, store: FilesystemObjectStore, dataset: str, seed: int, per_class: int = 3
+) -> list[str]:
     """Generated cells of every class as an imported dataset with reference labels."""
     ids = []
     with pool.connection() as conn, conn.transaction():
         for code in load_taxonomy("paper17").codes:
-            for i in range(6):
+            for i in range(per_class):
                 crop = put_content_addressed(
                     store, "cells", encode_png(make_cell(code, i, seed=seed).rgb), "image/png"
                 )
@@ -162,7 +164,7 @@ def test_the_gate_measures_the_candidate_against_production_on_the_locked_set(
     taxonomy = load_taxonomy("paper17")
     evaluation = _cells(fresh_pool, store, "lab-eval", seed=11)
     # A model trained on other generated cells (good on these), and an untrained one.
-    train_codes = [c for c in taxonomy.codes for _ in range(8)]
+    train_codes = [c for c in taxonomy.codes for _ in range(5)]
     x = np.stack(
         [
             decode_for_model(encode_png(make_cell(c, i, seed=3).rgb), SPEC)
@@ -170,7 +172,7 @@ def test_the_gate_measures_the_candidate_against_production_on_the_locked_set(
         ]
     )
     y = np.array([taxonomy.codes.index(c) for c in train_codes])
-    hyper = HyperParameters(epochs=12, batch_size=32, input_size=32, width=8, seed=0)
+    hyper = HyperParameters(epochs=6, batch_size=16, input_size=32, width=8, seed=0)
     trained = train(x, y, x, y, len(taxonomy.codes), SPEC, hyper)
     good = register_onnx(fresh_pool, store, trained.onnx_bytes, SPEC, "good")
     torch.manual_seed(0)
@@ -216,7 +218,7 @@ def test_the_gate_measures_the_candidate_against_production_on_the_locked_set(
         service.start(
             JobRequest(request_id="r1", taxonomy="paper17", teacher=teacher, validation=[])
         )
-    seen = _cells(fresh_pool, store, "seen-before", seed=12)
+    seen = _cells(fresh_pool, store, "seen-before", seed=12, per_class=1)
     with fresh_pool.connection() as conn:
         jobs.insert_job(
             conn,

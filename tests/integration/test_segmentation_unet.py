@@ -26,7 +26,8 @@ from marrowscope.v1 import segmentation_pb2
 from ..conftest import DATA
 from .segmentation_server import segmentation_stub
 
-pytestmark = pytest.mark.integration
+# slow: trains a field U-Net (about 20 s); `make test` runs it, `make test-fast` leaves it out
+pytestmark = [pytest.mark.integration, pytest.mark.slow]
 TXL_VAL = DATA / "txl-pbc" / "val"
 TXL_TEST = DATA / "txl-pbc" / "test"
 
