@@ -51,7 +51,10 @@ async def recheck_report(
             "this report predates model pinning: its version cannot be re-run exactly"
         )
     model = await asyncio.to_thread(_version, pool, pinned)
-    stored = await asyncio.to_thread(lis.classified_cells, specimen_id, job_id)
+    # The corrections this report version was built from, not those made since.
+    stored = await asyncio.to_thread(
+        lis.classified_cells, specimen_id, job_id, report["created_at"]
+    )
     rows = await asyncio.to_thread(lis.job_cells, job_id)
     keys = {str(r["cell_id"]): r["object_key"] for r in rows}
     readable = [c for c in stored if c.class_code is not None]

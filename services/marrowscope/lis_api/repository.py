@@ -294,18 +294,22 @@ class LisRepository:
                 "SELECT * FROM analysis_cells WHERE job_id = %s AND cell_id = %s", (job_id, cell_id)
             ).fetchone()
 
-    def classified_cells(self, specimen_id: Any, job_id: Any) -> list[ClassifiedCell]:
-        """The job's cells with the newest expert correction of each applied."""
+    def classified_cells(
+        self, specimen_id: Any, job_id: Any, as_of: Any = None
+    ) -> list[ClassifiedCell]:
+        """The job's cells with the newest expert correction of each applied (of those made
+        by ``as_of`` when given: what a past report version was built from)."""
         with self.pool.connection() as conn:
             rows = conn.execute(
                 """SELECT a.cell_id, a.class_code, a.probability, a.margin, a.quality_flags,
                           a.excluded, a.ood_score, c.class_code AS corrected_class, c.reviewer
                    FROM analysis_cells a
                    LEFT JOIN LATERAL (SELECT class_code, reviewer FROM cell_corrections
-                                      WHERE specimen_id = %s AND cell_id = a.cell_id
+                                      WHERE specimen_id = %(s)s AND cell_id = a.cell_id
+                                        AND (%(t)s::timestamptz IS NULL OR created_at <= %(t)s)
                                       ORDER BY created_at DESC, id DESC LIMIT 1) c ON true
-                   WHERE a.job_id = %s ORDER BY a.cell_id""",
-                (specimen_id, job_id),
+                   WHERE a.job_id = %(j)s ORDER BY a.cell_id""",
+                {"s": specimen_id, "j": job_id, "t": as_of},
             ).fetchall()
         return [
             ClassifiedCell(

@@ -44,7 +44,16 @@ async def _training(call: Awaitable[T]) -> T:
     except grpc.aio.AioRpcError as exc:
         status = STATUS.get(exc.code(), 503)
         detail = exc.details() or exc.code().name
-        if status == 503:
+        if exc.code() == grpc.StatusCode.DEADLINE_EXCEEDED:
+            # The change may still have been made after the deadline: say so, not "failed".
+            status, detail = (
+                504,
+                (
+                    "the training service did not answer in time; the change may still have been "
+                    "made: check GET /v1/admin/models before trying again"
+                ),
+            )
+        elif status == 503:
             detail = f"training service unavailable: {exc.code().name}; try again"
         raise HTTPException(status, detail) from None
 

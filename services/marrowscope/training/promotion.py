@@ -89,19 +89,30 @@ class ModelAliases:
         alias = self._checked(alias, actor)
         if force and not reason.strip():
             raise InvalidArgument("a forced promotion needs a reason: it is audited")
-        with self.pool.connection() as conn, conn.transaction():
-            conn.execute("SELECT pg_advisory_xact_lock(%s)", (ALIAS_LOCK,))
+        # Read and check first; measure without holding a transaction or the alias lock (the
+        # gate may take minutes, and a rollback must not wait for it).
+        with self.pool.connection() as conn:
             record = model_version_on(conn, version)
             current = current_alias(conn, alias)
             if current == record.id:
                 return Promotion(alias_history(conn, alias, 1)[0])
-            evidence: dict[str, Any] = {"metrics": record.metrics, "taxonomy": record.taxonomy}
-            comparison, forced = "", False
+            evaluation = None
             if alias == "production":
                 self._check_production(conn, record, current)
-                gate = self._gate(conn, record, current, force)
-                comparison, forced = gate.pop("comparison", ""), bool(gate.get("forced"))
-                evidence.update(gate)
+                evaluation = self._evaluation_cells(conn, record, current, force)
+            production = model_version_on(conn, current) if current else None
+        evidence: dict[str, Any] = {"metrics": record.metrics, "taxonomy": record.taxonomy}
+        comparison, forced = "", False
+        if alias == "production":
+            gate = self._gate(record, production, evaluation, force)
+            comparison, forced = gate.pop("comparison", ""), bool(gate.get("forced"))
+            evidence.update(gate)
+        with self.pool.connection() as conn, conn.transaction():
+            conn.execute("SELECT pg_advisory_xact_lock(%s)", (ALIAS_LOCK,))
+            if current_alias(conn, alias) != current:
+                raise FailedPrecondition(
+                    f"{alias} changed while {record.name} was being measured; promote again"
+                )
             set_alias(
                 conn,
                 alias=alias,
@@ -128,35 +139,48 @@ class ModelAliases:
                 "serves patient reports only where no other model exists"
             )
 
-    def _gate(
+    def _evaluation_cells(
         self,
         conn: DictConnection,
         record: ModelVersionRecord,
         current: str | None,
         force: bool,
-    ) -> dict[str, Any]:
-        """The gate's evidence for the audit trail; FailedPrecondition when it refuses."""
+    ) -> tuple[str, list[tuple[str, str]]] | None:
+        """(locked evaluation set, its cells as (object key, class)); None where the gate is
+        not measured (a demo model at first start, or forced without a set)."""
         dataset = cell_registry.evaluation_set(conn, self.clinical_taxonomy)
         if dataset is None:
-            if record.demo and current is None:
-                return {"gate": "not measured: demo model at first start"}
-            if force:
-                return {"gate": "forced without a locked evaluation set", "forced": True}
+            if (record.demo and current is None) or force:
+                return None
             raise FailedPrecondition(
                 f"not promoted to production: no locked evaluation set of "
                 f"{self.clinical_taxonomy} to measure it on; lock one (`marrowscope models "
                 "evaluation-set DATASET --reason TEXT`) or promote with --force and a reason"
             )
-        if self.store is None:
-            raise FailedPrecondition("the promotion gate needs the object store")
         labelled = cell_registry.dataset_reference_labels(conn, dataset, self.clinical_taxonomy)
         keys = cell_registry.object_keys(conn, [cell_id for cell_id, _ in labelled])
-        cells = [(keys[cell_id], code) for cell_id, code in labelled]
+        return dataset, [(keys[cell_id], code) for cell_id, code in labelled]
+
+    def _gate(
+        self,
+        record: ModelVersionRecord,
+        production_record: ModelVersionRecord | None,
+        evaluation: tuple[str, list[tuple[str, str]]] | None,
+        force: bool,
+    ) -> dict[str, Any]:
+        """The gate's evidence for the audit trail; FailedPrecondition when it refuses."""
+        if evaluation is None:
+            if force:
+                return {"gate": "forced without a locked evaluation set", "forced": True}
+            return {"gate": "not measured: demo model at first start"}
+        if self.store is None:
+            raise FailedPrecondition("the promotion gate needs the object store")
+        dataset, cells = evaluation
         taxonomy = load_taxonomy(self.clinical_taxonomy)
         candidate = measure(record, self.store, cells, taxonomy)
         production: GateMetrics | None = None
-        if current is not None:
-            production = measure(model_version_on(conn, current), self.store, cells, taxonomy)
+        if production_record is not None:
+            production = measure(production_record, self.store, cells, taxonomy)
         problems = shortfalls(candidate, production, self.tolerance) if production else []
         table = comparison_table(candidate, production)
         if problems and not force:

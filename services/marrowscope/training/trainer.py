@@ -11,7 +11,7 @@ import io
 import logging
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 
 import numpy as np
 import onnxruntime as ort
@@ -236,6 +236,8 @@ def train(
     )
     onnx_bytes = export_onnx(model, spec, distance)
     check_parity(model, onnx_bytes, xv[:64] if len(xv) else xt[:64], spec)
+    if distance is not None:  # the threshold from the scores the exported graph serves
+        distance = replace(distance, threshold=served_threshold(onnx_bytes, xv if len(xv) else xt))
     return TrainedModel(
         onnx_bytes,
         state_buffer.getvalue(),
@@ -247,6 +249,17 @@ def train(
             **({"ood_threshold": distance.threshold} if distance else {}),
         },
     )
+
+
+def served_threshold(onnx_bytes: bytes, pixels: torch.Tensor) -> float:
+    """The distance threshold as the exported graph computes the scores (float32), on
+    held-out cells: so a served score is judged against a threshold of the same arithmetic."""
+    session = ort.InferenceSession(onnx_bytes, providers=["CPUExecutionProvider"])
+    scores = [
+        session.run(None, {"image": pixels[i : i + 256].numpy()})[1]
+        for i in range(0, len(pixels), 256)
+    ]
+    return float(np.percentile(np.concatenate(scores), ood.VALIDATION_PERCENTILE))
 
 
 def export_onnx(
