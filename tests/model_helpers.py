@@ -28,6 +28,7 @@ def register_onnx(
     tag: str,
     weights: bytes = b"",
     taxonomy: str = "paper17",
+    demo: bool = False,
 ) -> str:
     """Register an exported classifier (all classes of ``taxonomy``); its version id."""
     tax = load_taxonomy(taxonomy)
@@ -43,6 +44,7 @@ def register_onnx(
                 architecture="se_cnn",
                 input_spec=spec,
                 training_set_hash=tag,
+                demo=demo,
             ),
         )
 
@@ -50,23 +52,18 @@ def register_onnx(
 def register_placeholder(
     pool: DictPool, store: ObjectStore, taxonomy: str = "paper17", demo: bool = False
 ) -> ModelVersionRecord:
-    tax = load_taxonomy(taxonomy)
     marker = uuid.uuid4().bytes  # distinct artifacts, distinct versions
-    with pool.connection() as conn, conn.transaction():
-        version_id = register_model_version(
-            conn,
-            store,
-            NewModelVersion(
-                onnx_bytes=b"placeholder onnx " + marker,
-                weights_bytes=b"placeholder weights " + marker,
-                taxonomy=tax.name,
-                class_codes=tax.codes,
-                architecture="se_cnn",
-                input_spec=InputSpecData(size=32),
-                training_set_hash=hashlib.sha256(marker).hexdigest(),
-                demo=demo,
-            ),
-        )
+    version_id = register_onnx(
+        pool,
+        store,
+        b"placeholder onnx " + marker,
+        InputSpecData(size=32),
+        hashlib.sha256(marker).hexdigest(),
+        weights=b"placeholder weights " + marker,
+        taxonomy=taxonomy,
+        demo=demo,
+    )
+    with pool.connection() as conn:
         return model_version_on(conn, version_id)
 
 

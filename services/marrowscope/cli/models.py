@@ -85,14 +85,7 @@ def _version_json(model: common_pb2.ModelVersion, aliases: list[str]) -> dict[st
 
 
 async def _resolve(clients: ServiceClients, version: str) -> common_pb2.ModelVersion:
-    if version in ("production", "candidate"):
-        aliases = await clients.training.ListModelAliases(
-            training_pb2.ListModelAliasesRequest(alias=version, history=1)
-        )
-        named = [c.model for c in aliases.current if c.alias == version]
-        if not named:
-            raise SystemExit(f"no model is {version} yet")
-        return named[0]
+    """A version by name, id or alias ('production', 'candidate')."""
     return await clients.training.GetModelVersion(training_pb2.GetModelVersionRequest(id=version))
 
 

@@ -120,22 +120,10 @@ def add_labels(conn: DictConnection, labels: Sequence[NewLabel]) -> None:
         )
 
 
-def reference_label(conn: DictConnection, cell_id: str, taxonomy: str) -> str | None:
-    """The dataset's own (reference) label of a cell in ``taxonomy``, if it has one."""
-    row = conn.execute(
-        """SELECT class_code FROM labels WHERE cell_id = %s AND taxonomy = %s
-           AND source = 'reference' ORDER BY id DESC LIMIT 1""",
-        (cell_id, taxonomy),
-    ).fetchone()
-    return None if row is None else str(row["class_code"])
-
-
 def cell_object_key(conn: DictConnection, cell_id: str) -> str | None:
     """The object key of a cell's image, or None for an unknown cell."""
-    row = conn.execute(
-        "SELECT object_key FROM cells WHERE id = %s", (parse_uuid(cell_id, "cell id"),)
-    ).fetchone()
-    return None if row is None else str(row["object_key"])
+    cell_id = str(parse_uuid(cell_id, "cell id"))
+    return object_keys(conn, [cell_id]).get(cell_id)
 
 
 def confirmed_examples(

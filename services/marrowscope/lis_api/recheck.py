@@ -14,18 +14,13 @@ from typing import Any
 from marrowscope.core.clients import ServiceClients
 from marrowscope.core.db import DictPool
 from marrowscope.core.errors import FailedPrecondition
-from marrowscope.core.model_registry import ModelVersionRecord, model_version_on
+from marrowscope.core.model_registry import get_model_version
 from marrowscope.core.taxonomy import Taxonomy
 from marrowscope.v1 import common_pb2, inference_pb2
 
 from .pipeline import CLASSIFY_CHUNK, call_peer
 from .report import ClassifiedCell, Thresholds, build_differential
 from .repository import LisRepository
-
-
-def _version(pool: DictPool, version_id: str) -> ModelVersionRecord:
-    with pool.connection() as conn:
-        return model_version_on(conn, version_id)
 
 
 def _counts(body: dict[str, Any]) -> dict[str, int]:
@@ -50,7 +45,7 @@ async def recheck_report(
         raise FailedPrecondition(
             "this report predates model pinning: its version cannot be re-run exactly"
         )
-    model = await asyncio.to_thread(_version, pool, pinned)
+    model = await asyncio.to_thread(get_model_version, pool, pinned)
     # The corrections this report version was built from, not those made since.
     stored = await asyncio.to_thread(
         lis.classified_cells, specimen_id, job_id, report["created_at"]

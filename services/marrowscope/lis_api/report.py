@@ -203,21 +203,22 @@ def build_differential(
 DEMO_MODEL_TEXT = "not for clinical use"
 
 
+def set_flag(body: dict[str, Any], code: str, text: str | None) -> None:
+    """The report's flag ``code`` with ``text``, or none when ``text`` is None (recording a
+    flag again replaces it, so a revision never lists it twice)."""
+    body["flags"] = [f for f in body["flags"] if f["code"] != code]
+    if text is not None:
+        body["flags"].append({"code": code, "text": text})
+
+
 def record_model(body: dict[str, Any], *, name: str, artifact_sha256: str, demo: bool) -> None:
     """Tie a report body to the model version that classified its cells (name and artifact
     hash); a demo model's report carries the DEMO_MODEL flag."""
     body["model_version"] = name
     body["model_artifact_sha256"] = artifact_sha256
     body["model_demo"] = demo
-    body["flags"] = [f for f in body["flags"] if f["code"] != "DEMO_MODEL"]
-    if demo:
-        body["flags"].append(
-            {
-                "code": "DEMO_MODEL",
-                "text": f"classified by the demo model {name} (trained on generated cells): "
-                f"{DEMO_MODEL_TEXT}",
-            }
-        )
+    text = f"classified by the demo model {name} (trained on generated cells): {DEMO_MODEL_TEXT}"
+    set_flag(body, "DEMO_MODEL", text if demo else None)
 
 
 def record_fields(body: dict[str, Any], fields: list[dict[str, Any]]) -> None:
@@ -227,17 +228,15 @@ def record_fields(body: dict[str, Any], fields: list[dict[str, Any]]) -> None:
         {"image_id": str(f["image_id"]), "analysable": f["analysable"], "reason": f["reason"] or ""}
         for f in fields
     ]
-    body["flags"] = [f for f in body["flags"] if f["code"] != "FIELD_NOT_ANALYSABLE"]
     bad = [f for f in body["fields"] if not f["analysable"]]
-    if bad:
-        reasons = "; ".join(sorted({f["reason"] for f in bad}))
-        body["flags"].append(
-            {
-                "code": "FIELD_NOT_ANALYSABLE",
-                "text": f"{len(bad)} of {len(fields)} fields not analysable, none of their "
-                f"cells counted: {reasons}",
-            }
-        )
+    reasons = "; ".join(sorted({f["reason"] for f in bad}))
+    set_flag(
+        body,
+        "FIELD_NOT_ANALYSABLE",
+        f"{len(bad)} of {len(fields)} fields not analysable, none of their cells counted: {reasons}"
+        if bad
+        else None,
+    )
 
 
 def record_distance(
@@ -249,7 +248,7 @@ def record_distance(
     """How far the specimen's cells lie from the model's training data; where most lie
     beyond the model's threshold, the MODEL_NOT_VALIDATED flag says the model was not made
     for these images (its classes are not to be trusted)."""
-    body["flags"] = [f for f in body["flags"] if f["code"] != "MODEL_NOT_VALIDATED"]
+    set_flag(body, "MODEL_NOT_VALIDATED", None)
     scored = [c.ood_score for c in cells if not c.excluded and c.ood_score is not None]
     if threshold is None or not scored:
         body["ood"] = {"available": False}
@@ -266,10 +265,9 @@ def record_distance(
         "max_share_outside": max_share_outside,
     }
     if share > max_share_outside:
-        body["flags"].append(
-            {
-                "code": "MODEL_NOT_VALIDATED",
-                "text": f"model not validated for these images: {100 * share:.0f} % of the "
-                "cells lie outside its training data; do not use these classes without review",
-            }
+        set_flag(
+            body,
+            "MODEL_NOT_VALIDATED",
+            f"model not validated for these images: {100 * share:.0f} % of the cells lie "
+            "outside its training data; do not use these classes without review",
         )

@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from marrowscope.core.clients import ServiceClients
-from marrowscope.core.model_registry import ModelVersionRecord, model_version_on
+from marrowscope.core.model_registry import ModelVersionRecord, get_model_version
 from marrowscope.core.taxonomy import load_taxonomy
 
 from .pipeline import (
@@ -167,8 +167,7 @@ class AnalysisWorker:
         pinned = job.get("model_version_id")
         if pinned is None:
             pinned = self.lis.pin_model(job["id"], production_model(self.lis.pool).id)
-        with self.lis.pool.connection() as conn:
-            return model_version_on(conn, str(pinned))
+        return get_model_version(self.lis.pool, str(pinned))
 
     async def _analyse_image(
         self, image: dict[str, Any], model: ModelVersionRecord

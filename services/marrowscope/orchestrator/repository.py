@@ -362,7 +362,9 @@ class CampaignRepository:
                 by_class[class_code] = by_class.get(class_code, 0) + 1
                 if action == "unchecked":
                     # Only measurable in experiments, where the dataset has reference labels.
-                    reference = cell_registry.reference_label(conn, cell_id, taxonomy)
+                    reference = cell_registry.newest_labels(
+                        conn, [cell_id], taxonomy, source="reference"
+                    ).get(cell_id)
                     if reference is not None:
                         result.pseudo_checked += 1
                         result.pseudo_wrong += int(reference != class_code)

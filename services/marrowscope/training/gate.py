@@ -17,7 +17,7 @@ import onnxruntime as ort
 from marrowscope.core.evaluation import evaluate
 from marrowscope.core.model_registry import ModelVersionRecord
 from marrowscope.core.objectstore import ObjectStore
-from marrowscope.core.preprocess import decode_for_model
+from marrowscope.core.preprocess import InputSpecData, decode_for_model
 from marrowscope.core.taxonomy import Taxonomy
 
 BATCH = 64
@@ -60,29 +60,40 @@ def expected_calibration_error(
     return float(total / max(1, len(confidence)))
 
 
+class EvaluationCells:
+    """The locked set's cells, read from the store once and decoded once per input spec
+    (candidate and production usually share one)."""
+
+    def __init__(self, store: ObjectStore, cells: list[tuple[str, str]]) -> None:
+        self.blobs = [store.get(key) for key, _ in cells]
+        self.truth = [code for _, code in cells]
+        self._inputs: dict[InputSpecData, np.ndarray] = {}
+
+    def inputs(self, spec: InputSpecData) -> np.ndarray:
+        if spec not in self._inputs:
+            self._inputs[spec] = np.stack([decode_for_model(b, spec) for b in self.blobs])
+        return self._inputs[spec]
+
+
 def measure(
     record: ModelVersionRecord,
     store: ObjectStore,
-    cells: list[tuple[str, str]],
+    cells: EvaluationCells,
     taxonomy: Taxonomy,
 ) -> GateMetrics:
-    """``record``'s metrics on ``cells`` (object key, reference class)."""
+    """``record``'s metrics on the evaluation ``cells``."""
     session = ort.InferenceSession(
         store.get(record.artifact_key), providers=["CPUExecutionProvider"]
     )
-    probabilities = []
-    for start in range(0, len(cells), BATCH):
-        batch = np.stack(
-            [
-                decode_for_model(store.get(key), record.input_spec)
-                for key, _ in cells[start : start + BATCH]
-            ]
-        )
-        probabilities.append(session.run(None, {"image": batch})[0])
+    x = cells.inputs(record.input_spec) if cells.truth else np.zeros((0,), np.uint8)
+    probabilities = [
+        session.run(None, {"image": x[start : start + BATCH]})[0]
+        for start in range(0, len(cells.truth), BATCH)
+    ]
     p = np.concatenate(probabilities) if probabilities else np.zeros((0, len(record.class_codes)))
     top = p.argmax(axis=1)
     predicted = [record.class_codes[i] for i in top]
-    truth = [code for _, code in cells]
+    truth = cells.truth
     report = evaluate(truth, predicted, taxonomy)
     f1 = []
     for code in report["classes"]:
@@ -98,7 +109,7 @@ def measure(
     )
     return GateMetrics(
         version=record.name,
-        cells=len(cells),
+        cells=len(truth),
         accuracy=round(report["accuracy"], 4),
         macro_f1=round(float(np.mean(f1)) if f1 else 0.0, 4),
         ece=round(expected_calibration_error(p.max(axis=1) if len(p) else p, correct), 4),

@@ -30,7 +30,14 @@ from marrowscope.core.objectstore import ObjectStore
 from marrowscope.core.taxonomy import load_taxonomy
 
 from . import repository as jobs
-from .gate import GateMetrics, GateTolerance, comparison_table, measure, shortfalls
+from .gate import (
+    EvaluationCells,
+    GateMetrics,
+    GateTolerance,
+    comparison_table,
+    measure,
+    shortfalls,
+)
 
 # Alias changes are serialised (one advisory lock for all of them).
 ALIAS_LOCK = 7231002
@@ -175,7 +182,8 @@ class ModelAliases:
             return {"gate": "not measured: demo model at first start"}
         if self.store is None:
             raise FailedPrecondition("the promotion gate needs the object store")
-        dataset, cells = evaluation
+        dataset, keyed = evaluation
+        cells = EvaluationCells(self.store, keyed)
         taxonomy = load_taxonomy(self.clinical_taxonomy)
         candidate = measure(record, self.store, cells, taxonomy)
         production: GateMetrics | None = None

@@ -9,7 +9,12 @@ import grpc
 
 from marrowscope.core import messages
 from marrowscope.core.errors import InvalidArgument
-from marrowscope.core.model_registry import AliasChange, get_model_version, list_model_versions
+from marrowscope.core.model_registry import (
+    AliasChange,
+    ModelVersionRecord,
+    list_model_versions,
+    resolve,
+)
 from marrowscope.v1 import common_pb2, training_pb2, training_pb2_grpc
 
 from .promotion import ModelAliases
@@ -187,8 +192,12 @@ class TrainingServicer(training_pb2_grpc.TrainingServiceServicer):
             model_versions=[messages.model_version(r) for r in records]
         )
 
+    def _resolve(self, version_or_alias: str) -> ModelVersionRecord:
+        with self.service.pool.connection() as conn:
+            return resolve(conn, version_or_alias)
+
     async def GetModelVersion(
         self, request: training_pb2.GetModelVersionRequest, context: grpc.aio.ServicerContext
     ) -> common_pb2.ModelVersion:
-        record = await asyncio.to_thread(get_model_version, self.service.pool, request.id)
+        record = await asyncio.to_thread(self._resolve, request.id)
         return messages.model_version(record)
