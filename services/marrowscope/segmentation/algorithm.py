@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from typing import Protocol
 
 import numpy as np
+from PIL import Image
 
 from marrowscope.core.preprocess import to_canvas
 
@@ -26,11 +27,31 @@ class CellRegion:
         return int(self.mask.sum())
 
 
+@dataclass(frozen=True, kw_only=True)
+class FieldReport:
+    """How a field was read before segmentation, and whether its result can be trusted.
+
+    ``um_per_px`` is 0 where the scale is unknown (no red-cell layer, nothing given).
+    ``flags`` name the quality problems (:mod:`.field_qc`); ``reasons`` say them in words."""
+
+    um_per_px: float = 0.0
+    red_cell_diameter_px: float = 0.0
+    scale_source: str = ""  # "red_cells", "upload", "instrument_profile", or "" (unknown)
+    scale_confidence: float = 0.0
+    vignetting: float = 0.0  # 1 - darkest corner / centre of the fitted background
+    background_rgb: tuple[int, int, int] = (0, 0, 0)  # before correction
+    analysable: bool = True
+    flags: list[str] = field(default_factory=list)
+    reasons: list[str] = field(default_factory=list)
+
+
 @dataclass(frozen=True)
 class Segmentation:
     cells: list[CellRegion]
     red_cell_count: int
     platelet_count: int
+    report: FieldReport | None = None  # set by scale-aware segmenters (:mod:`.canonical`)
+    dropped_regions: int = 0  # stained regions too large to be one cell at the field's scale
 
 
 class SegmentationAlgorithm(Protocol):
@@ -53,6 +74,20 @@ def crop_cell(rgb: np.ndarray, region: CellRegion) -> np.ndarray:
     patch = rgb[y : y + h, x : x + w].copy()
     patch[~region.mask] = 0
     return to_canvas(patch)
+
+
+def rescale_region(region: CellRegion, scale: float, shape: tuple[int, int]) -> CellRegion:
+    """A region found on a resampled copy (``scale`` = copy px per field px), at the
+    field's resolution (``shape`` = height, width)."""
+    x, y, w, h = region.box
+    x0, y0 = int(x / scale), int(y / scale)
+    x1, y1 = (
+        min(shape[1], int(np.ceil((x + w) / scale))),
+        min(shape[0], int(np.ceil((y + h) / scale))),
+    )
+    x1, y1 = max(x1, x0 + 1), max(y1, y0 + 1)
+    mask = Image.fromarray(region.mask).resize((x1 - x0, y1 - y0), Image.Resampling.NEAREST)
+    return CellRegion((x0, y0, x1 - x0, y1 - y0), np.asarray(mask, dtype=bool), region.flags)
 
 
 def mask_to_rle(mask: np.ndarray) -> str:

@@ -15,8 +15,10 @@ from marrowscope.core.errors import InvalidArgument
 from marrowscope.core.images import ImageLimits, decode_image, encode_png
 from marrowscope.core.objectstore import ObjectStore, StoredObject, put_content_addressed
 
-from .algorithm import SegmentationAlgorithm, crop_cell, mask_to_rle
-from .stain import StainSegmenter
+from .algorithm import FieldReport, Segmentation, SegmentationAlgorithm, crop_cell, mask_to_rle
+from .canonical import ScaleAwareSegmenter
+from .catalogue import default_algorithms
+from .field_scale import FieldScale
 
 log = logging.getLogger(__name__)
 
@@ -40,6 +42,23 @@ class FieldResult:
     cells: list[StoredCell]
     red_cell_count: int
     platelet_count: int
+    report: FieldReport | None = None  # scale and field quality (scale-aware algorithms)
+
+
+MIN_GIVEN_UM_PER_PX, MAX_GIVEN_UM_PER_PX = 0.01, 5.0
+
+
+def given_scale(um_per_px: float, source: str) -> FieldScale | None:
+    """A pixel size the lab gave (0: none), checked for sense."""
+    if not um_per_px:
+        return None
+    if not MIN_GIVEN_UM_PER_PX <= um_per_px <= MAX_GIVEN_UM_PER_PX:
+        raise InvalidArgument(
+            f"um_per_px {um_per_px} is not a microscope's pixel size (expected "
+            f"{MIN_GIVEN_UM_PER_PX}-{MAX_GIVEN_UM_PER_PX}; about 0.1 at 100x); send 0 to "
+            "measure it on the field's red cells"
+        )
+    return FieldScale.given(um_per_px, source or "upload")
 
 
 class SegmentationService:
@@ -52,8 +71,7 @@ class SegmentationService:
     ) -> None:
         self.pool = pool
         self.store = store
-        default = StainSegmenter()
-        self.algorithms = algorithms or {default.version: default}
+        self.algorithms = algorithms or default_algorithms()
         self.default_algorithm = next(iter(self.algorithms))
         self.limits = limits or ImageLimits()
 
@@ -78,8 +96,17 @@ class SegmentationService:
         crop = encode_png(crop_cell(image.rgb, region))
         return put_content_addressed(self.store, "cells", crop, "image/png", ".png"), region.box
 
-    def segment(self, field_image_key: str, algorithm: str = "") -> FieldResult:
+    def segment(
+        self,
+        field_image_key: str,
+        algorithm: str = "",
+        um_per_px: float = 0.0,
+        um_per_px_source: str = "",
+    ) -> FieldResult:
+        """Cut, store and register the cells of one field. ``um_per_px`` (0: measure it) is the
+        field's pixel size when the lab knows it; scale-aware algorithms use it."""
         algo = self._algorithm(algorithm)
+        given = given_scale(um_per_px, um_per_px_source)
         data = self.store.get(field_image_key)
         image = decode_image(data, self.limits)
         field_sha = hashlib.sha256(data).hexdigest()
@@ -87,14 +114,20 @@ class SegmentationService:
             field_id = cell_registry.register_field_image(
                 conn, field_image_key, field_sha, image.width, image.height, image.format
             )
-        result = algo.segment(image.rgb)
+        result: Segmentation
+        if isinstance(algo, ScaleAwareSegmenter):
+            result = algo.segment(image.rgb, given)
+        else:
+            result = algo.segment(image.rgb)
+        # A given pixel size can change the cells: it is part of what makes them the same.
+        variant = f"{algo.version}@{um_per_px:.5g}um" if given else algo.version
         cells = []
         for index, region in enumerate(result.cells):
             crop = put_content_addressed(
                 self.store, "cells", encode_png(crop_cell(image.rgb, region)), "image/png", ".png"
             )
             rle = mask_to_rle(region.mask)
-            origin = f"seg:{field_sha}:{algo.version}:{index}"
+            origin = f"seg:{field_sha}:{variant}:{index}"
             new_cell = cell_registry.NewCell(
                 origin_key=origin,
                 object_key=crop.key,
@@ -119,7 +152,16 @@ class SegmentationService:
                     flags=region.flags,
                 )
             )
-        log.info("segmented field %s: %d cells (%s)", field_id, len(cells), algo.version)
+        report = result.report
+        log.info(
+            "segmented field %s: %d cells (%s)%s",
+            field_id,
+            len(cells),
+            algo.version,
+            f"; not analysable: {', '.join(report.flags)}"
+            if report and not report.analysable
+            else "",
+        )
         return FieldResult(
             field_image_id=field_id,
             field_image_key=field_image_key,
@@ -127,4 +169,5 @@ class SegmentationService:
             cells=cells,
             red_cell_count=result.red_cell_count,
             platelet_count=result.platelet_count,
+            report=report,
         )

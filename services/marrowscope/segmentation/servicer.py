@@ -11,6 +11,8 @@ from marrowscope.core.errors import InvalidArgument
 from marrowscope.core.objectstore import StoredObject
 from marrowscope.v1 import common_pb2, segmentation_pb2, segmentation_pb2_grpc
 
+from . import field_qc
+from .algorithm import FieldReport
 from .service import FieldResult, SegmentationService
 
 SERVICE_NAME = segmentation_pb2.DESCRIPTOR.services_by_name["SegmentationService"].full_name
@@ -21,6 +23,30 @@ _FLAGS = {
     "too_large": segmentation_pb2.QUALITY_FLAG_TOO_LARGE,
     "low_contrast": segmentation_pb2.QUALITY_FLAG_LOW_CONTRAST,
 }
+
+FIELD_FLAGS = {
+    field_qc.REGION_TOO_LARGE: segmentation_pb2.FIELD_FLAG_REGION_TOO_LARGE,
+    field_qc.NO_RED_CELL_LAYER: segmentation_pb2.FIELD_FLAG_NO_RED_CELL_LAYER,
+    field_qc.SCALE_OUT_OF_RANGE: segmentation_pb2.FIELD_FLAG_SCALE_OUT_OF_RANGE,
+    field_qc.NUCLEATED_COUNT_IMPLAUSIBLE: segmentation_pb2.FIELD_FLAG_NUCLEATED_COUNT_IMPLAUSIBLE,
+    field_qc.SCALE_UNCERTAIN: segmentation_pb2.FIELD_FLAG_SCALE_UNCERTAIN,
+}
+
+
+def _field_quality(report: FieldReport | None) -> segmentation_pb2.FieldQuality:
+    if report is None:
+        return segmentation_pb2.FieldQuality(assessed=False, analysable=True)
+    return segmentation_pb2.FieldQuality(
+        assessed=True,
+        analysable=report.analysable,
+        flags=[FIELD_FLAGS[f] for f in report.flags],
+        reason="; ".join(report.reasons),
+        um_per_px=report.um_per_px,
+        red_cell_diameter_px=report.red_cell_diameter_px,
+        scale_source=report.scale_source,
+        scale_confidence=report.scale_confidence,
+        vignetting=report.vignetting,
+    )
 
 
 def _object_ref(stored: StoredObject) -> common_pb2.ObjectRef:
@@ -43,6 +69,7 @@ def _response(result: FieldResult) -> segmentation_pb2.SegmentResponse:
         algorithm_version=result.algorithm_version,
         red_cell_count=result.red_cell_count,
         platelet_count=result.platelet_count,
+        field_quality=_field_quality(result.report),
         cells=[
             segmentation_pb2.SegmentedCell(
                 cell_id=c.cell_id,
@@ -68,7 +95,11 @@ class SegmentationServicer(segmentation_pb2_grpc.SegmentationServiceServicer):
         if not request.field_image_key:
             raise InvalidArgument("field_image_key is required")
         result = await asyncio.to_thread(
-            self.service.segment, request.field_image_key, request.algorithm
+            self.service.segment,
+            request.field_image_key,
+            request.algorithm,
+            request.um_per_px,
+            request.um_per_px_source,
         )
         return _response(result)
 

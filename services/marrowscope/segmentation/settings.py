@@ -16,6 +16,9 @@ class SegmentationSettings(GrpcServerSettings):
     # name gets.
     unet_model: str = ""
     unet_model_key: str = ""
-    default_algorithm: Literal["stain", "unet"] = "stain"
+    # stain-v4 (scale-aware, corrects illumination and colour, judges each field) is the
+    # default; "stain" is an older name for it; stain-v3 reproduces cells cut before it.
+    default_algorithm: Literal["stain-v4", "stain", "stain-v3", "unet"] = "stain-v4"
+    max_cell_diameter_red_cells: float = 3.0  # field QC: a larger region is not a cell
     onnx_threads: int = 1
     prefer_cuda: bool = True  # the U-Net on the GPU where the CUDA provider loads

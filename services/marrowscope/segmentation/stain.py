@@ -28,7 +28,7 @@ import numpy as np
 from PIL import Image
 from scipy import ndimage
 
-from .algorithm import CellRegion, Segmentation
+from .algorithm import CellRegion, Segmentation, rescale_region
 
 
 def otsu_threshold(values: np.ndarray) -> float:
@@ -70,16 +70,27 @@ class StainSegmenter:
     min_nucleus_area: int = 60
     max_cell_fraction: float = 0.8  # a "cell" this big (of the image) is flagged too_large
     background_distance: float = 30.0  # RGB distance from the background: foreground
-    working_side: int = 400  # larger images are analysed downscaled to this longer side
+    working_side: int = 400  # larger images are analysed downscaled to this longer side (0: not)
+    close_radius: float = 0.0  # px; when set, the closing radius instead of ``close_fraction``
+    # px; at a known scale, larger stained regions are not one nucleus (a clump of stained red
+    # cells, a smear's thick edge): they are dropped and counted, not made into cells
+    max_nucleus_area: float = 0.0
+    # the background's colour where the field was corrected beforehand (:mod:`.canonical`);
+    # otherwise it is measured on each field
+    known_background: tuple[float, float, float] | None = None
 
     @property
     def version(self) -> str:
         return "stain-v3"
 
-    def _nuclei(self, rgb: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    def _nuclei(
+        self, rgb: np.ndarray, plain_saturation: np.ndarray | None = None
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Labelled nucleus components, their areas, and the stained-pixel mask."""
+        if plain_saturation is None:
+            plain_saturation = saturation(rgb)
         # Nuclei are saturated and dark; red cells, even saturated pink ones, are lighter.
-        sat = saturation(rgb) * (1.0 - rgb[..., 1].astype(np.float32) / 255.0)
+        sat = plain_saturation * (1.0 - rgb[..., 1].astype(np.float32) / 255.0)
         # Nuclear stain is violet to blue: more blue than green. Saturated orange-red (red
         # cells in some stains, eosinophil granules) is left out.
         bluish = rgb[..., 2].astype(np.int16) > rgb[..., 1].astype(np.int16)
@@ -87,7 +98,7 @@ class StainSegmenter:
         threshold = otsu_threshold(candidates) if candidates.size >= 16 else float("inf")
         stained = ndimage.binary_opening((sat > threshold) & bluish, structure=disk(1))
         height, width = sat.shape
-        radius = max(2, int(self.close_fraction * np.sqrt(height * width)))
+        radius = max(2, int(self.close_radius or self.close_fraction * np.sqrt(height * width)))
         # Padded first: a closing erodes from the array's edge, which cut nuclei off at the border.
         padded = np.pad(stained, radius + 1)
         closed = ndimage.binary_closing(padded, structure=disk(radius))
@@ -141,6 +152,9 @@ class StainSegmenter:
 
     def _foreground(self, rgb: np.ndarray, stained: np.ndarray) -> np.ndarray:
         image = rgb.astype(np.float32)
+        if self.known_background is not None:
+            distance = np.linalg.norm(image - np.asarray(self.known_background), axis=2)
+            return distance > self.background_distance
         pale = image[~stained]
         bright = (
             pale[pale.sum(axis=1) >= np.percentile(pale.sum(axis=1), 50)]
@@ -190,7 +204,7 @@ class StainSegmenter:
         if scale == 1.0:
             return found
         return Segmentation(
-            [_rescale(c, scale, rgb.shape[:2]) for c in found.cells],
+            [rescale_region(c, scale, rgb.shape[:2]) for c in found.cells],
             found.red_cell_count,
             found.platelet_count,
         )
@@ -200,35 +214,39 @@ class StainSegmenter:
         CellaVision crops), or None when the image shows no nucleus."""
         small, scale = self._working_copy(rgb)
         found = self._center_cell(small)
-        return _rescale(found, scale, rgb.shape[:2]) if found and scale != 1.0 else found
+        return rescale_region(found, scale, rgb.shape[:2]) if found and scale != 1.0 else found
 
     def _working_copy(self, rgb: np.ndarray) -> tuple[np.ndarray, float]:
         """Large fields are analysed at ``working_side`` pixels (cells stay tens of pixels
         wide), which keeps a 704x704 field well above 5 fields/s; boxes and masks are mapped
         back to full resolution."""
         height, width = rgb.shape[:2]
-        scale = min(1.0, self.working_side / max(height, width))
+        scale = min(1.0, self.working_side / max(height, width)) if self.working_side else 1.0
         if scale == 1.0:
             return rgb, 1.0
         size = (max(1, round(width * scale)), max(1, round(height * scale)))
         return np.asarray(Image.fromarray(rgb).resize(size, Image.Resampling.BILINEAR)), scale
 
     def _segment(self, rgb: np.ndarray) -> Segmentation:
-        labels, areas, stained = self._nuclei(rgb)
+        sat = saturation(rgb)
+        labels, areas, stained = self._nuclei(rgb, sat)
         height, width = labels.shape
         if not len(areas):
             return Segmentation([], 0, 0)
+        plausible = areas <= self.max_nucleus_area if self.max_nucleus_area else areas >= 0
         floor = max(self.min_nucleus_area, self.min_area_fraction * height * width)
-        floor = max(floor, self.relative_area * float(areas.max()))
+        floor = max(floor, self.relative_area * float(areas[plausible].max(initial=0.0)))
         foreground = self._foreground(rgb, stained)
         cells: list[CellRegion] = []
         occupied = np.zeros(labels.shape, np.int32)
-        platelets = 0
-        sat = saturation(rgb)
+        platelets = dropped = 0
         for index, nucleus in enumerate(ndimage.find_objects(labels), start=1):
             if nucleus is None:
                 continue
             area = areas[index - 1]
+            if not plausible[index - 1]:
+                dropped += 1
+                continue
             minimum = floor
             if self._near_edge(nucleus, labels.shape):
                 minimum = max(self.min_nucleus_area, floor * self.border_area_factor)
@@ -250,7 +268,7 @@ class StainSegmenter:
                 flags.append("low_contrast")
             cells.append(CellRegion(box, mask, flags))
         red = foreground & ~ndimage.binary_dilation(occupied > 0, structure=disk(2)) & ~stained
-        return Segmentation(cells, _count_red_cells(red), platelets)
+        return Segmentation(cells, _count_red_cells(red), platelets, dropped_regions=dropped)
 
     def _near_edge(self, nucleus: tuple[slice, slice], shape: tuple[int, ...]) -> bool:
         """Whether the image edge may cut this nucleus' cell off (its visible part is smaller)."""
@@ -270,7 +288,11 @@ class StainSegmenter:
             return None
         height, width = labels.shape
         centres = ndimage.center_of_mass(labels > 0, labels, range(1, len(areas) + 1))
-        big_enough = areas >= max(self.min_nucleus_area, self.relative_area * float(areas.max()))
+        plausible = areas <= self.max_nucleus_area if self.max_nucleus_area else areas >= 0
+        largest = float(areas[plausible].max(initial=0.0))
+        big_enough = plausible & (areas >= max(self.min_nucleus_area, self.relative_area * largest))
+        if not big_enough.any():
+            return None
         distance = [
             np.hypot(cy - height / 2, cx - width / 2) if ok else np.inf
             for (cy, cx), ok in zip(centres, big_enough, strict=True)
@@ -281,18 +303,6 @@ class StainSegmenter:
         foreground = self._foreground(rgb, stained)
         box, mask = self._region(nucleus, labels[nucleus] == index, foreground)
         return CellRegion(box, mask, [])
-
-
-def _rescale(region: CellRegion, scale: float, shape: tuple[int, int]) -> CellRegion:
-    """A region found on the working copy, at full resolution (``shape`` = height, width)."""
-    x, y, w, h = region.box
-    x0, y0 = int(x / scale), int(y / scale)
-    x1, y1 = (
-        min(shape[1], int(np.ceil((x + w) / scale))),
-        min(shape[0], int(np.ceil((y + h) / scale))),
-    )
-    mask = Image.fromarray(region.mask).resize((x1 - x0, y1 - y0), Image.Resampling.NEAREST)
-    return CellRegion((x0, y0, x1 - x0, y1 - y0), np.asarray(mask, dtype=bool), region.flags)
 
 
 def _count_red_cells(mask: np.ndarray) -> int:

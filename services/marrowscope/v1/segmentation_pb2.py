@@ -25,25 +25,29 @@ _sym_db = _symbol_database.Default()
 from marrowscope.v1 import common_pb2 as marrowscope_dot_v1_dot_common__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n!marrowscope/v1/segmentation.proto\x12\x0emarrowscope.v1\x1a\x1bmarrowscope/v1/common.proto\"<\n\x0eSegmentRequest\x12\x17\n\x0f\x66ield_image_key\x18\x01 \x01(\t\x12\x11\n\talgorithm\x18\x02 \x01(\t\"\xce\x01\n\rSegmentedCell\x12\x0f\n\x07\x63\x65ll_id\x18\x01 \x01(\t\x12\'\n\x04\x63rop\x18\x02 \x01(\x0b\x32\x19.marrowscope.v1.ObjectRef\x12 \n\x03\x62ox\x18\x03 \x01(\x0b\x32\x13.marrowscope.v1.Box\x12\x10\n\x08mask_rle\x18\x04 \x01(\t\x12\x0c\n\x04\x61rea\x18\x05 \x01(\x03\x12\x32\n\rquality_flags\x18\x06 \x03(\x0e\x32\x1b.marrowscope.v1.QualityFlag\x12\r\n\x05index\x18\x07 \x01(\x05\"\xbb\x01\n\x0fSegmentResponse\x12\x16\n\x0e\x66ield_image_id\x18\x01 \x01(\t\x12\x17\n\x0f\x66ield_image_key\x18\x02 \x01(\t\x12\x19\n\x11\x61lgorithm_version\x18\x03 \x01(\t\x12,\n\x05\x63\x65lls\x18\x04 \x03(\x0b\x32\x1d.marrowscope.v1.SegmentedCell\x12\x16\n\x0ered_cell_count\x18\x05 \x01(\x05\x12\x16\n\x0eplatelet_count\x18\x06 \x01(\x05\"*\n\x15\x43ropCenterCellRequest\x12\x11\n\timage_key\x18\x01 \x01(\t\"c\n\x16\x43ropCenterCellResponse\x12\'\n\x04\x63rop\x18\x01 \x01(\x0b\x32\x19.marrowscope.v1.ObjectRef\x12 \n\x03\x62ox\x18\x02 \x01(\x0b\x32\x13.marrowscope.v1.Box*\xc3\x01\n\x0bQualityFlag\x12\x1c\n\x18QUALITY_FLAG_UNSPECIFIED\x10\x00\x12\x1f\n\x1bQUALITY_FLAG_TOUCHES_BORDER\x10\x01\x12\x1e\n\x1aQUALITY_FLAG_OVERLAPS_CELL\x10\x02\x12\x1a\n\x16QUALITY_FLAG_TOO_SMALL\x10\x03\x12\x1a\n\x16QUALITY_FLAG_TOO_LARGE\x10\x04\x12\x1d\n\x19QUALITY_FLAG_LOW_CONTRAST\x10\x05\x32\x98\x02\n\x13SegmentationService\x12J\n\x07Segment\x12\x1e.marrowscope.v1.SegmentRequest\x1a\x1f.marrowscope.v1.SegmentResponse\x12T\n\rSegmentStream\x12\x1e.marrowscope.v1.SegmentRequest\x1a\x1f.marrowscope.v1.SegmentResponse(\x01\x30\x01\x12_\n\x0e\x43ropCenterCell\x12%.marrowscope.v1.CropCenterCellRequest\x1a&.marrowscope.v1.CropCenterCellResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n!marrowscope/v1/segmentation.proto\x12\x0emarrowscope.v1\x1a\x1bmarrowscope/v1/common.proto\"i\n\x0eSegmentRequest\x12\x17\n\x0f\x66ield_image_key\x18\x01 \x01(\t\x12\x11\n\talgorithm\x18\x02 \x01(\t\x12\x11\n\tum_per_px\x18\x03 \x01(\x01\x12\x18\n\x10um_per_px_source\x18\x04 \x01(\t\"\xce\x01\n\rSegmentedCell\x12\x0f\n\x07\x63\x65ll_id\x18\x01 \x01(\t\x12\'\n\x04\x63rop\x18\x02 \x01(\x0b\x32\x19.marrowscope.v1.ObjectRef\x12 \n\x03\x62ox\x18\x03 \x01(\x0b\x32\x13.marrowscope.v1.Box\x12\x10\n\x08mask_rle\x18\x04 \x01(\t\x12\x0c\n\x04\x61rea\x18\x05 \x01(\x03\x12\x32\n\rquality_flags\x18\x06 \x03(\x0e\x32\x1b.marrowscope.v1.QualityFlag\x12\r\n\x05index\x18\x07 \x01(\x05\"\xe3\x01\n\x0c\x46ieldQuality\x12\x10\n\x08\x61ssessed\x18\x01 \x01(\x08\x12\x12\n\nanalysable\x18\x02 \x01(\x08\x12(\n\x05\x66lags\x18\x03 \x03(\x0e\x32\x19.marrowscope.v1.FieldFlag\x12\x0e\n\x06reason\x18\x04 \x01(\t\x12\x11\n\tum_per_px\x18\x05 \x01(\x01\x12\x1c\n\x14red_cell_diameter_px\x18\x06 \x01(\x01\x12\x14\n\x0cscale_source\x18\x07 \x01(\t\x12\x18\n\x10scale_confidence\x18\x08 \x01(\x01\x12\x12\n\nvignetting\x18\t \x01(\x01\"\xf0\x01\n\x0fSegmentResponse\x12\x16\n\x0e\x66ield_image_id\x18\x01 \x01(\t\x12\x17\n\x0f\x66ield_image_key\x18\x02 \x01(\t\x12\x19\n\x11\x61lgorithm_version\x18\x03 \x01(\t\x12,\n\x05\x63\x65lls\x18\x04 \x03(\x0b\x32\x1d.marrowscope.v1.SegmentedCell\x12\x16\n\x0ered_cell_count\x18\x05 \x01(\x05\x12\x16\n\x0eplatelet_count\x18\x06 \x01(\x05\x12\x33\n\rfield_quality\x18\x07 \x01(\x0b\x32\x1c.marrowscope.v1.FieldQuality\"*\n\x15\x43ropCenterCellRequest\x12\x11\n\timage_key\x18\x01 \x01(\t\"c\n\x16\x43ropCenterCellResponse\x12\'\n\x04\x63rop\x18\x01 \x01(\x0b\x32\x19.marrowscope.v1.ObjectRef\x12 \n\x03\x62ox\x18\x02 \x01(\x0b\x32\x13.marrowscope.v1.Box*\xc3\x01\n\x0bQualityFlag\x12\x1c\n\x18QUALITY_FLAG_UNSPECIFIED\x10\x00\x12\x1f\n\x1bQUALITY_FLAG_TOUCHES_BORDER\x10\x01\x12\x1e\n\x1aQUALITY_FLAG_OVERLAPS_CELL\x10\x02\x12\x1a\n\x16QUALITY_FLAG_TOO_SMALL\x10\x03\x12\x1a\n\x16QUALITY_FLAG_TOO_LARGE\x10\x04\x12\x1d\n\x19QUALITY_FLAG_LOW_CONTRAST\x10\x05*\xd9\x01\n\tFieldFlag\x12\x1a\n\x16\x46IELD_FLAG_UNSPECIFIED\x10\x00\x12\x1f\n\x1b\x46IELD_FLAG_REGION_TOO_LARGE\x10\x01\x12 \n\x1c\x46IELD_FLAG_NO_RED_CELL_LAYER\x10\x02\x12!\n\x1d\x46IELD_FLAG_SCALE_OUT_OF_RANGE\x10\x03\x12*\n&FIELD_FLAG_NUCLEATED_COUNT_IMPLAUSIBLE\x10\x04\x12\x1e\n\x1a\x46IELD_FLAG_SCALE_UNCERTAIN\x10\x05\x32\x98\x02\n\x13SegmentationService\x12J\n\x07Segment\x12\x1e.marrowscope.v1.SegmentRequest\x1a\x1f.marrowscope.v1.SegmentResponse\x12T\n\rSegmentStream\x12\x1e.marrowscope.v1.SegmentRequest\x1a\x1f.marrowscope.v1.SegmentResponse(\x01\x30\x01\x12_\n\x0e\x43ropCenterCell\x12%.marrowscope.v1.CropCenterCellRequest\x1a&.marrowscope.v1.CropCenterCellResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'marrowscope.v1.segmentation_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_QUALITYFLAG']._serialized_start=689
-  _globals['_QUALITYFLAG']._serialized_end=884
+  _globals['_QUALITYFLAG']._serialized_start=1017
+  _globals['_QUALITYFLAG']._serialized_end=1212
+  _globals['_FIELDFLAG']._serialized_start=1215
+  _globals['_FIELDFLAG']._serialized_end=1432
   _globals['_SEGMENTREQUEST']._serialized_start=82
-  _globals['_SEGMENTREQUEST']._serialized_end=142
-  _globals['_SEGMENTEDCELL']._serialized_start=145
-  _globals['_SEGMENTEDCELL']._serialized_end=351
-  _globals['_SEGMENTRESPONSE']._serialized_start=354
-  _globals['_SEGMENTRESPONSE']._serialized_end=541
-  _globals['_CROPCENTERCELLREQUEST']._serialized_start=543
-  _globals['_CROPCENTERCELLREQUEST']._serialized_end=585
-  _globals['_CROPCENTERCELLRESPONSE']._serialized_start=587
-  _globals['_CROPCENTERCELLRESPONSE']._serialized_end=686
-  _globals['_SEGMENTATIONSERVICE']._serialized_start=887
-  _globals['_SEGMENTATIONSERVICE']._serialized_end=1167
+  _globals['_SEGMENTREQUEST']._serialized_end=187
+  _globals['_SEGMENTEDCELL']._serialized_start=190
+  _globals['_SEGMENTEDCELL']._serialized_end=396
+  _globals['_FIELDQUALITY']._serialized_start=399
+  _globals['_FIELDQUALITY']._serialized_end=626
+  _globals['_SEGMENTRESPONSE']._serialized_start=629
+  _globals['_SEGMENTRESPONSE']._serialized_end=869
+  _globals['_CROPCENTERCELLREQUEST']._serialized_start=871
+  _globals['_CROPCENTERCELLREQUEST']._serialized_end=913
+  _globals['_CROPCENTERCELLRESPONSE']._serialized_start=915
+  _globals['_CROPCENTERCELLRESPONSE']._serialized_end=1014
+  _globals['_SEGMENTATIONSERVICE']._serialized_start=1435
+  _globals['_SEGMENTATIONSERVICE']._serialized_end=1715
 # @@protoc_insertion_point(module_scope)

@@ -1,0 +1,156 @@
+"""Every field at one scale and one look before it is segmented, and checked after.
+
+A field from any microscope is (1) corrected for uneven illumination and its background made
+grey (:mod:`.illumination`), (2) stain-normalised, (3) measured: its pixel size from its red
+cells (:mod:`.field_scale`) unless the lab gave it, (4) resampled so a red cell is
+:data:`CANONICAL_RED_CELL_PX` pixels across, and then segmented there by an algorithm tuned at
+that scale. Boxes and masks are mapped back to the field's pixels, and the field's quality is
+judged (:mod:`.field_qc`). The scale, its source and confidence, and the verdict travel with
+the result (:class:`~.algorithm.FieldReport`).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Protocol
+
+import numpy as np
+from PIL import Image
+
+from .algorithm import CellRegion, FieldReport, Segmentation, rescale_region
+from .field_qc import FieldQcPolicy, judge_field
+from .field_scale import FieldScale, estimate_scale
+from .illumination import (
+    Illumination,
+    fit_illumination,
+    flat_field,
+    normalise_stain,
+    stain_gains,
+)
+
+CANONICAL_RED_CELL_PX = 28.0  # a red cell's diameter at the scale the algorithms run at (val)
+MEASURE_SIDE = 512  # illumination and scale are measured on a copy at most this wide
+FALLBACK_SIDE = 400  # without a scale, the field is segmented at this longer side
+MAX_UPSAMPLING = 2.5
+
+
+@dataclass(frozen=True, kw_only=True)
+class PreparedField:
+    rgb: np.ndarray  # at the canonical scale, flat-fielded and stain-normalised
+    factor: float  # canonical px per field px
+    scale: FieldScale | None  # None: no red-cell layer and nothing given
+    illumination: Illumination
+
+
+def prepare_field(
+    rgb: np.ndarray, given: FieldScale | None = None, canonical_px: float = CANONICAL_RED_CELL_PX
+) -> PreparedField:
+    """``rgb`` corrected, measured and resampled to the canonical scale."""
+    height, width = rgb.shape[:2]
+    reduction = max(1, int(np.ceil(max(height, width) / MEASURE_SIDE)))
+    small = np.asarray(Image.fromarray(rgb).reduce(reduction)) if reduction > 1 else rgb
+    illumination = fit_illumination(small)
+    corrected_small = flat_field(small, illumination)
+    gains = stain_gains(corrected_small)
+    scale = given
+    if scale is None:
+        measured = estimate_scale(corrected_small)  # before stain normalisation: its own tint
+        if measured is not None:
+            scale = FieldScale(
+                red_cell_diameter_px=round(measured.red_cell_diameter_px * reduction, 2),
+                source=measured.source,
+                confidence=measured.confidence,
+                red_cells_measured=measured.red_cells_measured,
+                cell_layer_share=measured.cell_layer_share,
+            )
+    if scale is not None:
+        factor = min(MAX_UPSAMPLING, canonical_px / scale.red_cell_diameter_px)
+    else:
+        factor = min(1.0, FALLBACK_SIDE / max(height, width))
+    if abs(factor - 1.0) > 1e-3:
+        size = (max(8, round(width * factor)), max(8, round(height * factor)))
+        resampled = np.asarray(Image.fromarray(rgb).resize(size, Image.Resampling.BILINEAR))
+    else:
+        resampled = rgb
+    canonical = normalise_stain(flat_field(resampled, illumination), gains)
+    return PreparedField(rgb=canonical, factor=factor, scale=scale, illumination=illumination)
+
+
+class CanonicalAlgorithm(Protocol):
+    """What runs on a prepared field (canonical scale, corrected colours)."""
+
+    def segment(self, rgb: np.ndarray) -> Segmentation: ...
+
+    def center_cell(self, rgb: np.ndarray) -> CellRegion | None: ...
+
+
+class ScaleAwareSegmenter:
+    """A :class:`~.algorithm.SegmentationAlgorithm` that prepares each field, runs ``inner``
+    at the canonical scale and judges the result."""
+
+    def __init__(
+        self,
+        inner: CanonicalAlgorithm,
+        version: str,
+        policy: FieldQcPolicy | None = None,
+        canonical_px: float = CANONICAL_RED_CELL_PX,
+        center_cells: CanonicalAlgorithm | None = None,
+    ) -> None:
+        self.inner = inner
+        self.center_cells = center_cells
+        self._version = version
+        self.policy = policy or FieldQcPolicy()
+        self.canonical_px = canonical_px
+
+    @property
+    def version(self) -> str:
+        return self._version
+
+    def segment(self, rgb: np.ndarray, given: FieldScale | None = None) -> Segmentation:
+        prepared = prepare_field(rgb, given, self.canonical_px)
+        found = self.inner.segment(prepared.rgb)
+        shape = (rgb.shape[0], rgb.shape[1])
+        cells = [
+            rescale_region(c, prepared.factor, shape) if prepared.factor != 1.0 else c
+            for c in found.cells
+        ]
+        scale = prepared.scale
+        red_cells = found.red_cell_count
+        if not red_cells and scale is not None and scale.cell_layer_share:
+            # No nucleated cell to count around: the measured cell layer, in red cells.
+            disc = np.pi / 4 * scale.red_cell_diameter_px**2
+            red_cells = round(scale.cell_layer_share * shape[0] * shape[1] / disc)
+        verdict = judge_field(
+            cells,
+            shape,
+            scale.red_cell_diameter_px if scale else 0.0,
+            scale.confidence if scale else 0.0,
+            red_cells,
+            self.policy,
+        )
+        tint = prepared.illumination.tint
+        report = FieldReport(
+            um_per_px=round(scale.um_per_px, 4) if scale else 0.0,
+            red_cell_diameter_px=scale.red_cell_diameter_px if scale else 0.0,
+            scale_source=scale.source if scale else "",
+            scale_confidence=scale.confidence if scale else 0.0,
+            vignetting=prepared.illumination.vignetting,
+            background_rgb=(round(tint[0]), round(tint[1]), round(tint[2])),
+            analysable=verdict.analysable,
+            flags=verdict.flags,
+            reasons=verdict.reasons,
+        )
+        return Segmentation(verdict.cells, red_cells, found.platelet_count, report)
+
+    def center_cell(self, rgb: np.ndarray) -> CellRegion | None:
+        """Centre-cell mode (single-cell images from a slide scanner, one magnification per
+        instrument): ``center_cells`` on the image as it is when set, so the crops the
+        classifier trains on stay those it was measured with; else ``inner`` on the prepared
+        image."""
+        if self.center_cells is not None:
+            return self.center_cells.center_cell(rgb)
+        prepared = prepare_field(rgb, None, self.canonical_px)
+        region = self.inner.center_cell(prepared.rgb)
+        if region is None or prepared.factor == 1.0:
+            return region
+        return rescale_region(region, prepared.factor, (rgb.shape[0], rgb.shape[1]))
