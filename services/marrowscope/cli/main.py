@@ -315,11 +315,19 @@ def cmd_experiment(args: argparse.Namespace) -> int:
 def cmd_segment(args: argparse.Namespace) -> int:
     from .segment import segment_files
 
-    summary = segment_files(args.inputs, args.out, args.overlay, args.model)
+    if args.um_per_px is not None and not 0.01 <= args.um_per_px <= 5.0:
+        print(f"--um-per-px {args.um_per_px} is not a microscope's pixel size (about 0.1 at 100x)")
+        return 2
+    summary = segment_files(args.inputs, args.out, args.overlay, args.model, args.um_per_px)
     print(
         f"{len(summary['cells'])} cells from {summary['images']} images "
         f"({summary['algorithm']}) -> {args.out}"
     )
+    if summary["fields_not_analysable"]:
+        print(
+            f"{summary['fields_not_analysable']} fields not analysable (their cells must not be "
+            f"counted; reasons in {args.out / 'fields.csv'})"
+        )
     for path, error in summary["errors"].items():
         print(f"skipped {path}: {error}")
     return 0 if len(summary["errors"]) < summary["images"] else 1
@@ -501,7 +509,12 @@ def build_parser() -> argparse.ArgumentParser:
     sg.add_argument("inputs", nargs="+", type=Path, help="image files or folders")
     sg.add_argument("--out", type=Path, required=True)
     sg.add_argument("--overlay", action="store_true", help="also draw boxes and contours")
-    sg.add_argument("--model", type=Path, help="an exported field U-Net instead of stain-v3")
+    sg.add_argument("--model", type=Path, help="an exported field U-Net instead of stain-v4")
+    sg.add_argument(
+        "--um-per-px",
+        type=float,
+        help="the images' pixel size in micrometres, when known (else measured on red cells)",
+    )
     sg.set_defaults(func=cmd_segment)
     ts = sub.add_parser(
         "train-segmenter", help="train the field U-Net on YOLO-annotated fields, export ONNX"

@@ -94,18 +94,27 @@ class ClassifiedField:
 
 
 async def segment_and_classify(
-    clients: ServiceClients, field_image_key: str, deadlines: Deadlines, model_version: str
+    clients: ServiceClients,
+    field_image_key: str,
+    deadlines: Deadlines,
+    model_version: str,
+    um_per_px: float | None = None,
 ) -> ClassifiedField:
     """Segment the stored field image ``field_image_key``, then classify its cells in chunks
     with ``model_version`` (an id: every chunk gets the same version, whatever is promoted
-    meanwhile).
+    meanwhile). ``um_per_px``: the field's pixel size when the lab gave it (else the
+    segmenter measures it on the red cells).
 
     Raises PeerUnavailable or PeerRejected when a peer fails.
     """
     segmented = await call_peer(
         "segmentation",
         clients.segmentation.Segment(
-            segmentation_pb2.SegmentRequest(field_image_key=field_image_key),
+            segmentation_pb2.SegmentRequest(
+                field_image_key=field_image_key,
+                um_per_px=um_per_px or 0.0,
+                um_per_px_source="upload" if um_per_px else "",
+            ),
             timeout=deadlines.segmentation_s,
         ),
     )

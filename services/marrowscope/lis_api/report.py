@@ -225,7 +225,16 @@ def record_fields(body: dict[str, Any], fields: list[dict[str, Any]]) -> None:
     """The fields' QC verdicts in the report: how many were analysed, which were not
     analysable and why (a FIELD_NOT_ANALYSABLE flag); their cells are never counted."""
     body["fields"] = [
-        {"image_id": str(f["image_id"]), "analysable": f["analysable"], "reason": f["reason"] or ""}
+        {
+            "image_id": str(f["image_id"]),
+            "analysable": f["analysable"],
+            "reason": f["reason"] or "",
+            # The scale the segmenter read the field at: measured on its red cells or given.
+            "um_per_px": f.get("um_per_px"),
+            "scale_source": f.get("scale_source") or "",
+            "scale_confidence": f.get("scale_confidence"),
+            "flags": list(f.get("flags") or []),
+        }
         for f in fields
     ]
     bad = [f for f in body["fields"] if not f["analysable"]]

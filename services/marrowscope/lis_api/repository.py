@@ -73,8 +73,8 @@ class LisRepository:
         with self.pool.connection() as conn:
             row = conn.execute(
                 """INSERT INTO specimen_images (id, specimen_id, object_key, state, content_type,
-                       width, height, size_bytes)
-                   VALUES (%s, %s, %s, %s, %s, %s, %s, %s)
+                       width, height, size_bytes, um_per_px)
+                   VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s)
                    ON CONFLICT (specimen_id, object_key) DO UPDATE SET state = specimen_images.state
                    RETURNING *""",
                 (
@@ -86,6 +86,7 @@ class LisRepository:
                     meta.get("width"),
                     meta.get("height"),
                     meta.get("size_bytes"),
+                    meta.get("um_per_px"),
                 ),
             ).fetchone()
         assert row is not None
@@ -240,7 +241,9 @@ class LisRepository:
             if verdict is not None:
                 conn.execute(
                     """INSERT INTO analysis_fields (job_id, image_id, analysable, reason,
-                           red_cell_count, largest_region_share) VALUES (%s, %s, %s, %s, %s, %s)
+                           red_cell_count, largest_region_share, um_per_px, scale_source,
+                           scale_confidence, flags)
+                       VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s)
                        ON CONFLICT (job_id, image_id) DO NOTHING""",
                     (
                         job_id,
@@ -249,6 +252,10 @@ class LisRepository:
                         verdict.reason or None,
                         verdict.red_cell_count,
                         verdict.largest_region_share,
+                        verdict.um_per_px,
+                        verdict.scale_source or None,
+                        verdict.scale_confidence,
+                        verdict.flags,
                     ),
                 )
             for c in cells:

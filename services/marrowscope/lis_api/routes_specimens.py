@@ -45,6 +45,7 @@ def image_out(row: dict[str, Any]) -> dict[str, Any]:
         "width": row["width"],
         "height": row["height"],
         "size_bytes": row["size_bytes"],
+        "um_per_px": row.get("um_per_px"),
         "created_at": row["created_at"].isoformat(),
     }
 
@@ -94,6 +95,16 @@ async def upload_images(
     client: SubmitClient,
     files: Annotated[list[UploadFile], File(description="field images (JPEG, PNG, TIFF, BMP)")],
     ctx: Context,
+    um_per_px: Annotated[
+        float | None,
+        Query(
+            gt=0.01,
+            le=5.0,
+            description="the images' pixel size in micrometres, when the lab knows it from "
+            "its microscope and camera (about 0.1 at 100x); without it the segmenter measures "
+            "each field on its red cells",
+        ),
+    ] = None,
 ) -> dict[str, Any]:
     """Upload field images. All are checked (magic bytes, size, pixels) before any is kept."""
     specimen = await asyncio.to_thread(ctx.lis.specimen, client.id, str(specimen_id))
@@ -118,6 +129,7 @@ async def upload_images(
             "width": image.width,
             "height": image.height,
             "size_bytes": len(data),
+            "um_per_px": um_per_px,
         }
         rows.append(await asyncio.to_thread(ctx.lis.add_image, specimen["id"], stored.key, **meta))
     return {"images": [image_out(r) for r in rows]}

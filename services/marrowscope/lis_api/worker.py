@@ -179,6 +179,7 @@ class AnalysisWorker:
             image["object_key"],
             Deadlines(self.settings.segmentation_deadline_s, self.settings.inference_deadline_s),
             model.id,
+            image.get("um_per_px"),
         )
         verdict = judge_field(analysed.segmented, image["width"], image["height"], self.settings.qc)
         if not verdict.analysable:
