@@ -223,9 +223,17 @@ def test_a_field_that_is_not_a_smear_is_not_counted_and_says_why(running_stack: 
     verdicts = sorted(f["analysable"] for f in body["fields"])
     assert verdicts == [False, True]
     flag = next(f for f in body["flags"] if f["code"] == "FIELD_NOT_ANALYSABLE")
-    assert "1 of 2 fields" in flag["text"] and "red cells found" in flag["text"]
+    assert "1 of 2 fields" in flag["text"] and "no red-cell layer" in flag["text"]
+    # Each field's scale: measured on the smear's red cells, unknown on the blank image.
+    scales = sorted((f["scale_source"], f["analysable"]) for f in body["fields"])
+    assert scales == [("", False), ("red_cells", True)], body["fields"]
+    assert all(
+        (f["um_per_px"] or 0) > 0 and "no_red_cell_layer" not in f["flags"]
+        for f in body["fields"]
+        if f["analysable"]
+    )
     assert body["cells_counted"] == sum(r["count"] for r in body["differential"])
-    assert "red cells found" in (fhir.conclusion or "")
+    assert "no red-cell layer" in (fhir.conclusion or "")
     order = parse_message(hl7, find_groups=True).oru_r01_patient_result.oru_r01_order_observation
     assert any("FIELD_NOT_ANALYSABLE" in n.nte_3.to_er7() for n in order.nte)
 

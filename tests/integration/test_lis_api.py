@@ -197,10 +197,23 @@ def test_uploads_are_checked_before_anything_is_kept(
         for files, status in cases:
             reply = http.post(f"/v1/specimens/{sid}/images", files=files, headers=auth(key))
             assert reply.status_code == status, reply.text
+        one = [("files", ("ok.png", png(), "image/png"))]
+        for nonsense in ("0", "-1", "40"):  # not a microscope's pixel size
+            reply = http.post(
+                f"/v1/specimens/{sid}/images?um_per_px={nonsense}", files=one, headers=auth(key)
+            )
+            assert reply.status_code == 422 and "um_per_px" in reply.text, reply.text
         assert http.get(f"/v1/specimens/{sid}", headers=auth(key)).json()["images"] == []
+        given = http.post(f"/v1/specimens/{sid}/images?um_per_px=0.1", files=one, headers=auth(key))
+        assert given.status_code == 201 and given.json()["images"][0]["um_per_px"] == 0.1
+        images = http.get(f"/v1/specimens/{sid}", headers=auth(key)).json()["images"]
+        assert [i["um_per_px"] for i in images] == [pytest.approx(0.1)]
         bad = http.post("/v1/specimens", json={"accession_number": "../../etc"}, headers=auth(key))
         assert bad.status_code == 422
-        nothing = http.post(f"/v1/specimens/{sid}/analyses", headers=auth(key))
+        other = http.post(
+            "/v1/specimens", json={"accession_number": "BM-2b"}, headers=auth(key)
+        ).json()["id"]
+        nothing = http.post(f"/v1/specimens/{other}/analyses", headers=auth(key))
         assert nothing.status_code == 422 and "upload" in nothing.json()["detail"]
 
 

@@ -15,9 +15,9 @@ import pytest
 from PIL import Image
 
 from marrowscope.core.objectstore import FilesystemObjectStore, put_content_addressed
+from marrowscope.segmentation.catalogue import stain_v4
 from marrowscope.segmentation.detection_eval import DetectionScore, read_yolo_boxes
 from marrowscope.segmentation.service import SegmentationService
-from marrowscope.segmentation.stain import StainSegmenter
 from marrowscope.v1 import segmentation_pb2
 
 from ..conftest import DATA
@@ -50,11 +50,11 @@ def _png_header(width: int, height: int) -> bytes:
     )
 
 
-def test_stain_segmenter_finds_white_cells_in_real_fields() -> None:
+def test_default_segmenter_finds_white_cells_in_real_fields() -> None:
     """A regression guard on 40 real TXL-PBC fields (the full figures are in bench/)."""
     paths = sorted(TXL_VAL.glob("*.jpg"))[::7][:40]
     assert len(paths) == 40, f"TXL-PBC fields expected under {TXL_VAL}"
-    segmenter, score = StainSegmenter(), DetectionScore()
+    segmenter, score = stain_v4(), DetectionScore()
     for path in paths:
         rgb = np.asarray(Image.open(path).convert("RGB"))
         truth = read_yolo_boxes(
@@ -98,9 +98,32 @@ def test_service_segments_idempotently_crops_centre_cells_and_refuses_bad_input(
         async with segmentation_stub(service) as stub:
             first = await stub.Segment(segmentation_pb2.SegmentRequest(field_image_key=field_key))
             again = await stub.Segment(segmentation_pb2.SegmentRequest(field_image_key=field_key))
-            assert first.algorithm_version == "stain-v3" and len(first.cells) >= 1
+            assert first.algorithm_version == "stain-v4" and len(first.cells) >= 1
             assert [c.cell_id for c in first.cells] == [c.cell_id for c in again.cells]
             assert all(c.mask_rle and c.crop.key for c in first.cells)
+            quality = first.field_quality
+            assert quality.assessed and quality.analysable, quality.reason
+            assert quality.scale_source == "red_cells" and 0.03 < quality.um_per_px < 0.3
+
+            # A pixel size the lab gives is used (and named) instead of the measured one, and
+            # its cells are stored apart from the measured run's; nonsense is refused.
+            given = await stub.Segment(
+                segmentation_pb2.SegmentRequest(field_image_key=field_key, um_per_px=0.08)
+            )
+            assert given.field_quality.scale_source == "upload"
+            assert given.field_quality.um_per_px == pytest.approx(0.08, rel=1e-3)
+            assert not {c.cell_id for c in given.cells} & {c.cell_id for c in first.cells}
+            with pytest.raises(grpc.aio.AioRpcError) as error:
+                await stub.Segment(
+                    segmentation_pb2.SegmentRequest(field_image_key=field_key, um_per_px=80.0)
+                )
+            assert error.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+            assert "um_per_px" in error.value.details()
+            # The previous algorithm stays available by name.
+            v3 = await stub.Segment(
+                segmentation_pb2.SegmentRequest(field_image_key=field_key, algorithm="stain-v3")
+            )
+            assert v3.algorithm_version == "stain-v3" and not v3.field_quality.assessed
 
             centre = await stub.CropCenterCell(
                 segmentation_pb2.CropCenterCellRequest(image_key=cell_key)
@@ -121,9 +144,13 @@ def test_service_segments_idempotently_crops_centre_cells_and_refuses_bad_input(
                 grpc.StatusCode.NOT_FOUND,
                 grpc.StatusCode.INVALID_ARGUMENT,
             )
-            for key in (tiff_key, grey_key):  # odd but valid images: a result, maybe empty
-                result = await stub.Segment(segmentation_pb2.SegmentRequest(field_image_key=key))
-                assert result.algorithm_version == "stain-v3"
+            # Odd but valid images: a result, flagged: a grey ramp shows no red-cell layer.
+            ramp = await stub.Segment(segmentation_pb2.SegmentRequest(field_image_key=tiff_key))
+            assert not ramp.field_quality.analysable
+            assert segmentation_pb2.FIELD_FLAG_NO_RED_CELL_LAYER in ramp.field_quality.flags
+            assert "red-cell layer" in ramp.field_quality.reason
+            grey = await stub.Segment(segmentation_pb2.SegmentRequest(field_image_key=grey_key))
+            assert grey.algorithm_version == "stain-v4"
             again = await stub.Segment(segmentation_pb2.SegmentRequest(field_image_key=field_key))
             assert len(again.cells) == len(first.cells)  # still serving after all of that
 

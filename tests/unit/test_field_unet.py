@@ -123,11 +123,13 @@ def test_bad_models_are_refused_with_a_hint(tmp_path: Path) -> None:
 
 def test_the_service_offers_the_unet_beside_stain_when_configured(tmp_path: Path) -> None:
     only_stain = algorithms_from_settings(SegmentationSettings())
-    assert list(only_stain) == ["stain-v3"]
+    assert list(only_stain) == ["stain-v4", "stain-v3"]
+    v3_first = algorithms_from_settings(SegmentationSettings(default_algorithm="stain-v3"))
+    assert list(v3_first) == ["stain-v3", "stain-v4"]
     model = tmp_path / "unet.onnx"
     model.write_bytes(_tiny_model()[1])
     both = algorithms_from_settings(SegmentationSettings(unet_model=str(model)))
-    assert list(both)[0] == "stain-v3" and list(both)[1].startswith("unet-")
+    assert list(both)[:2] == ["stain-v4", "stain-v3"] and list(both)[2].startswith("unet-")
     unet_first = algorithms_from_settings(
         SegmentationSettings(unet_model=str(model), default_algorithm="unet")
     )
