@@ -202,11 +202,12 @@ def test_a_field_that_is_not_a_smear_is_not_counted_and_says_why(running_stack: 
     Image.new("RGB", (640, 480), (236, 214, 220)).save(blank, format="JPEG", quality=92)
     with lis_client(running_stack) as client:
         sid = client.post("/v1/specimens", json={"accession_number": "BM-QC-9"}).json()["id"]
-        files = [
-            ("files", ("smear.jpg", field_jpeg(4, seed=9), "image/jpeg")),
-            ("files", ("blank.jpg", blank.getvalue(), "image/jpeg")),
-        ]
-        assert client.post(f"/v1/specimens/{sid}/images", files=files).status_code == 201
+        smear = [("files", ("smear.jpg", field_jpeg(4, seed=9), "image/jpeg"))]
+        blank_file = [("files", ("blank.jpg", blank.getvalue(), "image/jpeg"))]
+        # The smear with the pixel size its microscope gives; the blank one without.
+        given = client.post(f"/v1/specimens/{sid}/images?um_per_px=0.095", files=smear)
+        assert given.status_code == 201
+        assert client.post(f"/v1/specimens/{sid}/images", files=blank_file).status_code == 201
         job_url = client.post(f"/v1/specimens/{sid}/analyses").headers["location"]
         deadline = time.monotonic() + 120
         while time.monotonic() < deadline:
@@ -224,9 +225,11 @@ def test_a_field_that_is_not_a_smear_is_not_counted_and_says_why(running_stack: 
     assert verdicts == [False, True]
     flag = next(f for f in body["flags"] if f["code"] == "FIELD_NOT_ANALYSABLE")
     assert "1 of 2 fields" in flag["text"] and "no red-cell layer" in flag["text"]
-    # Each field's scale: measured on the smear's red cells, unknown on the blank image.
+    # Each field's scale: as uploaded for the smear, unknown on the blank image.
     scales = sorted((f["scale_source"], f["analysable"]) for f in body["fields"])
-    assert scales == [("", False), ("red_cells", True)], body["fields"]
+    assert scales == [("", False), ("upload", True)], body["fields"]
+    smear_field = next(f for f in body["fields"] if f["analysable"])
+    assert smear_field["um_per_px"] == pytest.approx(0.095, rel=1e-3)
     assert all(
         (f["um_per_px"] or 0) > 0 and "no_red_cell_layer" not in f["flags"]
         for f in body["fields"]

@@ -100,6 +100,7 @@ def test_every_route_needs_credentials_and_the_right_scope(
                 job_id=uuid.uuid4(),
                 cell_id=uuid.uuid4(),
                 version="paper17-0000",
+                name="scope-1",
             )
             if path == "/v1/oauth/token":
                 reply = http.post(
@@ -217,6 +218,67 @@ def test_uploads_are_checked_before_anything_is_kept(
         assert nothing.status_code == 422 and "upload" in nothing.json()["detail"]
 
 
+def test_instrument_profiles_give_uploads_their_pixel_size(
+    db_pool: DictPool, s3_settings: ObjectStoreSettings
+) -> None:
+    with api(db_pool, s3_settings) as http:
+        key = new_client(http, ["submit", "read"])
+        profile = {"um_per_px": 0.12, "description": "scope 3, 100x oil, camera B"}
+        denied = http.put("/v1/admin/instrument-profiles/scope-3", json=profile, headers=auth(key))
+        assert denied.status_code == 403
+        bad = http.put(
+            "/v1/admin/instrument-profiles/scope-3",
+            json={"um_per_px": 40},
+            headers=auth(ADMIN_KEY),
+        )
+        assert bad.status_code == 422
+        made = http.put(
+            "/v1/admin/instrument-profiles/scope-3", json=profile, headers=auth(ADMIN_KEY)
+        )
+        assert made.status_code == 200 and made.json()["um_per_px"] == pytest.approx(0.12)
+        listed = http.get("/v1/instrument-profiles", headers=auth(key)).json()["items"]
+        assert "scope-3" in [p["name"] for p in listed]
+
+        unknown = http.post(
+            "/v1/specimens",
+            json={"accession_number": "BM-7", "instrument_profile": "scope-9"},
+            headers=auth(key),
+        )
+        assert unknown.status_code == 422 and "scope-3" in unknown.text  # names the known ones
+        sid = http.post(
+            "/v1/specimens",
+            json={"accession_number": "BM-7", "instrument_profile": "scope-3"},
+            headers=auth(key),
+        ).json()["id"]
+        one = [("files", ("ok.png", png(), "image/png"))]
+        both = http.post(
+            f"/v1/specimens/{sid}/images?um_per_px=0.1&instrument_profile=scope-3",
+            files=one,
+            headers=auth(key),
+        )
+        assert both.status_code == 422
+        # The specimen's profile applies to an upload that names none; the upload's own wins.
+        from_specimen = http.post(f"/v1/specimens/{sid}/images", files=one, headers=auth(key))
+        image = from_specimen.json()["images"][0]
+        assert image["um_per_px"] == pytest.approx(0.12)
+        assert image["um_per_px_source"] == "instrument_profile:scope-3"
+        other = [("files", ("other.png", png(90, 70), "image/png"))]
+        own = http.post(f"/v1/specimens/{sid}/images?um_per_px=0.2", files=other, headers=auth(key))
+        assert own.json()["images"][0]["um_per_px_source"] == "upload"
+        # A later change of the profile does not rewrite images already stored.
+        profile["um_per_px"] = 0.3
+        http.put("/v1/admin/instrument-profiles/scope-3", json=profile, headers=auth(ADMIN_KEY))
+        images = http.get(f"/v1/specimens/{sid}", headers=auth(key)).json()["images"]
+        assert sorted(round(i["um_per_px"], 3) for i in images) == [0.12, 0.2]
+    with db_pool.connection() as conn:
+        events = conn.execute(
+            "SELECT actor, previous FROM audit_events WHERE entity = 'instrument_profile' "
+            "AND entity_id = 'scope-3' ORDER BY id"
+        ).fetchall()
+    assert len(events) == 2 and events[0]["previous"] is None
+    assert events[1]["previous"]["um_per_px"] == pytest.approx(0.12)
+
+
 def test_presigned_upload_is_validated_on_completion(
     db_pool: DictPool, s3_settings: ObjectStoreSettings
 ) -> None:
@@ -226,7 +288,9 @@ def test_presigned_upload_is_validated_on_completion(
             "/v1/specimens", json={"accession_number": "BM-3"}, headers=auth(key)
         ).json()["id"]
         for body, status in ((b"garbage bytes", 415), (png(80, 60), 200)):
-            ticket = http.post(f"/v1/specimens/{sid}/images/presigned", headers=auth(key)).json()
+            ticket = http.post(
+                f"/v1/specimens/{sid}/images/presigned?um_per_px=0.15", headers=auth(key)
+            ).json()
             early = http.post(ticket["complete_url"], headers=auth(key))
             assert early.status_code == 409
             request = urllib.request.Request(
@@ -239,6 +303,7 @@ def test_presigned_upload_is_validated_on_completion(
         images = http.get(f"/v1/specimens/{sid}", headers=auth(key)).json()["images"]
         stored = [i for i in images if i["state"] == "stored"]
         assert len(stored) == 1 and stored[0]["width"] == 80
+        assert stored[0]["um_per_px"] == pytest.approx(0.15)  # chosen with the ticket
 
 
 def test_model_admin_needs_the_admin_scope_and_says_when_training_is_down(

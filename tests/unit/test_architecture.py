@@ -53,6 +53,7 @@ OWNERS = {
     "analysis_jobs": "lis_api.repository",
     "analysis_cells": "lis_api.repository",
     "analysis_fields": "lis_api.repository",
+    "instrument_profiles": "lis_api.instruments",
     "cell_corrections": "lis_api.repository",
     "reports": "lis_api.repository",
     "api_clients": "lis_api.auth",

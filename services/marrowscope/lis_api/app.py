@@ -33,6 +33,7 @@ from marrowscope.core.taxonomy import load_taxonomy
 from . import (
     routes_auth,
     routes_classify,
+    routes_instruments,
     routes_models,
     routes_reports,
     routes_service,
@@ -98,6 +99,7 @@ def create_app(
         routes_reports,
         routes_classify,
         routes_models,
+        routes_instruments,
     ):
         app.include_router(module.router)
     return app

@@ -99,11 +99,12 @@ async def segment_and_classify(
     deadlines: Deadlines,
     model_version: str,
     um_per_px: float | None = None,
+    um_per_px_source: str = "upload",
 ) -> ClassifiedField:
     """Segment the stored field image ``field_image_key``, then classify its cells in chunks
     with ``model_version`` (an id: every chunk gets the same version, whatever is promoted
     meanwhile). ``um_per_px``: the field's pixel size when the lab gave it (else the
-    segmenter measures it on the red cells).
+    segmenter measures it on the red cells), and where it came from.
 
     Raises PeerUnavailable or PeerRejected when a peer fails.
     """
@@ -113,7 +114,7 @@ async def segment_and_classify(
             segmentation_pb2.SegmentRequest(
                 field_image_key=field_image_key,
                 um_per_px=um_per_px or 0.0,
-                um_per_px_source="upload" if um_per_px else "",
+                um_per_px_source=um_per_px_source if um_per_px else "",
             ),
             timeout=deadlines.segmentation_s,
         ),

@@ -33,14 +33,21 @@ class LisRepository:
 
     # --- specimens and images -------------------------------------------------------------
     def create_specimen(
-        self, client_id: str, accession: str, specimen_type: str
+        self,
+        client_id: str,
+        accession: str,
+        specimen_type: str,
+        instrument_profile: str | None = None,
     ) -> tuple[Row, bool]:
+        """A new specimen, or (False) the one this accession number already has."""
         with self.pool.connection() as conn:
             row = conn.execute(
-                """INSERT INTO specimens (id, client_id, accession_number, specimen_type)
-                   VALUES (%s, %s, %s, %s) ON CONFLICT (client_id, accession_number) DO NOTHING
+                """INSERT INTO specimens (id, client_id, accession_number, specimen_type,
+                       instrument_profile)
+                   VALUES (%s, %s, %s, %s, %s)
+                   ON CONFLICT (client_id, accession_number) DO NOTHING
                    RETURNING *""",
-                (uuid.uuid4(), client_id, accession, specimen_type),
+                (uuid.uuid4(), client_id, accession, specimen_type, instrument_profile),
             ).fetchone()
             if row is not None:
                 return row, True
@@ -73,8 +80,8 @@ class LisRepository:
         with self.pool.connection() as conn:
             row = conn.execute(
                 """INSERT INTO specimen_images (id, specimen_id, object_key, state, content_type,
-                       width, height, size_bytes, um_per_px)
-                   VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s)
+                       width, height, size_bytes, um_per_px, um_per_px_source)
+                   VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s)
                    ON CONFLICT (specimen_id, object_key) DO UPDATE SET state = specimen_images.state
                    RETURNING *""",
                 (
@@ -87,6 +94,7 @@ class LisRepository:
                     meta.get("height"),
                     meta.get("size_bytes"),
                     meta.get("um_per_px"),
+                    meta.get("um_per_px_source"),
                 ),
             ).fetchone()
         assert row is not None

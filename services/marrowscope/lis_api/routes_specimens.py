@@ -16,6 +16,7 @@ from marrowscope.core.images import decode_image
 from marrowscope.core.objectstore import put_content_addressed
 
 from .deps import Context, ReadClient, SubmitClient
+from .instruments import get_profile
 
 ACCESSION_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._/-]{0,63}$"
 router = APIRouter()
@@ -26,6 +27,44 @@ class SpecimenIn(BaseModel):
         pattern=ACCESSION_PATTERN, description="the LIS's accession number"
     )
     specimen_type: Literal["bone-marrow-aspirate", "peripheral-blood"] = "bone-marrow-aspirate"
+    instrument_profile: str | None = Field(
+        default=None,
+        description="the microscope the specimen's images come from "
+        "(GET /v1/instrument-profiles); its pixel size is used for every image uploaded "
+        "without one of its own",
+    )
+
+
+UmPerPx = Annotated[
+    float | None,
+    Query(
+        gt=0.01,
+        le=5.0,
+        description="the images' pixel size in micrometres, when the lab knows it from "
+        "its microscope and camera (about 0.1 at 100x); without it (or a profile) the "
+        "segmenter measures each field on its red cells",
+    ),
+]
+ProfileName = Annotated[
+    str | None,
+    Query(description="the microscope the images come from (its profile's pixel size)"),
+]
+
+
+async def pixel_size(
+    ctx: Any, specimen: dict[str, Any], um_per_px: float | None, instrument_profile: str | None
+) -> tuple[float | None, str | None]:
+    """The pixel size an upload's images are stored with, and its source: the upload's
+    ``um_per_px``, else its profile, else the specimen's profile, else none (measured)."""
+    if um_per_px is not None and instrument_profile is not None:
+        raise HTTPException(422, "give um_per_px or instrument_profile, not both")
+    if um_per_px is not None:
+        return um_per_px, "upload"
+    name = instrument_profile or specimen.get("instrument_profile")
+    if not name:
+        return None, None
+    profile = await asyncio.to_thread(get_profile, ctx.lis.pool, name)
+    return profile.um_per_px, profile.source
 
 
 def specimen_out(row: dict[str, Any]) -> dict[str, Any]:
@@ -33,6 +72,7 @@ def specimen_out(row: dict[str, Any]) -> dict[str, Any]:
         "id": str(row["id"]),
         "accession_number": row["accession_number"],
         "specimen_type": row["specimen_type"],
+        "instrument_profile": row.get("instrument_profile"),
         "created_at": row["created_at"].isoformat(),
     }
 
@@ -46,6 +86,7 @@ def image_out(row: dict[str, Any]) -> dict[str, Any]:
         "height": row["height"],
         "size_bytes": row["size_bytes"],
         "um_per_px": row.get("um_per_px"),
+        "um_per_px_source": row.get("um_per_px_source"),
         "created_at": row["created_at"].isoformat(),
     }
 
@@ -55,8 +96,14 @@ async def create_specimen(
     body: SpecimenIn, client: SubmitClient, response: Response, ctx: Context
 ) -> dict[str, Any]:
     """Create a specimen for an accession number (the same number again returns it, 200)."""
+    if body.instrument_profile is not None:
+        await asyncio.to_thread(get_profile, ctx.lis.pool, body.instrument_profile)
     row, created = await asyncio.to_thread(
-        ctx.lis.create_specimen, client.id, body.accession_number, body.specimen_type
+        ctx.lis.create_specimen,
+        client.id,
+        body.accession_number,
+        body.specimen_type,
+        body.instrument_profile,
     )
     if not created:
         response.status_code = 200
@@ -95,19 +142,14 @@ async def upload_images(
     client: SubmitClient,
     files: Annotated[list[UploadFile], File(description="field images (JPEG, PNG, TIFF, BMP)")],
     ctx: Context,
-    um_per_px: Annotated[
-        float | None,
-        Query(
-            gt=0.01,
-            le=5.0,
-            description="the images' pixel size in micrometres, when the lab knows it from "
-            "its microscope and camera (about 0.1 at 100x); without it the segmenter measures "
-            "each field on its red cells",
-        ),
-    ] = None,
+    um_per_px: UmPerPx = None,
+    instrument_profile: ProfileName = None,
 ) -> dict[str, Any]:
-    """Upload field images. All are checked (magic bytes, size, pixels) before any is kept."""
+    """Upload field images. All are checked (magic bytes, size, pixels) before any is kept.
+    Their pixel size: ``um_per_px``, else ``instrument_profile``, else the specimen's profile,
+    else measured per field on its red cells."""
     specimen = await asyncio.to_thread(ctx.lis.specimen, client.id, str(specimen_id))
+    um_per_px, source = await pixel_size(ctx, specimen, um_per_px, instrument_profile)
     if len(files) > ctx.settings.max_files_per_request:
         raise HTTPException(413, f"at most {ctx.settings.max_files_per_request} files per request")
     checked = []
@@ -130,6 +172,7 @@ async def upload_images(
             "height": image.height,
             "size_bytes": len(data),
             "um_per_px": um_per_px,
+            "um_per_px_source": source,
         }
         rows.append(await asyncio.to_thread(ctx.lis.add_image, specimen["id"], stored.key, **meta))
     return {"images": [image_out(r) for r in rows]}
@@ -137,13 +180,26 @@ async def upload_images(
 
 @router.post("/v1/specimens/{specimen_id}/images/presigned", status_code=201, tags=["images"])
 async def presign_image(
-    specimen_id: uuid.UUID, client: SubmitClient, ctx: Context
+    specimen_id: uuid.UUID,
+    client: SubmitClient,
+    ctx: Context,
+    um_per_px: UmPerPx = None,
+    instrument_profile: ProfileName = None,
 ) -> dict[str, Any]:
-    """A URL to PUT one image straight into the object store; then call .../complete."""
+    """A URL to PUT one image straight into the object store; then call .../complete. The
+    image's pixel size is chosen now, as for a multipart upload."""
     specimen = await asyncio.to_thread(ctx.lis.specimen, client.id, str(specimen_id))
+    um_per_px, source = await pixel_size(ctx, specimen, um_per_px, instrument_profile)
     key = f"uploads/{uuid.uuid4()}"
     url = await asyncio.to_thread(ctx.store.presign_put, key, timedelta(minutes=15))
-    row = await asyncio.to_thread(ctx.lis.add_image, specimen["id"], key, state="pending_upload")
+    row = await asyncio.to_thread(
+        ctx.lis.add_image,
+        specimen["id"],
+        key,
+        state="pending_upload",
+        um_per_px=um_per_px,
+        um_per_px_source=source,
+    )
     return {
         "image": image_out(row),
         "upload_url": url,

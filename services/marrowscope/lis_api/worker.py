@@ -180,6 +180,7 @@ class AnalysisWorker:
             Deadlines(self.settings.segmentation_deadline_s, self.settings.inference_deadline_s),
             model.id,
             image.get("um_per_px"),
+            image.get("um_per_px_source") or "upload",
         )
         verdict = judge_field(analysed.segmented, image["width"], image["height"], self.settings.qc)
         if not verdict.analysable:
