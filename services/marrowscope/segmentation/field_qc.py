@@ -95,8 +95,9 @@ def judge_field(
     if red_cell_diameter_px <= 0 or red_cell_count < 1:
         flags.append(NO_RED_CELL_LAYER)
         reasons.append(
-            "no red-cell layer found: the image is blank, uniform or not a smear field, so its "
-            "scale cannot be measured; give the pixel size (um_per_px) if it is a smear"
+            "no red-cell layer measured: the image is blank, uniform or not a smear field, or "
+            "shows too few red cells to measure its scale; if it is a smear, give its pixel "
+            "size (um_per_px or an instrument profile)"
         )
     else:
         um_per_px = 7.5 / red_cell_diameter_px

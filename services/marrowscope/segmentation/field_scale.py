@@ -27,7 +27,7 @@ from .illumination import optical_density
 
 RED_CELL_DIAMETER_UM = 7.5
 DISC_TO_BOX = 1.20  # annotated red-cell box side / measured disc diameter (TXL-PBC val)
-WORKING_SIDE = 512  # the cell layer is measured at most this many pixels wide
+WORKING_SIDE = 400  # the cell layer is measured at most this many pixels wide
 MIN_RADIUS_PX = 2.0  # at the working size: smaller peaks are noise or platelets
 # Red cells absorb more green than red (they look pink to red): the cell layer's median
 # green-minus-red optical density. TXL-PBC val fields and their simulated other-lab versions
@@ -56,10 +56,11 @@ class FieldScale:
         )
 
 
-def cell_layer(rgb: np.ndarray) -> np.ndarray | None:
+def cell_layer(rgb: np.ndarray, od: np.ndarray | None = None) -> np.ndarray | None:
     """The cells (red and white, pallor filled) of a flat-fielded field, or None when nothing
-    stands out from the background (a blank or uniform image)."""
-    density = optical_density(rgb).sum(axis=2)
+    stands out from the background (a blank or uniform image). ``od``: its optical density,
+    when already computed."""
+    density = (optical_density(rgb) if od is None else od).sum(axis=2)
     if float(np.percentile(density, 99)) < 0.12:
         return None  # nothing absorbs: no smear on this image
     # Clipped: the few nuclei (far denser) would otherwise pull the split between them and
@@ -72,8 +73,17 @@ def cell_layer(rgb: np.ndarray) -> np.ndarray | None:
     mean = (hist * centres).cumsum()
     between = (mean[-1] * weight / weight[-1] - mean) ** 2 / (weight * (weight[-1] - weight) + 1e-9)
     threshold = max(0.06, float(centres[int(np.argmax(between))]))
-    layer = ndimage.binary_opening(density > threshold, iterations=1)
-    return np.asarray(ndimage.binary_fill_holes(layer), bool)
+    return fill_holes(ndimage.binary_opening(density > threshold, iterations=1))
+
+
+def fill_holes(mask: np.ndarray) -> np.ndarray:
+    """``mask`` with its holes filled: background not connected to the image's edge (the
+    same as ``ndimage.binary_fill_holes``, by labelling instead of iterated dilation)."""
+    background, count = ndimage.label(~mask)
+    edge = np.concatenate([background[0], background[-1], background[:, 0], background[:, -1]])
+    open_to_edge = np.zeros(count + 1, bool)
+    open_to_edge[np.unique(edge)] = True
+    return np.asarray(mask | ~open_to_edge[background], bool)
 
 
 def measure_discs(layer: np.ndarray) -> np.ndarray:
@@ -112,24 +122,30 @@ def estimate_scale(rgb: np.ndarray) -> FieldScale | None:
     height, width = rgb.shape[:2]
     factor = max(1, int(np.ceil(max(height, width) / WORKING_SIDE)))
     small = np.asarray(Image.fromarray(rgb).reduce(factor)) if factor > 1 else rgb
-    layer = cell_layer(small)
+    od = optical_density(small)
+    layer = cell_layer(small, od)
     if layer is None:
         return None
-    density = optical_density(small)[layer]
+    density = od[layer]
     if float(np.median(density[:, 1] - density[:, 0])) < MIN_RED_CELL_TINT:
         return None  # what stands out is not red cells (grey shapes, a ramp, a photo)
     share = float(layer.mean())
-    radii = measure_discs(layer)
-    if len(radii) < 3:
-        return None
+    radii = np.sort(measure_discs(layer))
     # Red cells are the bulk of the layer's area; white cells and clumps are a large tail, and
     # bits of edge and platelets many small discs of little area: the area-weighted median.
-    weights = radii**2
-    order = np.argsort(radii)
-    cumulative = np.cumsum(weights[order])
-    median = float(radii[order][np.searchsorted(cumulative, cumulative[-1] / 2)])
-    typical = radii[(radii > 0.6 * median) & (radii < 1.5 * median)]
-    if len(typical) < 3:
+    # At high magnification a field shows a few red cells beside one large white cell, which
+    # then carries that median: the largest disc is dropped (twice at most) until at least
+    # two discs agree on a size.
+    for _ in range(3):
+        if len(radii) < 2:
+            return None
+        cumulative = np.cumsum(radii**2)
+        median = float(radii[np.searchsorted(cumulative, cumulative[-1] / 2)])
+        typical = radii[(radii > 0.6 * median) & (radii < 1.5 * median)]
+        if len(typical) >= 2:
+            break
+        radii = radii[:-1]
+    else:
         return None
     diameter = 2.0 * (median + 0.5) * DISC_TO_BOX * factor
     spread = float(np.subtract(*np.percentile(typical, [75, 25]))) / max(median, 1e-6)

@@ -42,13 +42,14 @@ class Illumination:
 
     def surface(self, height: int, width: int) -> np.ndarray:
         """The background (height, width, 3) float32 at these sides."""
-        v = np.linspace(-1.0, 1.0, height, dtype=np.float32)[:, None]
-        u = np.linspace(-1.0, 1.0, width, dtype=np.float32)[None, :]
-        terms = (np.ones_like(u * v), u + 0 * v, v + 0 * u, u * u + 0 * v, v * v + 0 * u, u * v)
+        v = np.linspace(-1.0, 1.0, height, dtype=np.float32)
+        u = np.linspace(-1.0, 1.0, width, dtype=np.float32)
         out = np.empty((height, width, 3), np.float32)
         for channel in range(3):
-            c = self.coefficients[channel]
-            out[..., channel] = sum(float(c[k]) * terms[k] for k in range(6))
+            c = [float(k) for k in self.coefficients[channel]]  # 1, u, v, u*u, v*v, u*v
+            along_u = c[0] + c[1] * u + c[3] * u * u
+            along_v = c[2] * v + c[4] * v * v
+            out[..., channel] = along_u[None, :] + along_v[:, None] + c[5] * np.outer(v, u)
         return np.maximum(out, 1.0)
 
 
@@ -72,7 +73,8 @@ def fit_illumination(rgb: np.ndarray, grid: int = 12, percentile: float = 90.0) 
     )
     # Per block, the mean colour of its brightest pixels: the background there.
     brightness = blocks.sum(axis=2)
-    cut = np.percentile(brightness, percentile, axis=1, keepdims=True)
+    rank = min(brightness.shape[1] - 1, int(brightness.shape[1] * percentile / 100))
+    cut = np.partition(brightness, rank, axis=1)[:, rank : rank + 1]
     bright = brightness >= cut
     values = (blocks * bright[..., None]).sum(axis=1) / np.maximum(bright.sum(axis=1), 1)[:, None]
     us = np.tile((np.arange(cols) + 0.5) / cols * 2 - 1, rows)

@@ -1,14 +1,21 @@
 """``unet-<hash>``: white cells found by a U-Net through ONNX Runtime (the paper's approach).
 
-The model (trained by :mod:`marrowscope.training.field_unet`) sees the whole field squeezed
-to its input side and gives per-pixel probabilities of white-cell body, white-cell core, red
-cell core and platelet core. Each white-cell core is one cell; the body pixels go to the
-nearest core (a Voronoi split, so touching cells stay apart), and a body without a core of its
-own becomes a cell too. Boxes and masks come from the body map brought back to the field's
-resolution. Red cells and platelets are counted as cores.
+The model (trained by :mod:`marrowscope.training.field_unet`) gives per-pixel probabilities
+of white-cell body, white-cell core, red cell core and platelet core. Two ways to run it:
 
-The version names the weights (hash of the ONNX file) and the post-processing, so the same
-image and version give the same cells.
+- whole field (``p1``): the field squeezed to the model's input side, as it was trained; a
+  wide frame with many cells then shrinks them below what the model knows;
+- canonical (``c1``, the service's default through :mod:`.catalogue`): the prepared field at
+  the canonical scale (:mod:`.canonical`: 28 px per red cell, about what the model saw in
+  training), fully convolutional, whatever the field's size.
+
+Each white-cell core is one cell; the body pixels go to the nearest core (a Voronoi split, so
+touching cells stay apart); a body without a core of its own becomes a cell if large enough
+(never, in the default). Boxes and masks come from the body map at the image's resolution.
+Red cells and platelets are counted as cores.
+
+The version names the weights (hash of the ONNX file) and the way it runs, so the same image
+and version give the same cells.
 """
 
 from __future__ import annotations
@@ -27,6 +34,8 @@ from .algorithm import CellRegion, Segmentation
 from .stain import saturation
 
 POSTPROCESS_VERSION = "p1"
+CANONICAL_VERSION = "c1"  # the same post-processing on the canonical field, unsqueezed
+PAD_MULTIPLE = 16  # 2 ** the U-Net's depth
 
 
 def model_input(
@@ -50,7 +59,12 @@ class UNetSegmenter:
         min_core_fraction: float = 0.0015,  # of the model's input area: smaller is noise
         min_body_fraction: float = 0.01,  # a body without a core needs this much of the input
         max_cell_fraction: float = 0.8,
+        whole_field: bool = True,
     ) -> None:
+        """``whole_field``: the field squeezed to the model's input side (the service's mode
+        since the U-Net came); False: the image as it is, fully convolutional (padded to a
+        multiple of 16), for fields already at the canonical scale (:mod:`.canonical`), which
+        is about the red-cell size the model saw in training."""
         options = ort.SessionOptions()
         options.intra_op_num_threads = threads
         options.inter_op_num_threads = 1
@@ -72,22 +86,33 @@ class UNetSegmenter:
         self.min_core_fraction = min_core_fraction
         self.min_body_fraction = min_body_fraction
         self.max_cell_fraction = max_cell_fraction
+        self.whole_field = whole_field
         digest = hashlib.sha256(onnx_bytes).hexdigest()[:12]
-        self._version = f"unet-{digest}-{POSTPROCESS_VERSION}"
+        mode = POSTPROCESS_VERSION if whole_field else CANONICAL_VERSION
+        self._version = f"unet-{digest}-{mode}"
 
     @property
     def version(self) -> str:
         return self._version
 
     def probabilities(self, rgb: np.ndarray) -> np.ndarray:
-        """(channels, side, side) probabilities for the whole field at the model's side."""
-        small = model_input(rgb, self.input_size)
-        batch = (small.astype(np.float32) / 255.0).transpose(2, 0, 1)[None]
-        return self._session.run(None, {"rgb": np.ascontiguousarray(batch)})[0][0]
+        """(channels, side, side) probabilities for the whole field at the model's side, or
+        (channels, height, width) for the image as it is (``whole_field`` False)."""
+        if self.whole_field:
+            small = model_input(rgb, self.input_size)
+            batch = (small.astype(np.float32) / 255.0).transpose(2, 0, 1)[None]
+            return self._session.run(None, {"rgb": np.ascontiguousarray(batch)})[0][0]
+        height, width = rgb.shape[:2]
+        pad_h, pad_w = -height % PAD_MULTIPLE, -width % PAD_MULTIPLE
+        padded = np.pad(rgb, ((0, pad_h), (0, pad_w), (0, 0)), mode="edge")
+        batch = (padded.astype(np.float32) / 255.0).transpose(2, 0, 1)[None]
+        probs = self._session.run(None, {"rgb": np.ascontiguousarray(batch)})[0][0]
+        return probs[:, :height, :width]
 
     def _instances(self, probs: np.ndarray) -> tuple[np.ndarray, int]:
         """Instance labels at the model's side: one per core, plus bodies without one."""
-        side = probs.shape[-1]
+        # The size limits are fractions of the area the model was trained at.
+        side = probs.shape[-1] if self.whole_field else self.input_size
         body = probs[self._channels["wbc_cell"]] > self.threshold
         cores, count = ndimage.label(probs[self._channels["wbc_core"]] > self.threshold)
         if count:
@@ -129,20 +154,22 @@ class UNetSegmenter:
         owner_small, count = self._instances(probs)
         if not count:
             return [], probs
-        # Back at the field's resolution: the body map smoothly, the owners as they are.
-        body = (
-            np.asarray(
-                Image.fromarray(probs[self._channels["wbc_cell"]]).resize(
-                    (width, height), Image.Resampling.BILINEAR
+        if probs.shape[1:] == (height, width):  # the model ran on the image as it is
+            body, owner_full = probs[self._channels["wbc_cell"]] > self.threshold, owner_small
+        else:  # back at the field's resolution: the body map smoothly, the owners as they are
+            body = (
+                np.asarray(
+                    Image.fromarray(probs[self._channels["wbc_cell"]]).resize(
+                        (width, height), Image.Resampling.BILINEAR
+                    )
+                )
+                > self.threshold
+            )
+            owner_full = np.asarray(
+                Image.fromarray(owner_small.astype(np.int32)).resize(
+                    (width, height), Image.Resampling.NEAREST
                 )
             )
-            > self.threshold
-        )
-        owner_full = np.asarray(
-            Image.fromarray(owner_small.astype(np.int32)).resize(
-                (width, height), Image.Resampling.NEAREST
-            )
-        )
         owner = np.where(body, owner_full, 0)
         cells = []
         for k, where in enumerate(ndimage.find_objects(owner), start=1):
