@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import io
 from pathlib import Path
 
@@ -13,7 +14,7 @@ import torch
 
 from marrowscope.core.errors import FailedPrecondition
 from marrowscope.core.objectstore import FilesystemObjectStore
-from marrowscope.segmentation.catalogue import algorithms_from_settings, load_unet
+from marrowscope.segmentation.catalogue import SHIPPED_UNET, algorithms_from_settings, load_unet
 from marrowscope.segmentation.learned import UNetSegmenter
 from marrowscope.segmentation.settings import SegmentationSettings
 from marrowscope.training.field_unet import (
@@ -53,6 +54,28 @@ def test_augmentation_moves_image_and_targets_together() -> None:
         assert image.shape == (64, 64, 3) and core.any()
         assert image[core].mean() < 150, "the core target left the cell"
         assert image[~(target[0] > 0)].mean() > 180
+
+
+def test_other_lab_augmentation_keeps_targets_on_the_cell_at_every_scale() -> None:
+    """With ``augment``: zoomed out onto a background canvas or zoomed in, blurred, tinted,
+    vignetted, recompressed, the core target stays on the (darker) disc and shrinks and grows
+    with it; the same generator state gives the same sample."""
+    rgb = np.full((200, 300, 3), 230, np.uint8)
+    yy, xx = np.mgrid[:200, :300]
+    rgb[np.hypot(yy - 70, xx - 200) < 30] = (60, 20, 120)
+    field = AnnotatedField("disc", rgb, [(170.0, 40.0, 60.0, 60.0)], [], [])
+    rng = np.random.default_rng(5)
+    core_sizes = []
+    for _ in range(40):
+        image, target = training_sample(field, 64, rng, augment=True)
+        core = target[CHANNELS.index("wbc_core")] > 0
+        assert image.shape == (64, 64, 3) and core.any()
+        background = image[~(target[0] > 0)].mean()
+        assert image[core].mean() < background - 40, "the core target left the cell"
+        core_sizes.append(int(core.sum()))
+    assert max(core_sizes) > 3 * min(core_sizes)  # scale augmentation: cells small and large
+    again = [training_sample(field, 64, np.random.default_rng(9), augment=True) for _ in "ab"]
+    assert np.array_equal(again[0][0], again[1][0]) and np.array_equal(again[0][1], again[1][1])
 
 
 def _tiny_model() -> tuple[FieldUNet, bytes]:
@@ -121,21 +144,25 @@ def test_bad_models_are_refused_with_a_hint(tmp_path: Path) -> None:
         load_unet(tmp_path / "missing.onnx")
 
 
-def test_the_service_offers_the_unet_beside_stain_when_configured(tmp_path: Path) -> None:
-    only_stain = algorithms_from_settings(SegmentationSettings())
-    assert list(only_stain) == ["stain-v4", "stain-v3"]
+def test_the_service_offers_the_shipped_unet_first_and_a_labs_own_instead(
+    tmp_path: Path,
+) -> None:
+    shipped = hashlib.sha256(SHIPPED_UNET.read_bytes()).hexdigest()[:12]
+    default = algorithms_from_settings(SegmentationSettings())
+    assert list(default) == [f"unet-{shipped}-c1", "stain-v4", "stain-v3"]
     v3_first = algorithms_from_settings(SegmentationSettings(default_algorithm="stain-v3"))
-    assert list(v3_first) == ["stain-v3", "stain-v4"]
+    assert list(v3_first) == ["stain-v3", "stain-v4", f"unet-{shipped}-c1"]
     model = tmp_path / "unet.onnx"
     model.write_bytes(_tiny_model()[1])
+    own = hashlib.sha256(model.read_bytes()).hexdigest()[:12]
     both = algorithms_from_settings(SegmentationSettings(unet_model=str(model)))
-    assert list(both)[:2] == ["stain-v4", "stain-v3"] and list(both)[2].startswith("unet-")
-    unet_first = algorithms_from_settings(
-        SegmentationSettings(unet_model=str(model), default_algorithm="unet")
+    assert list(both) == [f"unet-{own}-c1", "stain-v4", "stain-v3"]
+    stain_first = algorithms_from_settings(
+        SegmentationSettings(unet_model=str(model), default_algorithm="stain-v4")
     )
-    assert list(unet_first)[0].startswith("unet-")
-    with pytest.raises(FailedPrecondition, match="no U-Net model"):
-        algorithms_from_settings(SegmentationSettings(default_algorithm="unet"))
+    assert list(stain_first)[0] == "stain-v4"
+    with pytest.raises(FailedPrecondition, match="cannot read the segmentation model"):
+        algorithms_from_settings(SegmentationSettings(unet_model=str(tmp_path / "none.onnx")))
     # From the object store, by key; a missing key says what to do.
     store = FilesystemObjectStore(tmp_path / "store")
     store.put_bytes("models/segmentation/unet.onnx", model.read_bytes(), "application/octet-stream")

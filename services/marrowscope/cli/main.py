@@ -509,7 +509,9 @@ def build_parser() -> argparse.ArgumentParser:
     sg.add_argument("inputs", nargs="+", type=Path, help="image files or folders")
     sg.add_argument("--out", type=Path, required=True)
     sg.add_argument("--overlay", action="store_true", help="also draw boxes and contours")
-    sg.add_argument("--model", type=Path, help="an exported field U-Net instead of stain-v4")
+    sg.add_argument(
+        "--model", type=Path, help="a U-Net from train-segmenter instead of the shipped one"
+    )
     sg.add_argument(
         "--um-per-px",
         type=float,
@@ -530,6 +532,18 @@ def build_parser() -> argparse.ArgumentParser:
     ts.add_argument("--image-size", type=int, default=128, help="side the field is resized to")
     ts.add_argument("--width", type=int, default=8, help="channels at full resolution")
     ts.add_argument("--seed", type=int, default=0)
+    ts.add_argument(
+        "--threads",
+        type=int,
+        default=0,
+        help="PyTorch threads (0: its default); the same seed and threads give the same model",
+    )
+    ts.add_argument(
+        "--augment",
+        action="store_true",
+        help="with the other-lab augmentation (scale, blur, vignetting, tint, hue, JPEG); "
+        "not the default: it did not help on TXL-PBC val (docs/benchmarks.md)",
+    )
     ts.set_defaults(func=cmd_train_segmenter)
     gc = sub.add_parser(
         "gpu-check",

@@ -1,7 +1,7 @@
 """``marrowscope segment INPUT... --out DIR [--overlay]``: field images to cell crops, locally.
 
-Runs the default segmentation algorithm (stain-v4; with ``--model``, an exported field U-Net)
-in this process (no stack needed) so a person can check what the service would produce: one
+Runs the service's default segmentation (the shipped field U-Net at the canonical scale; with
+``--model``, a U-Net from ``marrowscope train-segmenter`` the same way) in this process (no stack needed) so a person can check what the service would produce: one
 282x282 crop per nucleated cell, ``cells.json`` and ``cells.csv`` with boxes, areas and flags,
 ``fields.csv`` with each field's scale and quality verdict, and with ``--overlay`` the field
 with boxes and contours drawn (and, on a field that is not analysable, a red frame and why).
@@ -30,8 +30,17 @@ from marrowscope.segmentation.algorithm import (
     mask_to_rle,
 )
 from marrowscope.segmentation.canonical import ScaleAwareSegmenter
-from marrowscope.segmentation.catalogue import load_unet, stain_v4
+from marrowscope.segmentation.catalogue import canonical_unet, default_algorithms
 from marrowscope.segmentation.field_scale import FieldScale
+
+
+def read_model(path: Path) -> bytes:
+    try:
+        return path.read_bytes()
+    except OSError as error:
+        raise MarrowscopeError(
+            f"cannot read the segmentation model {path}: {error.strerror}"
+        ) from error
 
 
 def expand_inputs(inputs: list[Path]) -> list[Path]:
@@ -97,7 +106,10 @@ def segment_files(
 ) -> dict:
     """Segment every input image; returns a summary (also written as ``cells.json``).
     ``um_per_px``: the images' pixel size when known (else measured per field)."""
-    segmenter: SegmentationAlgorithm = load_unet(model) if model else stain_v4()
+    if model is not None:
+        segmenter: SegmentationAlgorithm = canonical_unet(read_model(model))
+    else:
+        segmenter = next(iter(default_algorithms().values()))
     given = FieldScale.given(um_per_px, "upload") if um_per_px else None
     files = expand_inputs(inputs)
     if not files:

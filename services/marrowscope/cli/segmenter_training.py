@@ -32,7 +32,12 @@ def train_segmenter_cli(args: argparse.Namespace) -> int:
             )
         train, validation = split_fields(fields, args.seed)
     params = UNetTraining(
-        input_size=args.image_size, width=args.width, epochs=args.epochs, seed=args.seed
+        input_size=args.image_size,
+        width=args.width,
+        epochs=args.epochs,
+        seed=args.seed,
+        threads=args.threads,
+        augment=args.augment,
     )
     with tqdm(total=args.epochs, desc="training field U-Net", unit="epoch") as bar:
 

@@ -1,4 +1,10 @@
-"""The segmentation algorithms a service offers, from its settings."""
+"""The segmentation algorithms a service offers, from its settings.
+
+The default is the field U-Net that ships with the package (``models/``, see its model card),
+run on the prepared field at the canonical scale (:mod:`.canonical`); a lab's own U-Net
+(``unet_model`` / ``unet_model_key``) replaces it. ``stain-v4`` (no weights, scale-aware) and
+``stain-v3`` (the algorithm before, to reproduce earlier cells) are offered by name.
+"""
 
 from __future__ import annotations
 
@@ -18,13 +24,14 @@ from .stain import StainSegmenter
 
 log = logging.getLogger(__name__)
 STAIN_V4 = "stain-v4"
+SHIPPED_UNET = Path(__file__).parent / "models" / "field-unet-txl-val-s0.onnx"
 
 
 def stain_v4(
     policy: FieldQcPolicy | None = None, center_cells: StainSegmenter | None = None
 ) -> ScaleAwareSegmenter:
-    """The default: stain-v3's steps on the prepared field (:mod:`.canonical`), with every
-    length in red-cell diameters instead of fractions of the image. Chosen on TXL-PBC val
+    """stain-v3's steps on the prepared field (:mod:`.canonical`), with every length in
+    red-cell diameters instead of fractions of the image. Chosen on TXL-PBC val
     (``bench/segmentation.py``): closing radius 0.10 red cells at 28 px per red cell.
     Centre-cell mode stays stain-v3's (``center_cells``): single-cell images come from one
     instrument at one magnification, and the classifier's crops were measured with it."""
@@ -42,56 +49,93 @@ def stain_v4(
     )
 
 
-def load_unet(path: str | Path, threads: int = 1, prefer_cuda: bool = False) -> UNetSegmenter:
-    """An exported field U-Net from a file, with an error that says what to do."""
+def canonical_unet(
+    onnx_bytes: bytes,
+    threads: int = 1,
+    prefer_cuda: bool = False,
+    policy: FieldQcPolicy | None = None,
+    center_cells: StainSegmenter | None = None,
+) -> ScaleAwareSegmenter:
+    """A field U-Net on the prepared field at the canonical scale (28 px per red cell, about
+    the red-cell size the U-Net sees in training), fully convolutional, so a wide frame is
+    read at the same scale as a small one. Only cells with a core of their own are cells (a
+    body without one was the main false positive on val). Its version is the U-Net's:
+    ``unet-<sha of the weights>-c1``. Centre-cell mode stays stain-v3's."""
+    unet = UNetSegmenter(
+        onnx_bytes,
+        threads=threads,
+        prefer_cuda=prefer_cuda,
+        whole_field=False,
+        min_body_fraction=1.0,  # never: chosen on TXL-PBC val with the test-trained model
+    )
+    log.info("segmentation U-Net %s on %s", unet.version, unet.provider)
+    return ScaleAwareSegmenter(
+        unet, unet.version, policy, center_cells=center_cells or StainSegmenter()
+    )
+
+
+def shipped_unet_bytes() -> bytes:
     try:
-        data = Path(path).read_bytes()
+        return SHIPPED_UNET.read_bytes()
+    except OSError as error:
+        raise FailedPrecondition(
+            f"the shipped segmentation model {SHIPPED_UNET} is missing ({error.strerror}); "
+            "reinstall the package, set MARROWSCOPE_SEGMENTATION_UNET_MODEL, or set "
+            "MARROWSCOPE_SEGMENTATION_DEFAULT_ALGORITHM=stain-v4"
+        ) from error
+
+
+def load_unet(path: str | Path, threads: int = 1, prefer_cuda: bool = False) -> UNetSegmenter:
+    """An exported field U-Net from a file (whole-field mode), with an error that says what
+    to do."""
+    return UNetSegmenter(_read_model(path), threads=threads, prefer_cuda=prefer_cuda)
+
+
+def _read_model(path: str | Path) -> bytes:
+    try:
+        return Path(path).read_bytes()
     except OSError as error:
         raise FailedPrecondition(
             f"cannot read the segmentation model {path}: {error.strerror}; train one with "
             "`marrowscope train-segmenter` or unset MARROWSCOPE_SEGMENTATION_UNET_MODEL"
         ) from error
-    return UNetSegmenter(data, threads=threads, prefer_cuda=prefer_cuda)
 
 
 def default_algorithms() -> dict[str, SegmentationAlgorithm]:
-    """What a service offers without a U-Net: stain-v4 (the default), and stain-v3 so cells
-    segmented before stain-v4 can be reproduced."""
-    newest, previous = stain_v4(), StainSegmenter()
-    return {newest.version: newest, previous.version: previous}
+    """What a service offers with default settings, the default first: the shipped U-Net,
+    stain-v4, stain-v3."""
+    return algorithms_from_settings(SegmentationSettings())
 
 
 def algorithms_from_settings(
     settings: SegmentationSettings, store: ObjectStore | None = None
 ) -> dict[str, SegmentationAlgorithm]:
     """By version, the default first (the service answers requests without a name with it)."""
+    policy = FieldQcPolicy(max_cell_diameter=settings.max_cell_diameter_red_cells)
     previous = StainSegmenter(min_nucleus_area=settings.min_nucleus_area)
-    newest = stain_v4(
-        FieldQcPolicy(max_cell_diameter=settings.max_cell_diameter_red_cells), previous
-    )
-    stains: list[SegmentationAlgorithm] = [newest, previous]
-    if settings.default_algorithm == "stain-v3":
-        stains.reverse()
+    newest = stain_v4(policy, previous)
     if settings.unet_model and settings.unet_model_key:
         raise FailedPrecondition("set unet_model (a file) or unet_model_key (the store), not both")
     if settings.unet_model:
-        unet = load_unet(settings.unet_model, settings.onnx_threads, settings.prefer_cuda)
+        weights = _read_model(settings.unet_model)
     elif settings.unet_model_key:
         if store is None:
             raise FailedPrecondition("unet_model_key names an object, but no object store is set")
         try:
-            data = store.get(settings.unet_model_key)
+            weights = store.get(settings.unet_model_key)
         except NotFound as error:
             raise FailedPrecondition(
                 f"segmentation model {settings.unet_model_key} is not in the object store; "
                 "upload the file `marrowscope train-segmenter` wrote, or unset "
                 "MARROWSCOPE_SEGMENTATION_UNET_MODEL_KEY"
             ) from error
-        unet = UNetSegmenter(data, threads=settings.onnx_threads, prefer_cuda=settings.prefer_cuda)
     else:
-        if settings.default_algorithm == "unet":
-            raise FailedPrecondition("default_algorithm is unet but no U-Net model is set")
-        return {algorithm.version: algorithm for algorithm in stains}
-    log.info("segmentation U-Net %s on %s", unet.version, unet.provider)
-    ordered = [unet, *stains] if settings.default_algorithm == "unet" else [*stains, unet]
-    return {algorithm.version: algorithm for algorithm in ordered}
+        weights = shipped_unet_bytes()
+    unet = canonical_unet(weights, settings.onnx_threads, settings.prefer_cuda, policy, previous)
+    order: dict[str, list[SegmentationAlgorithm]] = {
+        "unet": [unet, newest, previous],
+        "stain-v4": [newest, previous, unet],
+        "stain": [newest, previous, unet],
+        "stain-v3": [previous, newest, unet],
+    }
+    return {algorithm.version: algorithm for algorithm in order[settings.default_algorithm]}
