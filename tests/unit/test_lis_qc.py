@@ -108,3 +108,40 @@ def test_excluded_cells_and_fields_reach_every_format() -> None:
     notes = parse_message(to_hl7(report), find_groups=True).oru_r01_patient_result
     texts = [n.nte_3.to_er7() for n in notes.oru_r01_order_observation.nte]
     assert any(t.startswith("FIELD_NOT_ANALYSABLE") and reason in t for t in texts)
+
+
+def test_many_unanalysable_fields_are_summarised_by_kind_and_unsure_scales_flagged() -> None:
+    """The segmenter's reasons carry per-field numbers: the report counts them by kind (so
+    the FHIR conclusion and HL7 note stay short) and keeps each field's own reason; a counted
+    field read at an unsure scale raises SCALE_UNCERTAIN."""
+    body = build_differential(
+        [ClassifiedCell(str(uuid.uuid4()), "SEG", 0.95, 0.9) for _ in range(200)],
+        TAXONOMY,
+        Thresholds(),
+    )
+    blank = [
+        {
+            "image_id": uuid.uuid4(),
+            "analysable": False,
+            "reason": f"no red-cell layer measured ({k} px)",
+            "flags": ["no_red_cell_layer"],
+            "um_per_px": None,
+        }
+        for k in range(30)
+    ]
+    unsure = {
+        "image_id": uuid.uuid4(),
+        "analysable": True,
+        "reason": None,
+        "flags": ["scale_uncertain"],
+        "um_per_px": 0.10000000149011612,  # a real column read back
+        "scale_source": "red_cells",
+        "scale_confidence": 0.2,
+    }
+    record_fields(body, [*blank, unsure])
+    codes = {f["code"]: f["text"] for f in body["flags"]}
+    assert codes["FIELD_NOT_ANALYSABLE"].endswith("no red-cell layer measured (30)")
+    assert len(codes["FIELD_NOT_ANALYSABLE"]) < 200
+    assert codes["SCALE_UNCERTAIN"].startswith("1 of 1 counted fields")
+    assert body["fields"][-1]["um_per_px"] == 0.1
+    assert body["fields"][0]["reason"] == "no red-cell layer measured (0 px)"

@@ -3,7 +3,7 @@
 A cell the segmenter flagged as cut by the field's border or too large for a white cell is
 not counted (each reason is reported with its count); an overlapping cell is counted but
 reported. A field whose segmentation is implausible is not analysable: none of its cells is counted and
-the report says why. Scale-aware segmenters (stain-v4) judge the field themselves, at its
+the report says why. Scale-aware segmenters (the default U-Net, stain-v4) judge the field themselves, at its
 measured scale (``SegmentResponse.field_quality``); for the others this module judges it: one
 region covering a large share of the field (as when a whole field from another microscope
 comes back as one "cell"), or no red cells at all, where every smear field has them.

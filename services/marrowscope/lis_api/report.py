@@ -221,29 +221,58 @@ def record_model(body: dict[str, Any], *, name: str, artifact_sha256: str, demo:
     set_flag(body, "DEMO_MODEL", text if demo else None)
 
 
+FIELD_FLAG_WORDS = {
+    "region_too_large": "a region larger than any cell",
+    "no_red_cell_layer": "no red-cell layer measured",
+    "scale_out_of_range": "pixel size out of range",
+    "nucleated_count_implausible": "more nucleated cells than fit",
+}
+
+
 def record_fields(body: dict[str, Any], fields: list[dict[str, Any]]) -> None:
     """The fields' QC verdicts in the report: how many were analysed, which were not
-    analysable and why (a FIELD_NOT_ANALYSABLE flag); their cells are never counted."""
+    analysable and why (a FIELD_NOT_ANALYSABLE flag, the reasons counted by kind); their
+    cells are never counted. Counted fields read at an unsure scale raise SCALE_UNCERTAIN."""
+
+    def rounded(value: Any, digits: int) -> float | None:
+        return None if value is None else round(float(value), digits)
+
     body["fields"] = [
         {
             "image_id": str(f["image_id"]),
             "analysable": f["analysable"],
             "reason": f["reason"] or "",
             # The scale the segmenter read the field at: measured on its red cells or given.
-            "um_per_px": f.get("um_per_px"),
+            "um_per_px": rounded(f.get("um_per_px"), 4),
             "scale_source": f.get("scale_source") or "",
-            "scale_confidence": f.get("scale_confidence"),
+            "scale_confidence": rounded(f.get("scale_confidence"), 3),
             "flags": list(f.get("flags") or []),
         }
         for f in fields
     ]
     bad = [f for f in body["fields"] if not f["analysable"]]
-    reasons = "; ".join(sorted({f["reason"] for f in bad}))
+    kinds: dict[str, int] = {}
+    for f in bad:
+        # By kind, so the text stays short with many fields; each field keeps its own reason.
+        words = [FIELD_FLAG_WORDS[g] for g in f["flags"] if g in FIELD_FLAG_WORDS]
+        for word in words or [f["reason"]]:
+            kinds[word] = kinds.get(word, 0) + 1
+    reasons = "; ".join(f"{word} ({n})" for word, n in sorted(kinds.items()))
     set_flag(
         body,
         "FIELD_NOT_ANALYSABLE",
         f"{len(bad)} of {len(fields)} fields not analysable, none of their cells counted: {reasons}"
         if bad
+        else None,
+    )
+    counted = [f for f in body["fields"] if f["analysable"]]
+    unsure = [f for f in counted if "scale_uncertain" in f["flags"]]
+    set_flag(
+        body,
+        "SCALE_UNCERTAIN",
+        f"{len(unsure)} of {len(counted)} counted fields were read at a pixel size their red "
+        "cells gave unsure (dense or few red cells); an instrument profile removes the guess"
+        if unsure
         else None,
     )
 

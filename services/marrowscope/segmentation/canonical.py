@@ -11,15 +11,17 @@ the result (:class:`~.algorithm.FieldReport`).
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Protocol
 
 import numpy as np
 from PIL import Image
 
+from marrowscope.core.errors import InvalidArgument
+
 from .algorithm import CellRegion, FieldReport, Segmentation, rescale_region
 from .field_qc import FieldQcPolicy, judge_field
-from .field_scale import FieldScale, estimate_scale
+from .field_scale import FieldScale, cell_layer, estimate_scale
 from .illumination import (
     Illumination,
     fit_illumination,
@@ -32,6 +34,12 @@ CANONICAL_RED_CELL_PX = 28.0  # a red cell's diameter at the scale the algorithm
 MEASURE_SIDE = 400  # illumination and scale are measured on a copy at most this wide
 FALLBACK_SIDE = 400  # without a scale, the field is segmented at this longer side
 MAX_UPSAMPLING = 2.5
+# A red cell this small (px) on the measuring copy is measured again on a finer copy: near the
+# distance-transform's floor the estimate sticks at a few pixels whatever the truth.
+FINE_MEASURE_BELOW_PX = 16.0
+FINE_MEASURE_TARGET_PX = 24.0  # ... at a reduction that makes it about this wide
+FINE_MEASURE_WINDOW = 640  # ... on the field's central window at most this wide
+MAX_CANONICAL_PIXELS = 24_000_000  # a field larger at the canonical scale is refused (memory)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -54,20 +62,28 @@ def prepare_field(
     gains = stain_gains(corrected_small)
     scale = given
     if scale is None:
-        measured = estimate_scale(corrected_small)  # before stain normalisation: its own tint
-        if measured is not None:
-            scale = FieldScale(
-                red_cell_diameter_px=round(measured.red_cell_diameter_px * reduction, 2),
-                source=measured.source,
-                confidence=measured.confidence,
-                red_cells_measured=measured.red_cells_measured,
-                cell_layer_share=measured.cell_layer_share,
-            )
+        scale = _measure(rgb, corrected_small, reduction, illumination)
+    elif scale.cell_layer_share == 0.0:
+        # A given scale: the layer is still measured, to count red cells where no white cell
+        # is, and to tell a blank image from a smear.
+        layer = cell_layer(corrected_small)
+        if layer is not None:
+            scale = replace(scale, cell_layer_share=round(float(layer.mean()), 4))
     if scale is not None:
         factor = min(MAX_UPSAMPLING, canonical_px / scale.red_cell_diameter_px)
     else:
         factor = min(1.0, FALLBACK_SIDE / max(height, width))
-    if abs(factor - 1.0) > 1e-3:
+    if abs(factor - 1.0) <= 1e-3:
+        factor = 1.0
+    if height * width * factor * factor > MAX_CANONICAL_PIXELS:
+        raise InvalidArgument(
+            f"the field ({width}x{height}) at the canonical scale would be "
+            f"{height * width * factor * factor / 1e6:.0f} MP (limit "
+            f"{MAX_CANONICAL_PIXELS / 1e6:.0f} MP): its pixel size "
+            f"({scale.um_per_px if scale else 0:.3f} um/px) is too coarse for a field this "
+            "large; check um_per_px or send smaller fields"
+        )
+    if factor != 1.0:
         size = (max(8, round(width * factor)), max(8, round(height * factor)))
         image = Image.fromarray(rgb)
         box_reduction = int(1 / (factor * 1.3))  # a cheap box filter first, far from the goal
@@ -78,6 +94,34 @@ def prepare_field(
         resampled = rgb
     canonical = normalise_stain(flat_field(resampled, illumination), gains)
     return PreparedField(rgb=canonical, factor=factor, scale=scale, illumination=illumination)
+
+
+def _measure(
+    rgb: np.ndarray, corrected_small: np.ndarray, reduction: int, illumination: Illumination
+) -> FieldScale | None:
+    """The scale from the red cells on the measuring copy (``reduction`` x smaller), again on a
+    finer central window where the red cells came out too small there to measure well."""
+    measured = estimate_scale(corrected_small)  # before stain normalisation: its own tint
+    if measured is None:
+        return None
+    diameter = measured.red_cell_diameter_px * reduction
+    if reduction > 1 and measured.red_cell_diameter_px < FINE_MEASURE_BELOW_PX:
+        finer = max(1, int(diameter / FINE_MEASURE_TARGET_PX))
+        if finer < reduction:
+            height, width = rgb.shape[:2]
+            reduced = np.asarray(Image.fromarray(rgb).reduce(finer)) if finer > 1 else rgb
+            rh, rw = reduced.shape[:2]
+            y0, x0 = (
+                max(0, (rh - FINE_MEASURE_WINDOW) // 2),
+                max(0, (rw - FINE_MEASURE_WINDOW) // 2),
+            )
+            y1, x1 = min(rh, y0 + FINE_MEASURE_WINDOW), min(rw, x0 + FINE_MEASURE_WINDOW)
+            window = flat_field(reduced[y0:y1, x0:x1], illumination, (rh, rw, y0, y1, x0, x1))
+            fine = estimate_scale(window, working_side=0)
+            if fine is not None:
+                measured, reduction = fine, finer
+                diameter = fine.red_cell_diameter_px * finer
+    return replace(measured, red_cell_diameter_px=round(diameter, 2))
 
 
 class CanonicalAlgorithm(Protocol):
@@ -131,6 +175,7 @@ class ScaleAwareSegmenter:
             scale.confidence if scale else 0.0,
             red_cells,
             self.policy,
+            dropped_regions=found.dropped_regions,
         )
         tint = prepared.illumination.tint
         report = FieldReport(

@@ -135,7 +135,7 @@ def algorithms_from_settings(
     order: dict[str, list[SegmentationAlgorithm]] = {
         "unet": [unet, newest, previous],
         "stain-v4": [newest, previous, unet],
-        "stain": [newest, previous, unet],
+        "stain": [previous, newest, unet],  # the old name: it meant stain-v3
         "stain-v3": [previous, newest, unet],
     }
     return {algorithm.version: algorithm for algorithm in order[settings.default_algorithm]}

@@ -44,7 +44,9 @@ class FieldQcPolicy:
     max_cell_diameter: float = 3.0  # red-cell diameters: wider than the largest white cell
     max_region_share: float = 0.5  # without a scale: one region above this share of the field
     min_um_per_px: float = 0.03  # finer than a 100x objective on any camera
-    max_um_per_px: float = 1.2  # coarser than a 10x objective: cells are a few pixels
+    # coarser than this, red cells are under 11 px: below what the canonical scale may
+    # upsample (2.5x to 28 px), so the algorithms would run outside what was measured
+    max_um_per_px: float = 0.67
     min_scale_confidence: float = 0.25  # below: scale_uncertain
     # A nucleated cell is at least ~1 red-cell diameter across: at most this many per
     # red-cell area of field, and their regions at most this share of it.
@@ -70,9 +72,11 @@ def judge_field(
     scale_confidence: float,
     red_cell_count: int,
     policy: FieldQcPolicy,
+    dropped_regions: int = 0,
 ) -> QcResult:
     """The field's flags and reasons. ``red_cell_diameter_px`` is 0 when no cell layer was
-    found; ``scale_confidence`` is 1 for a given pixel size."""
+    found; ``scale_confidence`` is 1 for a given pixel size; ``dropped_regions``: regions the
+    algorithm itself dropped as too large to be one cell at this scale."""
     height, width = shape
     area = float(height * width)
     flags: list[str] = []
@@ -84,7 +88,14 @@ def judge_field(
         limit = policy.max_region_share * area
         limit_text = f"{100 * policy.max_region_share:.0f} % of the field"
     kept = [c for c in cells if c.area <= limit]
-    if len(kept) < len(cells):
+    if dropped_regions:
+        flags.append(REGION_TOO_LARGE)
+        reasons.append(
+            f"{dropped_regions} stained region(s) larger than any nucleus at this scale (a "
+            "clump, a thick part of the smear, a stain deposit) were dropped: the field's "
+            "segmentation cannot be trusted"
+        )
+    elif len(kept) < len(cells):
         largest = max(c.area for c in cells)
         flags.append(REGION_TOO_LARGE)
         reasons.append(

@@ -116,11 +116,12 @@ def measure_discs(layer: np.ndarray) -> np.ndarray:
     return np.asarray(radii)
 
 
-def estimate_scale(rgb: np.ndarray) -> FieldScale | None:
+def estimate_scale(rgb: np.ndarray, working_side: int = WORKING_SIDE) -> FieldScale | None:
     """The red-cell diameter of a flat-fielded field, or None when it shows no red-cell layer
-    (nothing stands out from the background, or what does is not red)."""
+    (nothing stands out from the background, or what does is not red). Larger images are
+    measured at most ``working_side`` wide (0: as they are)."""
     height, width = rgb.shape[:2]
-    factor = max(1, int(np.ceil(max(height, width) / WORKING_SIDE)))
+    factor = max(1, int(np.ceil(max(height, width) / working_side))) if working_side else 1
     small = np.asarray(Image.fromarray(rgb).reduce(factor)) if factor > 1 else rgb
     od = optical_density(small)
     layer = cell_layer(small, od)

@@ -40,11 +40,16 @@ class Illumination:
     vignetting: float  # 1 - darkest corner / centre brightness of the surface (0 = even)
     tint: tuple[float, float, float]  # the background colour at the centre, before correction
 
-    def surface(self, height: int, width: int) -> np.ndarray:
-        """The background (height, width, 3) float32 at these sides."""
+    def surface(
+        self, height: int, width: int, window: tuple[int, int, int, int] | None = None
+    ) -> np.ndarray:
+        """The background (height, width, 3) float32 at these sides; with ``window`` (y0, y1,
+        x0, x1) only that part of it."""
         v = np.linspace(-1.0, 1.0, height, dtype=np.float32)
         u = np.linspace(-1.0, 1.0, width, dtype=np.float32)
-        out = np.empty((height, width, 3), np.float32)
+        if window is not None:
+            v, u = v[window[0] : window[1]], u[window[2] : window[3]]
+        out = np.empty((len(v), len(u), 3), np.float32)
         for channel in range(3):
             c = [float(k) for k in self.coefficients[channel]]  # 1, u, v, u*u, v*v, u*v
             along_u = c[0] + c[1] * u + c[3] * u * u
@@ -111,10 +116,17 @@ def fit_illumination(rgb: np.ndarray, grid: int = 12, percentile: float = 90.0) 
     )
 
 
-def flat_field(rgb: np.ndarray, illumination: Illumination) -> np.ndarray:
-    """The field with its background made even and grey (uint8)."""
-    height, width = rgb.shape[:2]
-    gain = BACKGROUND_LEVEL / illumination.surface(height, width)
+def flat_field(
+    rgb: np.ndarray,
+    illumination: Illumination,
+    within: tuple[int, int, int, int, int, int] | None = None,
+) -> np.ndarray:
+    """The field with its background made even and grey (uint8). ``within`` (height, width,
+    y0, y1, x0, x1): ``rgb`` is that window of a field of that size."""
+    if within is None:
+        gain = BACKGROUND_LEVEL / illumination.surface(rgb.shape[0], rgb.shape[1])
+    else:
+        gain = BACKGROUND_LEVEL / illumination.surface(within[0], within[1], within[2:])
     return np.clip(rgb.astype(np.float32) * gain, 0, 255).astype(np.uint8)
 
 

@@ -36,6 +36,7 @@ from .stain import saturation
 POSTPROCESS_VERSION = "p1"
 CANONICAL_VERSION = "c1"  # the same post-processing on the canonical field, unsqueezed
 PAD_MULTIPLE = 16  # 2 ** the U-Net's depth
+TILE, TILE_MARGIN = 512, 32  # canonical images larger than a tile run in overlapping tiles
 
 
 def model_input(
@@ -103,11 +104,28 @@ class UNetSegmenter:
             batch = (small.astype(np.float32) / 255.0).transpose(2, 0, 1)[None]
             return self._session.run(None, {"rgb": np.ascontiguousarray(batch)})[0][0]
         height, width = rgb.shape[:2]
+        if height <= TILE + 2 * TILE_MARGIN and width <= TILE + 2 * TILE_MARGIN:
+            return self._run_padded(rgb)
+        # Larger images in overlapping tiles: memory stays bounded whatever the field's size,
+        # and each tile keeps only its centre, where the model saw enough context.
+        out = np.empty((len(self._channels), height, width), np.float32)
+        for y in range(0, height, TILE):
+            for x in range(0, width, TILE):
+                y0, x0 = max(0, y - TILE_MARGIN), max(0, x - TILE_MARGIN)
+                y1, x1 = min(height, y + TILE + TILE_MARGIN), min(width, x + TILE + TILE_MARGIN)
+                tile = self._run_padded(rgb[y0:y1, x0:x1])
+                th, tw = min(TILE, height - y), min(TILE, width - x)
+                out[:, y : y + th, x : x + tw] = tile[:, y - y0 : y - y0 + th, x - x0 : x - x0 + tw]
+        return out
+
+    def _run_padded(self, rgb: np.ndarray) -> np.ndarray:
+        """The model on ``rgb`` padded (edge pixels) to a multiple of 16, cropped back."""
+        height, width = rgb.shape[:2]
         pad_h, pad_w = -height % PAD_MULTIPLE, -width % PAD_MULTIPLE
         padded = np.pad(rgb, ((0, pad_h), (0, pad_w), (0, 0)), mode="edge")
         batch = (padded.astype(np.float32) / 255.0).transpose(2, 0, 1)[None]
         probs = self._session.run(None, {"rgb": np.ascontiguousarray(batch)})[0][0]
-        return probs[:, :height, :width]
+        return np.asarray(probs[:, :height, :width], np.float32)
 
     def _instances(self, probs: np.ndarray) -> tuple[np.ndarray, int]:
         """Instance labels at the model's side: one per core, plus bodies without one."""

@@ -14,8 +14,8 @@ class SegmentationSettings(GrpcServerSettings):
     # (docs/segmentation.md). A lab's own U-Net (`marrowscope train-segmenter`) replaces it, as
     # a file path or as a key in the object store (for Kubernetes: upload it with any S3
     # client). `default_algorithm` says what a request without a name gets: the U-Net,
-    # stain-v4 (no weights, scale-aware; "stain" is an older name for it) or stain-v3 (the
-    # algorithm before, to reproduce cells cut with it).
+    # stain-v4 (no weights, scale-aware) or stain-v3 (the algorithm before, to reproduce cells
+    # cut with it; "stain", its older name, still means it).
     unet_model: str = ""
     unet_model_key: str = ""
     default_algorithm: Literal["unet", "stain-v4", "stain", "stain-v3"] = "unet"
