@@ -108,7 +108,6 @@ def _measure(
     if reduction > 1 and measured.red_cell_diameter_px < FINE_MEASURE_BELOW_PX:
         finer = max(1, int(diameter / FINE_MEASURE_TARGET_PX))
         if finer < reduction:
-            height, width = rgb.shape[:2]
             reduced = np.asarray(Image.fromarray(rgb).reduce(finer)) if finer > 1 else rgb
             rh, rw = reduced.shape[:2]
             y0, x0 = (
