@@ -112,7 +112,7 @@ def test_service_segments_idempotently_crops_centre_cells_and_refuses_bad_input(
             again = await stub.Segment(segmentation_pb2.SegmentRequest(field_image_key=field_key))
             # The default: the shipped U-Net at the canonical scale.
             assert first.algorithm_version.startswith("unet-") and len(first.cells) >= 1
-            assert first.algorithm_version.endswith("-c1")
+            assert first.algorithm_version.endswith("-c2")
             assert [c.cell_id for c in first.cells] == [c.cell_id for c in again.cells]
             assert all(c.mask_rle and c.crop.key for c in first.cells)
             quality = first.field_quality

@@ -149,14 +149,14 @@ def test_the_service_offers_the_shipped_unet_first_and_a_labs_own_instead(
 ) -> None:
     shipped = hashlib.sha256(SHIPPED_UNET.read_bytes()).hexdigest()[:12]
     default = algorithms_from_settings(SegmentationSettings())
-    assert list(default) == [f"unet-{shipped}-c1", "stain-v4", "stain-v3"]
+    assert list(default) == [f"unet-{shipped}-c2", "stain-v4", "stain-v3"]
     v3_first = algorithms_from_settings(SegmentationSettings(default_algorithm="stain-v3"))
-    assert list(v3_first) == ["stain-v3", "stain-v4", f"unet-{shipped}-c1"]
+    assert list(v3_first) == ["stain-v3", "stain-v4", f"unet-{shipped}-c2"]
     model = tmp_path / "unet.onnx"
     model.write_bytes(_tiny_model()[1])
     own = hashlib.sha256(model.read_bytes()).hexdigest()[:12]
     both = algorithms_from_settings(SegmentationSettings(unet_model=str(model)))
-    assert list(both) == [f"unet-{own}-c1", "stain-v4", "stain-v3"]
+    assert list(both) == [f"unet-{own}-c2", "stain-v4", "stain-v3"]
     stain_first = algorithms_from_settings(
         SegmentationSettings(unet_model=str(model), default_algorithm="stain-v4")
     )

@@ -51,9 +51,13 @@ class PreparedField:
 
 
 def prepare_field(
-    rgb: np.ndarray, given: FieldScale | None = None, canonical_px: float = CANONICAL_RED_CELL_PX
+    rgb: np.ndarray,
+    given: FieldScale | None = None,
+    canonical_px: float = CANONICAL_RED_CELL_PX,
+    normalise_stain_colours: bool = True,
 ) -> PreparedField:
-    """``rgb`` corrected, measured and resampled to the canonical scale."""
+    """``rgb`` corrected, measured and resampled to the canonical scale (its stain normalised
+    too unless ``normalise_stain_colours`` is False)."""
     height, width = rgb.shape[:2]
     reduction = max(1, int(np.ceil(max(height, width) / MEASURE_SIDE)))
     small = np.asarray(Image.fromarray(rgb).reduce(reduction)) if reduction > 1 else rgb
@@ -92,7 +96,9 @@ def prepare_field(
         resampled = np.asarray(image.resize(size, Image.Resampling.BILINEAR))
     else:
         resampled = rgb
-    canonical = normalise_stain(flat_field(resampled, illumination), gains)
+    canonical = flat_field(resampled, illumination)
+    if normalise_stain_colours:
+        canonical = normalise_stain(canonical, gains)
     return PreparedField(rgb=canonical, factor=factor, scale=scale, illumination=illumination)
 
 
@@ -142,8 +148,10 @@ class ScaleAwareSegmenter:
         policy: FieldQcPolicy | None = None,
         canonical_px: float = CANONICAL_RED_CELL_PX,
         center_cells: CanonicalAlgorithm | None = None,
+        normalise_stain_colours: bool = True,
     ) -> None:
         self.inner = inner
+        self.normalise_stain_colours = normalise_stain_colours
         self.center_cells = center_cells
         self._version = version
         self.policy = policy or FieldQcPolicy()
@@ -154,7 +162,7 @@ class ScaleAwareSegmenter:
         return self._version
 
     def segment(self, rgb: np.ndarray, given: FieldScale | None = None) -> Segmentation:
-        prepared = prepare_field(rgb, given, self.canonical_px)
+        prepared = prepare_field(rgb, given, self.canonical_px, self.normalise_stain_colours)
         found = self.inner.segment(prepared.rgb)
         shape = (rgb.shape[0], rgb.shape[1])
         cells = [

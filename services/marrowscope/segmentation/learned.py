@@ -5,7 +5,7 @@ of white-cell body, white-cell core, red cell core and platelet core. Two ways t
 
 - whole field (``p1``): the field squeezed to the model's input side, as it was trained; a
   wide frame with many cells then shrinks them below what the model knows;
-- canonical (``c1``, the service's default through :mod:`.catalogue`): the prepared field at
+- canonical (``c2``, the service's default through :mod:`.catalogue`): the prepared field at
   the canonical scale (:mod:`.canonical`: 28 px per red cell, about what the model saw in
   training), fully convolutional, whatever the field's size.
 
@@ -34,7 +34,9 @@ from .algorithm import CellRegion, Segmentation
 from .stain import saturation
 
 POSTPROCESS_VERSION = "p1"
-CANONICAL_VERSION = "c1"  # the same post-processing on the canonical field, unsqueezed
+# the same post-processing on the canonical field, unsqueezed; c2: its stain not normalised
+# (c1, with it, gave other cells for the same image, so it is a new version)
+CANONICAL_VERSION = "c2"
 PAD_MULTIPLE = 16  # 2 ** the U-Net's depth
 TILE, TILE_MARGIN = 512, 32  # canonical images larger than a tile run in overlapping tiles
 
