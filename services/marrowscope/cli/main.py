@@ -29,6 +29,7 @@ import grpc
 from marrowscope.core.clients import ServiceClients
 from marrowscope.core.errors import MarrowscopeError
 from marrowscope.core.objectstore import ObjectStore, open_store
+from marrowscope.core.pixel_size import check_um_per_px
 from marrowscope.core.settings import ObjectStoreSettings, PeerSettings
 from marrowscope.v1 import training_pb2
 
@@ -315,9 +316,12 @@ def cmd_experiment(args: argparse.Namespace) -> int:
 def cmd_segment(args: argparse.Namespace) -> int:
     from .segment import segment_files
 
-    if args.um_per_px is not None and not 0.01 <= args.um_per_px <= 5.0:
-        print(f"--um-per-px {args.um_per_px} is not a microscope's pixel size (about 0.1 at 100x)")
-        return 2
+    if args.um_per_px is not None:
+        try:
+            check_um_per_px(args.um_per_px)
+        except MarrowscopeError as invalid:
+            print(invalid)
+            return 2
     summary = segment_files(args.inputs, args.out, args.overlay, args.model, args.um_per_px)
     print(
         f"{len(summary['cells'])} cells from {summary['images']} images "

@@ -30,17 +30,8 @@ from marrowscope.segmentation.algorithm import (
     mask_to_rle,
 )
 from marrowscope.segmentation.canonical import ScaleAwareSegmenter
-from marrowscope.segmentation.catalogue import canonical_unet, default_algorithms
+from marrowscope.segmentation.catalogue import canonical_unet, default_algorithms, read_model
 from marrowscope.segmentation.field_scale import FieldScale
-
-
-def read_model(path: Path) -> bytes:
-    try:
-        return path.read_bytes()
-    except OSError as error:
-        raise MarrowscopeError(
-            f"cannot read the segmentation model {path}: {error.strerror}"
-        ) from error
 
 
 def expand_inputs(inputs: list[Path]) -> list[Path]:

@@ -11,8 +11,7 @@ from datetime import datetime
 from marrowscope.core.audit import append_event
 from marrowscope.core.db import DictPool
 from marrowscope.core.errors import InvalidArgument
-
-MIN_UM_PER_PX, MAX_UM_PER_PX = 0.01, 5.0
+from marrowscope.core.pixel_size import check_um_per_px
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -62,11 +61,7 @@ def set_profile(
     pool: DictPool, name: str, um_per_px: float, description: str, actor: str
 ) -> InstrumentProfile:
     """Create or change a profile, recorded in the audit trail with its previous value."""
-    if not MIN_UM_PER_PX < um_per_px <= MAX_UM_PER_PX:
-        raise InvalidArgument(
-            f"um_per_px {um_per_px} is not a microscope's pixel size "
-            f"({MIN_UM_PER_PX}-{MAX_UM_PER_PX}; about 0.1 at 100x)"
-        )
+    check_um_per_px(um_per_px)
     with pool.connection() as conn, conn.transaction():
         before = conn.execute(
             "SELECT um_per_px, description FROM instrument_profiles WHERE name = %s FOR UPDATE",

@@ -22,12 +22,11 @@ FLAG_NAMES = {
     segmentation_pb2.QUALITY_FLAG_TOO_LARGE: "too_large",
     segmentation_pb2.QUALITY_FLAG_LOW_CONTRAST: "low_contrast",
 }
+# FIELD_FLAG_REGION_TOO_LARGE -> "region_too_large", as the segmentation service names them.
 FIELD_FLAG_NAMES = {
-    segmentation_pb2.FIELD_FLAG_REGION_TOO_LARGE: "region_too_large",
-    segmentation_pb2.FIELD_FLAG_NO_RED_CELL_LAYER: "no_red_cell_layer",
-    segmentation_pb2.FIELD_FLAG_SCALE_OUT_OF_RANGE: "scale_out_of_range",
-    segmentation_pb2.FIELD_FLAG_NUCLEATED_COUNT_IMPLAUSIBLE: "nucleated_count_implausible",
-    segmentation_pb2.FIELD_FLAG_SCALE_UNCERTAIN: "scale_uncertain",
+    value: name.removeprefix("FIELD_FLAG_").lower()
+    for name, value in segmentation_pb2.FieldFlag.items()
+    if value != segmentation_pb2.FIELD_FLAG_UNSPECIFIED
 }
 FIELD_NOT_ANALYSABLE = "field_not_analysable"
 

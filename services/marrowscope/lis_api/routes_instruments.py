@@ -9,8 +9,10 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Path
 from pydantic import BaseModel, Field
 
+from marrowscope.core.pixel_size import MAX_UM_PER_PX, MIN_UM_PER_PX
+
 from .deps import AdminClient, Context, ReadClient
-from .instruments import MAX_UM_PER_PX, MIN_UM_PER_PX, InstrumentProfile, list_profiles, set_profile
+from .instruments import InstrumentProfile, list_profiles, set_profile
 
 router = APIRouter(tags=["instruments"])
 PROFILE_NAME = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$"

@@ -14,6 +14,7 @@ from pydantic import BaseModel, Field
 from marrowscope.core.errors import MarrowscopeError, NotFound
 from marrowscope.core.images import decode_image
 from marrowscope.core.objectstore import put_content_addressed
+from marrowscope.core.pixel_size import MAX_UM_PER_PX, MIN_UM_PER_PX
 
 from .deps import Context, ReadClient, SubmitClient
 from .instruments import get_profile
@@ -38,8 +39,8 @@ class SpecimenIn(BaseModel):
 UmPerPx = Annotated[
     float | None,
     Query(
-        gt=0.01,
-        le=5.0,
+        gt=MIN_UM_PER_PX,
+        le=MAX_UM_PER_PX,
         description="the images' pixel size in micrometres, when the lab knows it from "
         "its microscope and camera (about 0.1 at 100x); without it (or a profile) the "
         "segmenter measures each field on its red cells",

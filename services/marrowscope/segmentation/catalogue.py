@@ -94,10 +94,11 @@ def shipped_unet_bytes() -> bytes:
 def load_unet(path: str | Path, threads: int = 1, prefer_cuda: bool = False) -> UNetSegmenter:
     """An exported field U-Net from a file (whole-field mode), with an error that says what
     to do."""
-    return UNetSegmenter(_read_model(path), threads=threads, prefer_cuda=prefer_cuda)
+    return UNetSegmenter(read_model(path), threads=threads, prefer_cuda=prefer_cuda)
 
 
-def _read_model(path: str | Path) -> bytes:
+def read_model(path: str | Path) -> bytes:
+    """An exported model's bytes, or FailedPrecondition saying what to do."""
     try:
         return Path(path).read_bytes()
     except OSError as error:
@@ -123,7 +124,7 @@ def algorithms_from_settings(
     if settings.unet_model and settings.unet_model_key:
         raise FailedPrecondition("set unet_model (a file) or unet_model_key (the store), not both")
     if settings.unet_model:
-        weights = _read_model(settings.unet_model)
+        weights = read_model(settings.unet_model)
     elif settings.unet_model_key:
         if store is None:
             raise FailedPrecondition("unet_model_key names an object, but no object store is set")

@@ -23,6 +23,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from .algorithm import CellRegion
+from .field_scale import RED_CELL_DIAMETER_UM
 
 REGION_TOO_LARGE = "region_too_large"
 NO_RED_CELL_LAYER = "no_red_cell_layer"
@@ -111,7 +112,7 @@ def judge_field(
             "size (um_per_px or an instrument profile)"
         )
     else:
-        um_per_px = 7.5 / red_cell_diameter_px
+        um_per_px = RED_CELL_DIAMETER_UM / red_cell_diameter_px
         if not policy.min_um_per_px <= um_per_px <= policy.max_um_per_px:
             flags.append(SCALE_OUT_OF_RANGE)
             reasons.append(

@@ -24,6 +24,7 @@ from PIL import Image
 from scipy import ndimage
 
 from .illumination import optical_density
+from .stain import otsu_threshold
 
 RED_CELL_DIAMETER_UM = 7.5
 DISC_TO_BOX = 1.20  # annotated red-cell box side / measured disc diameter (TXL-PBC val)
@@ -66,13 +67,7 @@ def cell_layer(rgb: np.ndarray, od: np.ndarray | None = None) -> np.ndarray | No
     # Clipped: the few nuclei (far denser) would otherwise pull the split between them and
     # the red cells instead of between the red cells and the background.
     values = np.minimum(density[::2, ::2].ravel(), 0.4)
-    low, high = float(values.min()), float(values.max())
-    hist, edges = np.histogram(values, bins=128, range=(low, high))
-    centres = (edges[:-1] + edges[1:]) / 2
-    weight = hist.cumsum()
-    mean = (hist * centres).cumsum()
-    between = (mean[-1] * weight / weight[-1] - mean) ** 2 / (weight * (weight[-1] - weight) + 1e-9)
-    threshold = max(0.06, float(centres[int(np.argmax(between))]))
+    threshold = max(0.06, otsu_threshold(values, bins=128))
     return fill_holes(ndimage.binary_opening(density > threshold, iterations=1))
 
 

@@ -102,9 +102,7 @@ class UNetSegmenter:
         """(channels, side, side) probabilities for the whole field at the model's side, or
         (channels, height, width) for the image as it is (``whole_field`` False)."""
         if self.whole_field:
-            small = model_input(rgb, self.input_size)
-            batch = (small.astype(np.float32) / 255.0).transpose(2, 0, 1)[None]
-            return self._session.run(None, {"rgb": np.ascontiguousarray(batch)})[0][0]
+            return self._run(model_input(rgb, self.input_size))
         height, width = rgb.shape[:2]
         if height <= TILE + 2 * TILE_MARGIN and width <= TILE + 2 * TILE_MARGIN:
             return self._run_padded(rgb)
@@ -124,10 +122,13 @@ class UNetSegmenter:
         """The model on ``rgb`` padded (edge pixels) to a multiple of 16, cropped back."""
         height, width = rgb.shape[:2]
         pad_h, pad_w = -height % PAD_MULTIPLE, -width % PAD_MULTIPLE
-        padded = np.pad(rgb, ((0, pad_h), (0, pad_w), (0, 0)), mode="edge")
-        batch = (padded.astype(np.float32) / 255.0).transpose(2, 0, 1)[None]
-        probs = self._session.run(None, {"rgb": np.ascontiguousarray(batch)})[0][0]
+        probs = self._run(np.pad(rgb, ((0, pad_h), (0, pad_w), (0, 0)), mode="edge"))
         return np.asarray(probs[:, :height, :width], np.float32)
+
+    def _run(self, rgb: np.ndarray) -> np.ndarray:
+        """The model's (channels, height, width) probabilities for one uint8 RGB image."""
+        batch = (rgb.astype(np.float32) / 255.0).transpose(2, 0, 1)[None]
+        return np.asarray(self._session.run(None, {"rgb": np.ascontiguousarray(batch)})[0][0])
 
     def _instances(self, probs: np.ndarray) -> tuple[np.ndarray, int]:
         """Instance labels at the model's side: one per core, plus bodies without one."""

@@ -14,6 +14,7 @@ from marrowscope.core.db import DictPool
 from marrowscope.core.errors import InvalidArgument
 from marrowscope.core.images import ImageLimits, decode_image, encode_png
 from marrowscope.core.objectstore import ObjectStore, StoredObject, put_content_addressed
+from marrowscope.core.pixel_size import check_um_per_px
 
 from .algorithm import FieldReport, Segmentation, SegmentationAlgorithm, crop_cell, mask_to_rle
 from .canonical import ScaleAwareSegmenter
@@ -45,20 +46,11 @@ class FieldResult:
     report: FieldReport | None = None  # scale and field quality (scale-aware algorithms)
 
 
-MIN_GIVEN_UM_PER_PX, MAX_GIVEN_UM_PER_PX = 0.01, 5.0
-
-
 def given_scale(um_per_px: float, source: str) -> FieldScale | None:
-    """A pixel size the lab gave (0: none), checked for sense."""
+    """A pixel size the lab gave (0: none, measure it on the red cells), checked for sense."""
     if not um_per_px:
         return None
-    if not MIN_GIVEN_UM_PER_PX <= um_per_px <= MAX_GIVEN_UM_PER_PX:
-        raise InvalidArgument(
-            f"um_per_px {um_per_px} is not a microscope's pixel size (expected "
-            f"{MIN_GIVEN_UM_PER_PX}-{MAX_GIVEN_UM_PER_PX}; about 0.1 at 100x); send 0 to "
-            "measure it on the field's red cells"
-        )
-    return FieldScale.given(um_per_px, source or "upload")
+    return FieldScale.given(check_um_per_px(um_per_px), source or "upload")
 
 
 class SegmentationService:

@@ -24,12 +24,10 @@ _FLAGS = {
     "low_contrast": segmentation_pb2.QUALITY_FLAG_LOW_CONTRAST,
 }
 
+# Each field-QC flag is the proto enum value of the same name (FIELD_FLAG_<NAME>).
 FIELD_FLAGS = {
-    field_qc.REGION_TOO_LARGE: segmentation_pb2.FIELD_FLAG_REGION_TOO_LARGE,
-    field_qc.NO_RED_CELL_LAYER: segmentation_pb2.FIELD_FLAG_NO_RED_CELL_LAYER,
-    field_qc.SCALE_OUT_OF_RANGE: segmentation_pb2.FIELD_FLAG_SCALE_OUT_OF_RANGE,
-    field_qc.NUCLEATED_COUNT_IMPLAUSIBLE: segmentation_pb2.FIELD_FLAG_NUCLEATED_COUNT_IMPLAUSIBLE,
-    field_qc.SCALE_UNCERTAIN: segmentation_pb2.FIELD_FLAG_SCALE_UNCERTAIN,
+    name: segmentation_pb2.FieldFlag.Value(f"FIELD_FLAG_{name.upper()}")
+    for name in field_qc.FIELD_FLAGS
 }
 
 

@@ -61,6 +61,19 @@ def jpeg(rgb: np.ndarray, quality: int) -> np.ndarray:
     return np.asarray(Image.open(io.BytesIO(buffer.getvalue())).convert("RGB"))
 
 
+def another_camera(image: Image.Image, rng: np.random.Generator) -> np.ndarray:
+    """What the other lab's optics and camera do to an image: a softer lens, a pinkish
+    background, another stain batch's hue and saturation, vignetting, stronger JPEG."""
+    image = image.filter(ImageFilter.GaussianBlur(float(rng.uniform(0.4, 0.9))))
+    out = tint_and_stain(
+        np.asarray(image),
+        tint=(1.0, float(rng.uniform(0.82, 0.9)), float(rng.uniform(0.85, 0.95))),
+        hue_shift=float(rng.uniform(-0.04, 0.04)),
+        saturation=float(rng.uniform(0.7, 1.3)),
+    )
+    return jpeg(vignette(out, float(rng.uniform(0.35, 0.55))), int(rng.integers(55, 80)))
+
+
 def other_lab_field(
     rgb: np.ndarray,
     wbc: Sequence[Box],
@@ -75,15 +88,7 @@ def other_lab_field(
     image = Image.fromarray(rgb).resize(
         (max(8, round(width * factor)), max(8, round(height * factor))), Image.Resampling.BILINEAR
     )
-    image = image.filter(ImageFilter.GaussianBlur(float(rng.uniform(0.4, 0.9))))
-    out = tint_and_stain(
-        np.asarray(image),
-        tint=(1.0, float(rng.uniform(0.82, 0.9)), float(rng.uniform(0.85, 0.95))),  # pinkish
-        hue_shift=float(rng.uniform(-0.04, 0.04)),
-        saturation=float(rng.uniform(0.7, 1.3)),
-    )
-    out = vignette(out, float(rng.uniform(0.35, 0.55)))
-    out = jpeg(out, int(rng.integers(55, 80)))
+    out = another_camera(image, rng)
     sx, sy = out.shape[1] / width, out.shape[0] / height
     return LabField(
         out,
@@ -126,13 +131,4 @@ def other_lab_mosaic(
         for group, boxes in ((wbc, field_wbc), (red, field_red)):
             group.extend((x + bx * sx, y + by * sy, bw * sx, bh * sy) for bx, by, bw, bh in boxes)
         x, row_height = x + w, max(row_height, h)
-    rng = np.random.default_rng(seed)
-    image = Image.fromarray(canvas).filter(ImageFilter.GaussianBlur(float(rng.uniform(0.4, 0.9))))
-    out = tint_and_stain(
-        np.asarray(image),
-        tint=(1.0, float(rng.uniform(0.82, 0.9)), float(rng.uniform(0.85, 0.95))),
-        hue_shift=float(rng.uniform(-0.04, 0.04)),
-        saturation=float(rng.uniform(0.7, 1.3)),
-    )
-    out = jpeg(vignette(out, float(rng.uniform(0.35, 0.55))), int(rng.integers(55, 80)))
-    return LabField(out, wbc, red)
+    return LabField(another_camera(Image.fromarray(canvas), np.random.default_rng(seed)), wbc, red)

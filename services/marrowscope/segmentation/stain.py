@@ -31,12 +31,12 @@ from scipy import ndimage
 from .algorithm import CellRegion, Segmentation, rescale_region
 
 
-def otsu_threshold(values: np.ndarray) -> float:
+def otsu_threshold(values: np.ndarray, bins: int = 256) -> float:
     """The threshold that best splits ``values`` into two classes (Otsu 1979)."""
     low, high = float(values.min()), float(values.max())
     if high - low < 1e-6:
         return high
-    hist, edges = np.histogram(values, bins=256, range=(low, high))
+    hist, edges = np.histogram(values, bins=bins, range=(low, high))
     centres = (edges[:-1] + edges[1:]) / 2
     weight = hist.cumsum()
     mean = (hist * centres).cumsum()
@@ -233,7 +233,7 @@ class StainSegmenter:
         height, width = labels.shape
         if not len(areas):
             return Segmentation([], 0, 0)
-        plausible = areas <= self.max_nucleus_area if self.max_nucleus_area else areas >= 0
+        plausible = self._plausible(areas)
         floor = max(self.min_nucleus_area, self.min_area_fraction * height * width)
         floor = max(floor, self.relative_area * float(areas[plausible].max(initial=0.0)))
         foreground = self._foreground(rgb, stained)
@@ -270,6 +270,12 @@ class StainSegmenter:
         red = foreground & ~ndimage.binary_dilation(occupied > 0, structure=disk(2)) & ~stained
         return Segmentation(cells, _count_red_cells(red), platelets, dropped_regions=dropped)
 
+    def _plausible(self, areas: np.ndarray) -> np.ndarray:
+        """Which components are small enough to be one nucleus (all without a limit)."""
+        if not self.max_nucleus_area:
+            return np.ones(len(areas), bool)
+        return np.asarray(areas <= self.max_nucleus_area)
+
     def _near_edge(self, nucleus: tuple[slice, slice], shape: tuple[int, ...]) -> bool:
         """Whether the image edge may cut this nucleus' cell off (its visible part is smaller)."""
         rows, cols = nucleus
@@ -288,7 +294,7 @@ class StainSegmenter:
             return None
         height, width = labels.shape
         centres = ndimage.center_of_mass(labels > 0, labels, range(1, len(areas) + 1))
-        plausible = areas <= self.max_nucleus_area if self.max_nucleus_area else areas >= 0
+        plausible = self._plausible(areas)
         largest = float(areas[plausible].max(initial=0.0))
         big_enough = plausible & (areas >= max(self.min_nucleus_area, self.relative_area * largest))
         if not big_enough.any():
