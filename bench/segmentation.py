@@ -1,6 +1,9 @@
 """Segmentation on real smear fields and on a simulated other lab, for the default segmenter.
 
-    python bench/segmentation.py [--algorithm stain-v4|stain-v3]
+    python bench/segmentation.py [--algorithm stain-v4|stain-v3|unet-whole-field]
+
+``unet-whole-field``: the shipped U-Net as it ran before the canonical scale, the whole field
+squeezed to its input side. ``MARROWSCOPE_SEGMENTATION_UNET_MODEL=FILE`` scores another U-Net.
 
 Per split (val, test) and per source image size: WBC recall and precision at IoU >= 0.5, mean
 IoU of matched boxes, fields/s and cells/s. The same splits as another lab's camera would give
@@ -29,8 +32,9 @@ from tqdm import tqdm
 from marrowscope.core.images import decode_image
 from marrowscope.segmentation.algorithm import SegmentationAlgorithm, crop_cell
 from marrowscope.segmentation.canonical import prepare_field
-from marrowscope.segmentation.catalogue import default_algorithms
+from marrowscope.segmentation.catalogue import default_algorithms, shipped_unet_bytes
 from marrowscope.segmentation.detection_eval import Box, DetectionScore, read_yolo_boxes
+from marrowscope.segmentation.learned import UNetSegmenter
 from marrowscope.segmentation.simulated_lab import (
     SCALE_FACTORS,
     other_lab_field,
@@ -239,6 +243,8 @@ def main() -> int:
         print(f"no TXL-PBC data under {DATA}; nothing measured")
         return 1
     algorithms = default_algorithms()
+    if args.algorithm == "unet-whole-field":
+        algorithms[args.algorithm] = UNetSegmenter(shipped_unet_bytes())
     segmenter = algorithms[args.algorithm or next(iter(algorithms))]
     results: dict = {"algorithm": segmenter.version, "txl_pbc": {}, "other_lab": {}}
     for split in ("val", "test"):
