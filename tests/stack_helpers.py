@@ -5,9 +5,12 @@ browser tests; each test module that imports ``running_stack`` gets its own stac
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import io
 import os
 import uuid
+from collections.abc import Iterator
+from pathlib import Path
 
 import httpx
 import psycopg
@@ -21,19 +24,27 @@ from marrowscope.cli.simulated_expert import SimulatedExpert
 from marrowscope.core.clients import ServiceClients
 from marrowscope.core.db import create_database, drop_database
 from marrowscope.core.objectstore import S3ObjectStore
-from marrowscope.core.settings import ObjectStoreSettings, PeerSettings
+from marrowscope.core.settings import ObjectStoreSettings
 from marrowscope.core.synthetic import iter_cells, make_field
 from marrowscope.v1 import curation_pb2, orchestrator_pb2
 
 from .conftest import free_port_block
 
 
-@pytest.fixture(scope="module")
-def running_stack(pg_admin_dsn: str, s3_endpoint: str, tmp_path_factory: pytest.TempPathFactory):  # type: ignore[no-untyped-def]
-    home = tmp_path_factory.mktemp("stack")
+@contextlib.contextmanager
+def local_stack(
+    pg_admin_dsn: str, s3_endpoint: str, home: Path, pg_address: str = ""
+) -> Iterator[dict]:
+    """Start the local stack on a fresh database and bucket; the context of its tests.
+    ``pg_address`` (host:port): how the services reach PostgreSQL, when not directly (a
+    proxy a test can cut); ``s3_endpoint`` likewise. ``dsn`` in the context is always direct."""
     db = f"marrowscope_e2e_{uuid.uuid4().hex[:8]}"
     create_database(pg_admin_dsn, db)
     dsn = psycopg.conninfo.make_conninfo(pg_admin_dsn, dbname=db)
+    services_dsn = dsn
+    if pg_address:
+        host, port = pg_address.rsplit(":", 1)
+        services_dsn = psycopg.conninfo.make_conninfo(dsn, host=host, port=port)
     store_env = {
         "MARROWSCOPE_STORE_BACKEND": "s3",
         "MARROWSCOPE_STORE_ENDPOINT": s3_endpoint,
@@ -46,37 +57,43 @@ def running_stack(pg_admin_dsn: str, s3_endpoint: str, tmp_path_factory: pytest.
     saved = {k: os.environ.get(k) for k in store_env}
     os.environ.update(store_env)
     paths = stack.StackPaths(home)
-    base = free_port_block(len(stack.SERVICES) + 1)  # + the curation HTTP port
-    state = stack.up(paths, dsn=dsn, port_base=base)
-    store = S3ObjectStore(ObjectStoreSettings())
-    peers = PeerSettings(
-        **{f"{s}_addr": f"127.0.0.1:{state['ports'][s]}" for s in stack.GRPC_SERVICES}
-    )
+    try:
+        base = free_port_block(len(stack.SERVICES) + 1)  # + the curation HTTP port
+        state = stack.up(paths, dsn=services_dsn, port_base=base)
+        store = S3ObjectStore(ObjectStoreSettings())
+        peers = stack.peer_settings(state)  # the operator's certificate, as the CLI uses
 
-    async def bootstrap() -> str:
-        clients = ServiceClients(peers)
-        try:
-            return await ensure_model(clients, store, per_class=10, epochs=3, quiet=True)
-        finally:
-            await clients.close()
+        async def bootstrap() -> str:
+            clients = ServiceClients(peers)
+            try:
+                return await ensure_model(clients, store, per_class=10, epochs=3, quiet=True)
+            finally:
+                await clients.close()
 
-    model = asyncio.run(bootstrap())
-    yield {
-        "paths": paths,
-        "state": state,
-        "store": store,
-        "peers": peers,
-        "dsn": dsn,
-        "model": model,
-        "secrets": stack.load_secrets(paths),
-    }
-    stack.down(paths)
-    for key, value in saved.items():
-        if value is None:
-            os.environ.pop(key, None)
-        else:
-            os.environ[key] = value
-    drop_database(pg_admin_dsn, db)
+        model = asyncio.run(bootstrap())
+        yield {
+            "paths": paths,
+            "state": state,
+            "store": store,
+            "peers": peers,
+            "dsn": dsn,
+            "model": model,
+            "secrets": stack.load_secrets(paths),
+        }
+    finally:
+        stack.down(paths)
+        for key, value in saved.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
+        drop_database(pg_admin_dsn, db)
+
+
+@pytest.fixture(scope="module")
+def running_stack(pg_admin_dsn: str, s3_endpoint: str, tmp_path_factory: pytest.TempPathFactory):  # type: ignore[no-untyped-def]
+    with local_stack(pg_admin_dsn, s3_endpoint, tmp_path_factory.mktemp("stack")) as ctx:
+        yield ctx
 
 
 async def start_campaign(

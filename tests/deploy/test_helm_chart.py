@@ -25,6 +25,7 @@ VALUE_SETS: dict[str, dict[str, Any]] = {
         "minio": {"enabled": False},
         "externalObjectStore": {"endpoint": "s3.lab.example:443", "existingSecret": "lab-s3"},
         "auth": {"existingSecret": "lab-auth"},
+        "tls": {"existingSecretPrefix": "lab-mtls-"},
     },
     "gpu-inference": {
         "inference": {
@@ -32,7 +33,8 @@ VALUE_SETS: dict[str, dict[str, Any]] = {
         },
         "training": {"job": {"gpu": {"enabled": True}}},
     },
-    "tls-on": {"tls": {"enabled": True, "existingSecret": "marrowscope-tls"}},
+    "tls-own-secrets": {"tls": {"existingSecretPrefix": "lab-mtls-"}},
+    "tls-off-in-a-mesh": {"tls": {"enabled": False}},
     "api-only": {
         **{
             k: {"enabled": False}
@@ -105,7 +107,7 @@ def test_every_container_is_non_root_read_only_and_bounded(rendered) -> None:  #
 
 def test_probes_native_grpc_or_http_and_tls_switches_to_exec(rendered) -> None:  # type: ignore[no-untyped-def]
     name, docs = rendered
-    tls = name == "tls-on"
+    tls = name != "tls-off-in-a-mesh"  # mutual TLS is the default
     for deployment in of_kind(docs, "Deployment"):
         container = deployment["spec"]["template"]["spec"]["containers"][0]
         for probe in ("readinessProbe", "livenessProbe"):
@@ -122,6 +124,59 @@ def test_probes_native_grpc_or_http_and_tls_switches_to_exec(rendered) -> None: 
                 assert spec["grpc"]["port"] == container["ports"][0]["containerPort"]
         env = {e["name"] for e in container["env"]}
         assert ("GRPC_TLS_CA_FILE" in env) == tls
+        assert ("GRPC_TLS_CERT_FILE" in env) == tls  # the LIS API too: it calls as lis-api
+        assert ("GRPC_ALLOW_PLAINTEXT" in env) == (not tls)
+        if tls:
+            secret = next(
+                v["secret"]["secretName"]
+                for v in deployment["spec"]["template"]["spec"]["volumes"]
+                if v["name"] == "tls"
+            )
+            own = name in ("tls-own-secrets", "external-db-and-s3")
+            prefix = "lab-mtls-" if own else "lab-marrowscope-tls-"
+            assert secret == prefix + component(deployment)
+
+
+def test_generated_identities_are_signed_by_the_ca_with_the_component_names() -> None:
+    """The default install generates a CA and one certificate per identity, whose common
+    name is the identity the services' allow-list checks and whose DNS names are the
+    component's Service (the probes and peers connect by that name)."""
+    import base64
+
+    from cryptography import x509
+    from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+
+    from marrowscope.core.pki import IDENTITIES
+
+    secrets = {
+        d["metadata"]["name"]: d["data"]
+        for d in of_kind(render({}), "Secret")
+        if d["type"] == "kubernetes.io/tls"
+    }
+    ca = x509.load_pem_x509_certificate(
+        base64.b64decode(secrets["lab-marrowscope-tls-ca"]["tls.crt"])
+    )
+    for identity in IDENTITIES:
+        data = secrets[f"lab-marrowscope-tls-{identity}"]
+        cert = x509.load_pem_x509_certificate(base64.b64decode(data["tls.crt"]))
+        assert base64.b64decode(data["ca.crt"]) == ca.public_bytes(serialization_pem())
+        cert.verify_directly_issued_by(ca)
+        assert cert.subject.get_attributes_for_oid(NameOID.COMMON_NAME)[0].value == identity
+        names = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+        assert f"lab-marrowscope-{identity}" in names.get_values_for_type(x509.DNSName)
+        usage = cert.extensions.get_extension_for_class(x509.ExtendedKeyUsage).value
+        assert ExtendedKeyUsageOID.CLIENT_AUTH in usage and ExtendedKeyUsageOID.SERVER_AUTH in usage
+    assert not [
+        d
+        for d in of_kind(render(VALUE_SETS["tls-own-secrets"]), "Secret")
+        if d["type"] == "kubernetes.io/tls"
+    ]
+
+
+def serialization_pem():  # type: ignore[no-untyped-def]
+    from cryptography.hazmat.primitives import serialization
+
+    return serialization.Encoding.PEM
 
 
 def test_no_plaintext_secret_outside_secrets(rendered) -> None:  # type: ignore[no-untyped-def]

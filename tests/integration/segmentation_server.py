@@ -17,7 +17,7 @@ async def segmentation_stub(
     service: SegmentationService,
 ) -> AsyncIterator[segmentation_pb2_grpc.SegmentationServiceStub]:
     server = GrpcService(
-        GrpcServerSettings(port=0, grace_seconds=0.5),
+        GrpcServerSettings(port=0, grace_seconds=0.5, GRPC_ALLOW_PLAINTEXT=True),
         [SERVICE_NAME],
         lambda s: segmentation_pb2_grpc.add_SegmentationServiceServicer_to_server(
             SegmentationServicer(service), s

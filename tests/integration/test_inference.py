@@ -73,7 +73,7 @@ def served(db_pool, tmp_path: Path):  # type: ignore[no-untyped-def]
 async def _serve(classifier: Classifier) -> GrpcService:
     servicer = InferenceServicer(classifier)
     service = GrpcService(
-        InferenceSettings(port=0, grace_seconds=0.5),
+        InferenceSettings(port=0, grace_seconds=0.5, GRPC_ALLOW_PLAINTEXT=True),
         [SERVICE_NAME],
         lambda s: inference_pb2_grpc.add_InferenceServiceServicer_to_server(servicer, s),
     )

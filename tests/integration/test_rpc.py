@@ -46,8 +46,11 @@ def run(coro):  # type: ignore[no-untyped-def]
 def test_health_reflection_errors_retries_and_deadlines() -> None:
     async def scenario() -> None:
         servicer = FlakyTraining()
+        settings = GrpcServerSettings(
+            port=0, grace_seconds=0.5, GRPC_ALLOW_PLAINTEXT=True, GRPC_REFLECTION=True
+        )
         service = GrpcService(
-            GrpcServerSettings(port=0, grace_seconds=0.5),
+            settings,
             [SERVICE],
             lambda s: training_pb2_grpc.add_TrainingServiceServicer_to_server(servicer, s),
         )
@@ -92,7 +95,9 @@ def test_health_reflection_errors_retries_and_deadlines() -> None:
 def test_graceful_shutdown_reports_not_serving() -> None:
     async def scenario() -> None:
         service = GrpcService(
-            GrpcServerSettings(port=0, grace_seconds=0.2), [SERVICE], lambda s: None
+            GrpcServerSettings(port=0, grace_seconds=0.2, GRPC_ALLOW_PLAINTEXT=True),
+            [SERVICE],
+            lambda s: None,
         )
         await service.start()
         async with grpc.aio.insecure_channel(service.address) as channel:
@@ -101,67 +106,5 @@ def test_graceful_shutdown_reports_not_serving() -> None:
             reply = await stub.Check(health_pb2.HealthCheckRequest(service=SERVICE))
             assert reply.status == health_pb2.HealthCheckResponse.NOT_SERVING
         await service.stop()
-
-    run(scenario())
-
-
-def test_tls_between_services_when_certificates_are_given(tmp_path) -> None:  # type: ignore[no-untyped-def]
-    """With GRPC_TLS_* set the server speaks only TLS; a client with the CA gets through."""
-    import datetime
-
-    from cryptography import x509
-    from cryptography.hazmat.primitives import hashes, serialization
-    from cryptography.hazmat.primitives.asymmetric import ec
-    from cryptography.x509.oid import NameOID
-
-    key = ec.generate_private_key(ec.SECP256R1())
-    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "localhost")])
-    now = datetime.datetime.now(datetime.UTC)
-    cert = (
-        x509.CertificateBuilder()
-        .subject_name(name)
-        .issuer_name(name)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now)
-        .not_valid_after(now + datetime.timedelta(days=1))
-        .add_extension(x509.SubjectAlternativeName([x509.DNSName("localhost")]), critical=False)
-        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
-        .sign(key, hashes.SHA256())
-    )
-    cert_pem = cert.public_bytes(serialization.Encoding.PEM)
-    (tmp_path / "tls.crt").write_bytes(cert_pem)
-    (tmp_path / "tls.key").write_bytes(
-        key.private_bytes(
-            serialization.Encoding.PEM,
-            serialization.PrivateFormat.PKCS8,
-            serialization.NoEncryption(),
-        )
-    )
-
-    async def scenario() -> None:
-        settings = GrpcServerSettings(
-            host="localhost",
-            port=0,
-            GRPC_TLS_CERT_FILE=tmp_path / "tls.crt",
-            GRPC_TLS_KEY_FILE=tmp_path / "tls.key",
-        )
-        service = GrpcService(
-            settings,
-            [SERVICE],
-            lambda s: training_pb2_grpc.add_TrainingServiceServicer_to_server(FlakyTraining(), s),
-        )
-        await service.start()
-        try:
-            address = f"localhost:{service.port}"
-            assert await check_health(address, tls_ca=cert_pem) == "SERVING"
-            assert await check_health(address) == "UNREACHABLE"  # plaintext is refused
-            channel = open_channel(address, SERVICE, ["GetTrainingJob"], tls_ca=cert_pem)
-            stub = training_pb2_grpc.TrainingServiceStub(channel)
-            job = await stub.GetTrainingJob(training_pb2.GetTrainingJobRequest(job_id="j2"))
-            assert job.id == "j2"
-            await channel.close()
-        finally:
-            await service.stop()
 
     run(scenario())

@@ -63,7 +63,7 @@ def test_jobs_are_created_watched_deduplicated_and_cancelled(db_pool) -> None:  
 
         async def scenario() -> None:
             server = GrpcService(
-                GrpcServerSettings(port=0),
+                GrpcServerSettings(port=0, GRPC_ALLOW_PLAINTEXT=True),
                 [SERVICE_NAME],
                 lambda s: training_pb2_grpc.add_TrainingServiceServicer_to_server(
                     TrainingServicer(service), s

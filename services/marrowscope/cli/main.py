@@ -40,9 +40,7 @@ T = TypeVar("T")
 
 
 def _peers(state: dict) -> PeerSettings:
-    p = state["ports"]
-    addresses: dict[str, Any] = {f"{s}_addr": f"127.0.0.1:{p[s]}" for s in stack.GRPC_SERVICES}
-    return PeerSettings(**addresses)
+    return stack.peer_settings(state, "admin")
 
 
 def _store(state: dict) -> ObjectStore:

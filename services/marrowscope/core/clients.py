@@ -19,6 +19,7 @@ from marrowscope.v1 import (
     training_pb2_grpc,
 )
 
+from .pki import TlsMaterial
 from .rpc import open_channel
 from .settings import PeerSettings
 
@@ -74,12 +75,10 @@ LONG_METHODS = {
 
 
 def channel_to(
-    name: str, address: str, deadline_s: float, tls_ca: bytes | None = None
+    name: str, address: str, deadline_s: float, tls: TlsMaterial | None = None
 ) -> grpc.aio.Channel:
     service, methods = IDEMPOTENT_METHODS[name]
-    return open_channel(
-        address, service, methods, deadline_s, LONG_METHODS.get(name, ()), tls_ca=tls_ca
-    )
+    return open_channel(address, service, methods, deadline_s, LONG_METHODS.get(name, ()), tls=tls)
 
 
 @dataclass
@@ -89,12 +88,13 @@ class ServiceClients:
     peers: PeerSettings
     channels: dict[str, grpc.aio.Channel] = field(default_factory=dict)
 
+    def __post_init__(self) -> None:
+        self.tls = self.peers.tls()  # read the PEM files once
+
     def _channel(self, name: str) -> grpc.aio.Channel:
         if name not in self.channels:
             address = getattr(self.peers, f"{name}_addr")
-            self.channels[name] = channel_to(
-                name, address, self.peers.default_deadline_s, self.peers.tls_ca()
-            )
+            self.channels[name] = channel_to(name, address, self.peers.default_deadline_s, self.tls)
         return self.channels[name]
 
     def address(self, name: str) -> str:

@@ -33,12 +33,12 @@ def main(argv: list[str] | None = None) -> int:
     if args.service == "lis_api":
         ok = http_ok(f"http://127.0.0.1:{port}/healthz")
     else:
-        tls_ca = PeerSettings().tls_ca()
+        # In a pod this is the service's own identity: health is open to any TLS peer.
         state = asyncio.run(
             check_health(
                 f"127.0.0.1:{port}",
                 timeout_s=3,
-                tls_ca=tls_ca,
+                tls=PeerSettings().tls(),
                 tls_server_name=args.tls_server_name,
             )
         )

@@ -1,9 +1,10 @@
 """gRPC bootstrap shared by every service.
 
-Server: grpc.aio with grpc.health.v1, reflection, graceful shutdown on SIGTERM/SIGINT and an
-interceptor that gives each call a request id (for the logs) and maps domain errors to status
-codes with their message. Unknown exceptions become INTERNAL with the request id, never a
-stack trace.
+Server: grpc.aio with grpc.health.v1, mutual TLS, graceful shutdown on SIGTERM/SIGINT and an
+interceptor that checks the caller's certificate against ``core.access`` (UNAUTHENTICATED /
+PERMISSION_DENIED), gives each call a request id (for the logs) and maps domain errors to
+status codes with their message. Unknown exceptions become INTERNAL with the request id, never
+a stack trace. Reflection only when enabled.
 
 Client: channels that give every call a default deadline (the caller's own wins) and retry
 idempotent methods on UNAVAILABLE; fast reconnects so a restarted peer is found again quickly.
@@ -22,8 +23,10 @@ import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
+from . import access
 from .errors import MarrowscopeError
 from .logs import REQUEST_ID_HEADER, new_request_id, request_id_var
+from .pki import TlsMaterial
 from .settings import GrpcServerSettings
 
 log = logging.getLogger(__name__)
@@ -40,6 +43,29 @@ def _request_id(context: grpc.aio.ServicerContext) -> str:
     return new_request_id()
 
 
+def peer_identity(context: grpc.aio.ServicerContext) -> str | None:
+    """The common name of the caller's verified client certificate; None without TLS."""
+    for name in context.auth_context().get("x509_common_name") or ():
+        return name.decode() if isinstance(name, bytes) else str(name)
+    return None
+
+
+async def _authorize(context: grpc.aio.ServicerContext, method: str) -> None:
+    if access.is_open(method):
+        return
+    identity = peer_identity(context)
+    if identity is None:
+        await context.abort(
+            grpc.StatusCode.UNAUTHENTICATED,
+            f"{method} needs a client certificate signed by the Marrowscope CA",
+        )
+    if not access.allowed(method, identity):
+        log.warning("refused %s to %r (not in its allow-list)", method, identity)
+        await context.abort(
+            grpc.StatusCode.PERMISSION_DENIED, f"identity {identity!r} may not call {method}"
+        )
+
+
 async def _fail(context: grpc.aio.ServicerContext, exc: BaseException, method: str) -> None:
     if isinstance(exc, MarrowscopeError):
         code = status_code_of(exc)
@@ -51,10 +77,14 @@ async def _fail(context: grpc.aio.ServicerContext, exc: BaseException, method: s
     )
 
 
-def _wrap_unary(behavior: Callable[..., Awaitable[Any]], method: str) -> Callable[..., Any]:
+def _wrap_unary(
+    behavior: Callable[..., Awaitable[Any]], method: str, enforce_access: bool
+) -> Callable[..., Any]:
     async def wrapper(request: Any, context: grpc.aio.ServicerContext) -> Any:
         token = request_id_var.set(_request_id(context))
         try:
+            if enforce_access:
+                await _authorize(context, method)
             return await behavior(request, context)
         except (asyncio.CancelledError, grpc.aio.AbortError):
             raise
@@ -66,10 +96,14 @@ def _wrap_unary(behavior: Callable[..., Awaitable[Any]], method: str) -> Callabl
     return wrapper
 
 
-def _wrap_stream(behavior: Callable[..., AsyncIterator[Any]], method: str) -> Callable[..., Any]:
+def _wrap_stream(
+    behavior: Callable[..., AsyncIterator[Any]], method: str, enforce_access: bool
+) -> Callable[..., Any]:
     async def wrapper(request: Any, context: grpc.aio.ServicerContext) -> AsyncIterator[Any]:
         token = request_id_var.set(_request_id(context))
         try:
+            if enforce_access:
+                await _authorize(context, method)
             async for item in behavior(request, context):
                 yield item
         except (asyncio.CancelledError, grpc.aio.AbortError):
@@ -83,7 +117,11 @@ def _wrap_stream(behavior: Callable[..., AsyncIterator[Any]], method: str) -> Ca
 
 
 class DomainErrorInterceptor(grpc.aio.ServerInterceptor):
-    """Request ids and domain-error -> status mapping for every method of the server."""
+    """Access checks (when ``enforce_access``), request ids and domain-error -> status
+    mapping for every method of the server."""
+
+    def __init__(self, enforce_access: bool = True) -> None:
+        self.enforce_access = enforce_access
 
     async def intercept_service(
         self,
@@ -96,31 +134,34 @@ class DomainErrorInterceptor(grpc.aio.ServerInterceptor):
         method = handler_call_details.method
         if handler.unary_unary:
             return grpc.unary_unary_rpc_method_handler(
-                _wrap_unary(handler.unary_unary, method),
+                _wrap_unary(handler.unary_unary, method, self.enforce_access),
                 handler.request_deserializer,
                 handler.response_serializer,
             )
         if handler.stream_unary:
             return grpc.stream_unary_rpc_method_handler(
-                _wrap_unary(handler.stream_unary, method),
+                _wrap_unary(handler.stream_unary, method, self.enforce_access),
                 handler.request_deserializer,
                 handler.response_serializer,
             )
         if handler.unary_stream:
             return grpc.unary_stream_rpc_method_handler(
-                _wrap_stream(handler.unary_stream, method),
+                _wrap_stream(handler.unary_stream, method, self.enforce_access),
                 handler.request_deserializer,
                 handler.response_serializer,
             )
         return grpc.stream_stream_rpc_method_handler(
-            _wrap_stream(handler.stream_stream, method),
+            _wrap_stream(handler.stream_stream, method, self.enforce_access),
             handler.request_deserializer,
             handler.response_serializer,
         )
 
 
 class GrpcService:
-    """A running grpc.aio server with health and reflection."""
+    """A running grpc.aio server with health checks, mutual TLS and per-method access control.
+
+    Without TLS material it refuses to start unless ``allow_plaintext`` is set; in plaintext
+    nobody can be identified, so access is not checked (development only, logged loudly)."""
 
     def __init__(
         self,
@@ -131,26 +172,43 @@ class GrpcService:
     ) -> None:
         self.settings = settings
         self.service_names = list(service_names)
+        tls = settings.tls()
+        if tls is None and not settings.allow_plaintext:
+            raise ValueError(
+                "gRPC needs mutual TLS: set GRPC_TLS_CERT_FILE, GRPC_TLS_KEY_FILE and "
+                "GRPC_TLS_CA_FILE (marrowscope up and the Helm chart make them), or "
+                "GRPC_ALLOW_PLAINTEXT=true on a development machine"
+            )
         options = [
             ("grpc.max_receive_message_length", settings.max_message_bytes),
             ("grpc.max_send_message_length", settings.max_message_bytes),
         ]
         self.server = grpc.aio.server(
-            interceptors=[DomainErrorInterceptor(), *extra_interceptors], options=options
+            interceptors=[
+                DomainErrorInterceptor(enforce_access=tls is not None),
+                *extra_interceptors,
+            ],
+            options=options,
         )
         self.health = health.aio.HealthServicer()
         health_pb2_grpc.add_HealthServicer_to_server(self.health, self.server)
         register(self.server)
-        reflection.enable_server_reflection(
-            [*self.service_names, health.SERVICE_NAME, reflection.SERVICE_NAME], self.server
-        )
+        if settings.reflection:
+            reflection.enable_server_reflection(
+                [*self.service_names, health.SERVICE_NAME, reflection.SERVICE_NAME], self.server
+            )
         bind = f"{settings.host}:{settings.port}"
-        if settings.tls_cert_file and settings.tls_key_file:
+        if tls is not None:
+            assert tls.cert is not None and tls.key is not None  # settings.tls() checks
             credentials = grpc.ssl_server_credentials(
-                [(settings.tls_key_file.read_bytes(), settings.tls_cert_file.read_bytes())]
+                [(tls.key, tls.cert)], root_certificates=tls.ca, require_client_auth=True
             )
             self.port = self.server.add_secure_port(bind, credentials)
         else:
+            log.warning(
+                "serving %s WITHOUT TLS (GRPC_ALLOW_PLAINTEXT): every caller is trusted",
+                ", ".join(self.service_names),
+            )
             self.port = self.server.add_insecure_port(bind)
 
     @property
@@ -260,9 +318,10 @@ def open_channel(
     idempotent_methods: Iterable[str] = (),
     deadline_s: float = 10.0,
     long_methods: Iterable[str] = (),
-    tls_ca: bytes | None = None,
+    tls: TlsMaterial | None = None,
 ) -> grpc.aio.Channel:
-    """A channel to ``service`` at ``address``: TLS when ``tls_ca`` (PEM) is given."""
+    """A channel to ``service`` at ``address``: mutual TLS when ``tls`` is given (the CA to
+    trust and this process's certificate to present), plaintext otherwise."""
     options = [
         ("grpc.service_config", service_config(service, idempotent_methods)),
         ("grpc.enable_retries", 1),
@@ -272,25 +331,32 @@ def open_channel(
         ("grpc.max_receive_message_length", 16 * 1024 * 1024),
     ]
     interceptors = [CallDefaults(deadline_s, long_methods)]
-    if tls_ca is not None:
-        credentials = grpc.ssl_channel_credentials(root_certificates=tls_ca)
-        return grpc.aio.secure_channel(address, credentials, options, interceptors=interceptors)
+    if tls is not None:
+        return grpc.aio.secure_channel(
+            address, channel_credentials(tls), options, interceptors=interceptors
+        )
     return grpc.aio.insecure_channel(address, options=options, interceptors=interceptors)
+
+
+def channel_credentials(tls: TlsMaterial) -> grpc.ChannelCredentials:
+    return grpc.ssl_channel_credentials(
+        root_certificates=tls.ca, private_key=tls.key, certificate_chain=tls.cert
+    )
 
 
 async def check_health(
     address: str,
     service: str = "",
     timeout_s: float = 2.0,
-    tls_ca: bytes | None = None,
+    tls: TlsMaterial | None = None,
     tls_server_name: str = "",
 ) -> str:
     """grpc.health.v1 Check: the status name, or 'UNREACHABLE' when nothing answers.
     ``tls_server_name``: the name in the server certificate when ``address`` is not it."""
     options = [("grpc.ssl_target_name_override", tls_server_name)] if tls_server_name else []
     channel = (
-        grpc.aio.secure_channel(address, grpc.ssl_channel_credentials(tls_ca), options)
-        if tls_ca is not None
+        grpc.aio.secure_channel(address, channel_credentials(tls), options)
+        if tls is not None
         else grpc.aio.insecure_channel(address)
     )
     async with channel:

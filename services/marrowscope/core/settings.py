@@ -12,6 +12,8 @@ from typing import Literal
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from .pki import TlsMaterial
+
 # Default local ports (documented in the README). Peers find each other through
 # <SERVICE>_ADDR environment variables, set by the local runner or the Helm chart.
 DEFAULT_PORTS = {
@@ -38,6 +40,13 @@ class DatabaseSettings(BaseSettings):
     pool_min_size: int = 1
     pool_max_size: int = 8
     apply_migrations: bool = True
+    # Every statement on a pooled connection is cancelled after this long (0 = no limit), so
+    # one runaway query cannot hold a connection (and its locks) for ever. Migrations run on
+    # their own connection without it.
+    statement_timeout_s: float = Field(default=30.0, ge=0)
+    # How long a request waits for a pooled connection, and a new connection for the server.
+    pool_timeout_s: float = Field(default=5.0, gt=0)
+    connect_timeout_s: int = Field(default=3, ge=1)
 
 
 class ObjectStoreSettings(BaseSettings):
@@ -53,6 +62,14 @@ class ObjectStoreSettings(BaseSettings):
     secure: bool = False
     region: str = "us-east-1"
     max_object_bytes: int = 64 * 1024 * 1024
+    # S3 over HTTP: an endpoint that accepts connections but never answers fails a call in
+    # about (retries + 1) x read_timeout_s instead of the client's default minutes.
+    connect_timeout_s: float = Field(default=3.0, gt=0)
+    # Between bytes of a response (and until its first byte), not for the whole transfer.
+    read_timeout_s: float = Field(default=15.0, gt=0)
+    retries: int = Field(default=2, ge=0)
+    # S3 calls run on the store's own thread pool of this size (also its connection pool).
+    max_concurrent_requests: int = Field(default=16, ge=1)
 
 
 class PeerSettings(BaseSettings):
@@ -66,12 +83,18 @@ class PeerSettings(BaseSettings):
     orchestrator_addr: str = f"127.0.0.1:{DEFAULT_PORTS['orchestrator']}"
     # Every call gets this deadline unless the caller sets a tighter one.
     default_deadline_s: float = Field(default=10.0, alias="GRPC_DEFAULT_DEADLINE_S")
-    # TLS between services: the CA that signed the services' certificates (PEM). Empty =
-    # plaintext (loopback, or a cluster whose network is trusted / meshed).
+    # Mutual TLS between services: the CA that signed every service's certificate, and this
+    # process's own certificate and key, which it presents to its peers (PEM files, e.g.
+    # mounted from a Kubernetes Secret; ``marrowscope up`` makes a local CA).
     tls_ca_file: Path | None = Field(default=None, alias="GRPC_TLS_CA_FILE")
+    tls_cert_file: Path | None = Field(default=None, alias="GRPC_TLS_CERT_FILE")
+    tls_key_file: Path | None = Field(default=None, alias="GRPC_TLS_KEY_FILE")
 
-    def tls_ca(self) -> bytes | None:
-        return self.tls_ca_file.read_bytes() if self.tls_ca_file else None
+    def tls(self) -> TlsMaterial | None:
+        """The TLS material for calls to peers; None means plaintext (see GRPC_ALLOW_PLAINTEXT)."""
+        if self.tls_ca_file is None:
+            return None
+        return TlsMaterial.from_files(self.tls_ca_file, self.tls_cert_file, self.tls_key_file)
 
 
 class GrpcServerSettings(BaseSettings):
@@ -82,6 +105,25 @@ class GrpcServerSettings(BaseSettings):
     port: int = 0
     grace_seconds: float = 5.0
     max_message_bytes: int = 16 * 1024 * 1024
-    # Serve TLS when both are set (PEM files, e.g. mounted from a Kubernetes Secret).
+    # Mutual TLS (PEM files): this service's certificate and key, and the CA its callers'
+    # certificates must chain to. Without them the service refuses to start unless
+    # GRPC_ALLOW_PLAINTEXT is set: a development machine, or a mesh that does mTLS itself.
     tls_cert_file: Path | None = Field(default=None, alias="GRPC_TLS_CERT_FILE")
     tls_key_file: Path | None = Field(default=None, alias="GRPC_TLS_KEY_FILE")
+    tls_ca_file: Path | None = Field(default=None, alias="GRPC_TLS_CA_FILE")
+    allow_plaintext: bool = Field(default=False, alias="GRPC_ALLOW_PLAINTEXT")
+    # Server reflection lets grpcurl list the methods; off unless asked for.
+    reflection: bool = Field(default=False, alias="GRPC_REFLECTION")
+
+    def tls(self) -> TlsMaterial | None:
+        """This server's TLS material, or None for plaintext; raises when half configured."""
+        given = [self.tls_cert_file, self.tls_key_file, self.tls_ca_file]
+        if not any(given):
+            return None
+        if not all(given):
+            raise ValueError(
+                "mutual TLS needs all of GRPC_TLS_CERT_FILE, GRPC_TLS_KEY_FILE and "
+                "GRPC_TLS_CA_FILE (the CA that signed the callers' certificates)"
+            )
+        assert self.tls_ca_file is not None  # for mypy: checked above
+        return TlsMaterial.from_files(self.tls_ca_file, self.tls_cert_file, self.tls_key_file)

@@ -15,6 +15,8 @@ from .deps import Context
 router = APIRouter(include_in_schema=False)
 # The peers a request needs; readiness fails while one of them is not serving.
 PEERS = ("segmentation", "inference")
+# Reported but not required: without curation, expert review waits and analyses go on.
+OPTIONAL_PEERS = ("curation",)
 
 
 @router.get("/healthz")
@@ -25,11 +27,12 @@ async def healthz() -> dict[str, str]:
 
 @router.get("/readyz")
 async def readyz(ctx: Context) -> JSONResponse:
-    """Readiness: 200 when every peer is SERVING, 503 else; each peer's state either way."""
-    tls_ca = ctx.clients.peers.tls_ca()
+    """Readiness: 200 when every required peer is SERVING, 503 else; each peer's state
+    either way (curation's too, when expert review through curation is configured)."""
+    peers = (*PEERS, *(OPTIONAL_PEERS if ctx.review is not None else ()))
     health = await asyncio.gather(
-        *(check_health(ctx.clients.address(s), tls_ca=tls_ca) for s in PEERS)
+        *(check_health(ctx.clients.address(s), tls=ctx.clients.tls) for s in peers)
     )
-    states = dict(zip(PEERS, health, strict=True))
-    ready = all(v == "SERVING" for v in states.values())
+    states = dict(zip(peers, health, strict=True))
+    ready = all(states[s] == "SERVING" for s in PEERS)
     return JSONResponse({"ready": ready, "services": states}, status_code=200 if ready else 503)

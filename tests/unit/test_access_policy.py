@@ -1,0 +1,87 @@
+"""The allow-list covers every method of the protos, and only identities that exist."""
+
+from __future__ import annotations
+
+import stat
+from pathlib import Path
+
+import pytest
+from cryptography import x509
+from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+
+from marrowscope.core import access
+from marrowscope.core.pki import IDENTITIES, ensure_local_pki
+from marrowscope.v1 import (
+    curation_pb2,
+    inference_pb2,
+    orchestrator_pb2,
+    segmentation_pb2,
+    training_pb2,
+)
+
+PROTOS = (segmentation_pb2, inference_pb2, training_pb2, curation_pb2, orchestrator_pb2)
+
+
+def proto_methods() -> set[str]:
+    return {
+        f"/{service.full_name}/{method.name}"
+        for module in PROTOS
+        for service in module.DESCRIPTOR.services_by_name.values()
+        for method in service.methods
+    }
+
+
+def test_every_method_has_a_rule_and_every_rule_a_method() -> None:
+    assert set(access.ACCESS_POLICY) == proto_methods()
+    for method, identities in access.ACCESS_POLICY.items():
+        assert identities, f"{method} allows nobody"
+        assert identities <= set(IDENTITIES), f"{method}: unknown {identities - set(IDENTITIES)}"
+
+
+def test_unknown_methods_and_anonymous_callers_are_denied() -> None:
+    assert not access.allowed("/marrowscope.v1.InferenceService/Unknown", "admin")
+    assert not access.allowed("/marrowscope.v1.InferenceService/Classify", None)
+    assert access.allowed("/grpc.health.v1.Health/Check", None)
+    assert access.allowed("/marrowscope.v1.InferenceService/LoadModel", "orchestrator")
+    assert not access.allowed("/marrowscope.v1.InferenceService/LoadModel", "lis-api")
+
+
+def test_local_pki_issues_one_identity_per_service(tmp_path: Path) -> None:
+    pki = ensure_local_pki(tmp_path / "pki")
+    ca = x509.load_pem_x509_certificate(pki.ca_file.read_bytes())
+    for identity in IDENTITIES:
+        cert = x509.load_pem_x509_certificate(pki.cert_file(identity).read_bytes())
+        cn = cert.subject.get_attributes_for_oid(NameOID.COMMON_NAME)[0].value
+        assert cn == identity
+        assert cert.issuer == ca.subject
+        cert.verify_directly_issued_by(ca)
+        usage = cert.extensions.get_extension_for_class(x509.ExtendedKeyUsage).value
+        assert ExtendedKeyUsageOID.CLIENT_AUTH in usage and ExtendedKeyUsageOID.SERVER_AUTH in usage
+        assert stat.S_IMODE(pki.key_file(identity).stat().st_mode) == 0o600
+    # Idempotent: a second call keeps the CA and the certificates.
+    before = pki.cert_file("admin").read_bytes()
+    again = ensure_local_pki(tmp_path / "pki")
+    assert again.cert_file("admin").read_bytes() == before
+    # A lost CA key re-issues everything under a new CA.
+    (tmp_path / "pki" / "ca.key").unlink()
+    renewed = ensure_local_pki(tmp_path / "pki")
+    assert renewed.cert_file("admin").read_bytes() != before
+
+
+def test_the_local_stack_passes_settings_not_the_shell_environment(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """run/stack.json and the service processes get the services' settings only: nothing of
+    the user's shell (here a cloud credential) is copied."""
+    from marrowscope.cli import stack
+
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "not-for-marrowscope")
+    monkeypatch.setenv("MARROWSCOPE_TRAINING_TORCH_THREADS", "1")
+    paths = stack.StackPaths(tmp_path)
+    tokens = {"admin_token": "a" * 32, "service_token": "s" * 32, "lis_api_key": "k" * 32}
+    env = stack.service_environment(paths, "postgresql://x", stack.ports(40000), tokens)
+    assert "AWS_SECRET_ACCESS_KEY" not in env and "PATH" not in env
+    assert env["MARROWSCOPE_TRAINING_TORCH_THREADS"] == "1"
+    assert env["INFERENCE_ADDR"] == "127.0.0.1:40001"
+    # Each process gets its own identity on top.
+    assert paths.pki.environment("lis-api")["GRPC_TLS_CERT_FILE"].endswith("lis-api.crt")
