@@ -12,6 +12,7 @@ marrowscope segment IN... --out DIR [--overlay] [--model FILE]   cell crops and 
 marrowscope train-segmenter --data DIR --out FILE  field U-Net from YOLO boxes, as ONNX
 marrowscope experiment --data DIR --out DIR      every SSL method, Table 1, plots, HTML report
 marrowscope gpu-check [--json FILE]              is the classifier served on CUDA here? speed
+marrowscope audit verify [--dsn DSN] [--json]    is the audit trail's hash chain intact?
 """
 
 from __future__ import annotations
@@ -33,7 +34,7 @@ from marrowscope.core.pixel_size import check_um_per_px
 from marrowscope.core.settings import ObjectStoreSettings, PeerSettings
 from marrowscope.v1 import training_pb2
 
-from . import models, stack
+from . import audit, models, stack
 from .bootstrap import ensure_model
 
 T = TypeVar("T")
@@ -569,6 +570,7 @@ def build_parser() -> argparse.ArgumentParser:
     gc.add_argument("--json", type=Path, help="write the report here")
     gc.set_defaults(func=cmd_gpu_check)
     models.add_parser(sub, cmd_models)
+    audit.add_parser(sub)
     return parser
 
 

@@ -3,6 +3,10 @@
 Migrations are the files ``migrations/NNNN_name.sql``, applied in order, each in its own
 transaction, under an advisory lock so that services starting together do not race. An applied
 migration whose file changed afterwards is an error: write a new migration instead.
+
+Pooled connections are checked before they are handed out (a server restart or a terminated
+backend costs one reconnect, not a failed request) and carry a statement timeout
+(``MARROWSCOPE_DB_STATEMENT_TIMEOUT_S``); migrations run on their own connection without it.
 """
 
 from __future__ import annotations
@@ -10,6 +14,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
 from importlib import resources
 from typing import Any, TypeAlias
@@ -90,8 +95,24 @@ def apply_migrations(conn: psycopg.Connection) -> list[int]:
     return applied_now
 
 
+def statement_timeout_configurer(timeout_s: float) -> Callable[[DictConnection], None]:
+    """A pool ``configure`` callback giving each new connection ``statement_timeout``
+    (0 = none). A ``SET`` rather than a libpq ``options`` argument, which would replace any
+    ``options`` the DSN carries."""
+    milliseconds = str(max(0, round(timeout_s * 1000)))
+
+    def configure(conn: DictConnection) -> None:
+        conn.execute("SELECT set_config('statement_timeout', %s, false)", (milliseconds,))
+        conn.commit()  # the pool wants the connection idle, not in a transaction
+
+    return configure
+
+
 def open_pool(settings: DatabaseSettings, *, name: str = "marrowscope") -> DictPool:
-    """Open a pool (rows as dicts), waiting for the database, and apply migrations if asked."""
+    """Open a pool (rows as dicts), waiting for the database, and apply migrations if asked.
+
+    Each connection is checked when it is taken from the pool and has the configured
+    statement timeout."""
     if settings.apply_migrations:
         try:
             with psycopg.connect(settings.dsn, connect_timeout=10) as conn:
@@ -106,9 +127,16 @@ def open_pool(settings: DatabaseSettings, *, name: str = "marrowscope") -> DictP
         connection_class=psycopg.Connection[Row],
         min_size=settings.pool_min_size,
         max_size=settings.pool_max_size,
-        kwargs={"row_factory": dict_row},
         name=name,
         open=False,
+        # A connection the server closed (restart, idle timeout, pg_terminate_backend) is
+        # replaced when taken, instead of failing the request that gets it.
+        check=ConnectionPool.check_connection,
+        configure=statement_timeout_configurer(settings.statement_timeout_s),
+        # Waiting for a connection (all busy, or the server down) fails after this long with
+        # PoolTimeout, which the APIs answer as 503 naming the database, instead of hanging.
+        timeout=settings.pool_timeout_s,
+        kwargs={"row_factory": dict_row, "connect_timeout": settings.connect_timeout_s},
     )
     pool.open(wait=True, timeout=30)
     return pool

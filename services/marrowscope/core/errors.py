@@ -29,6 +29,12 @@ class ImageTooLarge(InvalidImage):
     http_status = 413
 
 
+class ObjectTooLarge(InvalidArgument):
+    """A stored object is larger than the store's limit, so it is not read into memory."""
+
+    http_status = 413
+
+
 class NotFound(MarrowscopeError):
     code = "NOT_FOUND"
     http_status = 404
@@ -54,9 +60,22 @@ class PermissionDenied(MarrowscopeError):
     http_status = 403
 
 
+class ResourceExhausted(MarrowscopeError):
+    """A capacity limit is reached (e.g. concurrent training jobs); retrying later may work."""
+
+    code = "RESOURCE_EXHAUSTED"
+    http_status = 429
+
+
 class Unavailable(MarrowscopeError):
+    """A dependency is down; ``service`` names it ("object store", "database", a peer)."""
+
     code = "UNAVAILABLE"
     http_status = 503
+
+    def __init__(self, message: str, service: str = "") -> None:
+        super().__init__(message)
+        self.service = service
 
 
 class IntegrityError(MarrowscopeError):

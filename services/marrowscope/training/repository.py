@@ -25,6 +25,20 @@ class JobState(StrEnum):
 
 
 END_STATES = (JobState.SUCCEEDED, JobState.FAILED, JobState.CANCELLED)
+_START_LOCK = 0x747261696E  # "train": advisory lock id serialising job starts
+
+
+def lock_job_starts(conn: DictConnection) -> None:
+    """Serialise job starts until the caller's transaction ends, so that counting the jobs
+    in flight and inserting a new one is atomic across service replicas."""
+    conn.execute("SELECT pg_advisory_xact_lock(%s)", (_START_LOCK,))
+
+
+def job_of_request(conn: DictConnection, request_id: str) -> dict[str, Any] | None:
+    """The job a request id already started, if any (a retried StartTraining)."""
+    return conn.execute(
+        "SELECT * FROM training_jobs WHERE request_id = %s", (request_id,)
+    ).fetchone()
 
 
 def insert_job(
@@ -44,9 +58,7 @@ def insert_job(
         (job_id, request_id, Jsonb(spec), Jsonb(labels), total_epochs, runner),
     ).fetchone()
     if row is None:
-        row = conn.execute(
-            "SELECT * FROM training_jobs WHERE request_id = %s", (request_id,)
-        ).fetchone()
+        row = job_of_request(conn, request_id)
     assert row is not None
     return row
 

@@ -14,8 +14,8 @@ from datetime import datetime
 from typing import Any
 
 from marrowscope.core import cell_registry
-from marrowscope.core.db import DictPool
-from marrowscope.core.errors import InvalidArgument, NotFound
+from marrowscope.core.db import DictConnection, DictPool
+from marrowscope.core.errors import InvalidArgument, NotFound, ResourceExhausted
 from marrowscope.core.ids import parse_uuid
 from marrowscope.core.model_registry import get_model_version
 from marrowscope.core.taxonomy import load_taxonomy
@@ -73,15 +73,54 @@ class JobStatus:
         return self.state in jobs.END_STATES
 
 
+# Hyper-parameter -> the TrainingSettings field that caps it.
+_LIMITS = (
+    ("epochs", "max_epochs"),
+    ("batch_size", "max_batch_size"),
+    ("width", "max_width"),
+    ("input_size", "max_input_size"),
+)
+
+
+def check_hyper_parameters(hyper: HyperParameters, settings: TrainingSettings) -> None:
+    """Refuse hyper-parameters the trainer cannot run or that exceed the service's limits
+    (a job's memory and time grow with each); the message names the setting to raise."""
+    if hyper.epochs < 1 or hyper.batch_size < 2:
+        raise InvalidArgument("epochs must be >= 1 and batch_size >= 2")
+    if hyper.width < 1:
+        raise InvalidArgument("width must be >= 1 (channels of the first stage)")
+    if hyper.input_size < 32:
+        raise InvalidArgument("input_size must be at least 32 pixels")
+    for name, setting in _LIMITS:
+        value, limit = getattr(hyper, name), getattr(settings, setting)
+        if value > limit:
+            raise InvalidArgument(
+                f"{name} {value} is over the training service's limit of {limit} "
+                f"({setting}; raise it with MARROWSCOPE_TRAINING_{setting.upper()})"
+            )
+
+
 class TrainingService:
+    """Starts, watches and cancels training jobs (the domain behind the gRPC servicer)."""
+
     def __init__(self, pool: DictPool, settings: TrainingSettings, launcher: JobLauncher) -> None:
         self.pool = pool
         self.settings = settings
         self.launcher = launcher
 
     def start(self, request: JobRequest) -> JobStatus:
+        """Start a job for ``request``, or return the job its request id started before.
+
+        Raises InvalidArgument for a request the trainer cannot run or beyond the configured
+        limits, and ResourceExhausted while ``max_concurrent_jobs`` jobs are queued or
+        running (retry later with the same request id)."""
         if not request.request_id:
             raise InvalidArgument("request_id is required (it makes StartTraining idempotent)")
+        with self.pool.connection() as conn:
+            existing = jobs.job_of_request(conn, request.request_id)
+        if existing is not None:  # a retry returns its job, even if limits changed since
+            return JobStatus.from_row(existing)
+        check_hyper_parameters(request.hyper, self.settings)
         taxonomy = load_taxonomy(request.taxonomy)
         if len(request.teacher) < 2:
             raise InvalidArgument("the teacher set needs at least two labelled cells")
@@ -99,10 +138,6 @@ class TrainingService:
                 f"cells of a locked evaluation set cannot be trained on ({sets}): they "
                 "measure candidates for production"
             )
-        if request.hyper.epochs < 1 or request.hyper.batch_size < 2:
-            raise InvalidArgument("epochs must be >= 1 and batch_size >= 2")
-        if request.hyper.input_size < 32 or request.hyper.input_size > 512:
-            raise InvalidArgument("input_size must be between 32 and 512 pixels")
         parent = ""
         if request.parent_model_version:
             parent_record = get_model_version(self.pool, request.parent_model_version)
@@ -124,15 +159,37 @@ class TrainingService:
         }
         job_id = uuid.uuid4()
         runner = self.launcher.runner_tag(str(job_id)) or None
-        with self.pool.connection() as conn:
-            row = jobs.insert_job(
-                conn, job_id, request.request_id, spec, request.labels, hyper.epochs, runner
-            )
-        if row["id"] != job_id:  # a retry: the job exists already
+        with self.pool.connection() as conn, conn.transaction():
+            jobs.lock_job_starts(conn)  # count and insert as one step
+            row = jobs.job_of_request(conn, request.request_id)
+            if row is None:
+                self._check_capacity(conn)
+                row = jobs.insert_job(
+                    conn, job_id, request.request_id, spec, request.labels, hyper.epochs, runner
+                )
+        if row["id"] != job_id:  # a concurrent retry: the job exists already
             return JobStatus.from_row(row)
         status = JobStatus.from_row(row)
-        self.launcher.launch(status.id, status.labels, self._on_exit)
+        try:
+            self.launcher.launch(status.id, status.labels, self._on_exit)
+        except Exception as exc:
+            # Not left queued: a job that never runs would hold a max_concurrent_jobs slot.
+            self._on_exit(status.id, f"the job could not be launched: {exc}")
+            raise
         return status
+
+    def _check_capacity(self, conn: DictConnection) -> None:
+        """Refuse a new job while ``max_concurrent_jobs`` are queued or running. Refused, not
+        queued: jobs start as soon as they are accepted (there is no dispatcher to hold them)."""
+        active = jobs.unfinished_jobs(conn)
+        limit = self.settings.max_concurrent_jobs
+        if len(active) >= limit:
+            shown = ", ".join(str(r["id"]) for r in active[:5])
+            raise ResourceExhausted(
+                f"the training service runs at most {limit} job(s) at once "
+                f"(max_concurrent_jobs; raise it with MARROWSCOPE_TRAINING_MAX_CONCURRENT_JOBS); "
+                f"in flight: {shown}; retry when one has finished"
+            )
 
     def _on_exit(self, job_id: str, failure: str | None) -> None:
         """The job's process ended: if it did not record an end state, the job failed."""

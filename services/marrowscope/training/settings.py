@@ -3,6 +3,7 @@
 from pathlib import Path
 from typing import Any, Literal
 
+from pydantic import Field
 from pydantic_settings import BaseSettings
 
 from marrowscope.core.settings import DEFAULT_PORTS, GrpcServerSettings, settings_config
@@ -14,7 +15,16 @@ class TrainingSettings(GrpcServerSettings):
     # local: a subprocess per job; kubernetes: a Kubernetes Job per job (KubeJobSettings)
     runner: Literal["local", "kubernetes"] = "local"
     job_log_dir: Path = Path(".marrowscope/logs/jobs")
-    max_concurrent_jobs: int = 1
+    # Jobs queued or running at once; StartTraining beyond it answers RESOURCE_EXHAUSTED (the
+    # orchestrator retries a round's training later with the same request id).
+    max_concurrent_jobs: int = Field(default=1, ge=1)
+    # What one job may ask for (memory and time grow with each): StartTraining beyond a limit
+    # answers INVALID_ARGUMENT naming the setting that raises it. The defaults allow the
+    # paper's recipe (250 epochs, width 32, batch 32, 96 px) with room to spare.
+    max_epochs: int = Field(default=500, ge=1)
+    max_batch_size: int = Field(default=512, ge=2)
+    max_width: int = Field(default=64, ge=1)
+    max_input_size: int = Field(default=512, ge=32)
     torch_threads: int = 0  # 0 = all cores
     model_width: int = 32  # channels of the first stage (the paper-like default)
     # The taxonomy of the LIS differential: only a model of exactly these classes may become
