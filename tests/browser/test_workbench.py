@@ -254,7 +254,15 @@ def test_undo_progress_and_admin_view(
     url, campaign = reviewing_campaign["url"], reviewing_campaign["al"]
     context = browser.new_context(viewport={"width": 1280, "height": 900})
     page = context.new_page()
+    console: list[str] = []  # a Content-Security-Policy violation shows up here
+    requested: list[str] = []
+    page.on("console", lambda message: console.append(message.text))
+    page.on("request", lambda request: requested.append(request.url))
     sign_in(page, url, reviewing_campaign["token"])
+    # An id in the link that is not a queue id: an error, and no request made with it.
+    page.goto(f"{url}/ui/#/cst/..%2Fadmin%2Fusers")
+    expect(page.get_by_role("alert")).to_contain_text("does not name a queue")
+    assert not [u for u in requested if "/api/" in u and ("admin" in u or "%2F" in u)]
     page.goto(f"{url}/ui/#/al/{campaign}")
     expect(page.get_by_role("heading", name="AL labelling")).to_be_visible()
     before = len(decisions(running_stack["dsn"], "ui-expert"))
@@ -273,6 +281,7 @@ def test_undo_progress_and_admin_view(
     cst_tasks = {d[5] for d in decisions(running_stack["dsn"], "ui-expert") if d[3] == "CST"}
     assert decided == len(cst_tasks) >= 3
     expect(page.get_by_role("link", name="Admin")).to_be_hidden()  # experts have no admin view
+    assert not [m for m in console if "Content Security Policy" in m], console
     context.close()
 
     admin = browser.new_context(viewport={"width": 1280, "height": 1000}).new_page()

@@ -40,13 +40,14 @@ OWNERS = {
     "predictions": "orchestrator.repository",
     # training
     "training_jobs": "training.repository",
-    # curation: users, review queues, batches, tasks, decisions, assignments
+    # curation: users, review queues, batches, tasks, decisions, assignments, web sessions
     "users": "curation.service",
     "review_queues": "curation.service",
     "review_batches": "curation.service",
     "review_tasks": "curation.service",
     "decisions": "curation.service",
     "queue_assignments": "curation.workbench",
+    "web_sessions": "curation.sessions",
     # the LIS API
     "specimens": "lis_api.repository",
     "specimen_images": "lis_api.repository",

@@ -48,7 +48,7 @@ def main() -> None:
         Workbench(resources.pool, service),
         resources.store,
         clients,
-        secure_cookies=settings.secure_cookies,
+        settings,
     )
     http = EmbeddedUvicorn(
         uvicorn.Config(

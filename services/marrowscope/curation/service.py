@@ -1,5 +1,6 @@
 """The experts' side: review tasks in a leased work queue, durable idempotent decisions,
-an insert-only audit trail, users with roles.
+an insert-only audit trail, users with roles (disabled, re-keyed), and the web UI's
+server-side sessions (kept by ``sessions``, revoked here with their user's credentials).
 
 Curation owns its review queues and batches (tables ``review_queues``, ``review_batches``,
 ``review_tasks``, ``queue_assignments``, ``decisions``) and reads no other service's tables:
@@ -34,6 +35,8 @@ from marrowscope.core.errors import (
 )
 from marrowscope.core.ids import parse_uuid
 from marrowscope.core.taxonomy import load_taxonomy
+
+from . import sessions
 
 log = logging.getLogger(__name__)
 ROLES = ("expert", "admin", "service")
@@ -161,23 +164,47 @@ class CurationService:
 
     # ------------------------------------------------------------------ users and roles
     def ensure_user(self, name: str, role: str, token: str) -> None:
-        """Create or re-key a bootstrap user (admin or service) from configured tokens."""
-        with self.pool.connection() as conn:
+        """Create or re-key a bootstrap user (admin or service) from configured tokens.
+
+        The configured token is the only one that works afterwards: a changed token replaces
+        the stored hash (the old token is refused from then on) and revokes the user's web
+        sessions. A user an admin disabled stays disabled."""
+        with self.pool.connection() as conn, conn.transaction():
+            old = conn.execute(
+                "SELECT token_sha256 FROM users WHERE name = %s FOR UPDATE", (name,)
+            ).fetchone()
             conn.execute(
                 """INSERT INTO users (id, name, role, token_sha256) VALUES (%s, %s, %s, %s)
                    ON CONFLICT (name) DO UPDATE SET token_sha256 = EXCLUDED.token_sha256,
                        role = EXCLUDED.role""",
                 (uuid.uuid4(), name, role, token_hash(token)),
             )
+            if old is not None and old["token_sha256"] != token_hash(token):
+                revoked = sessions.revoke_user_sessions(conn, name)
+                self._audit(
+                    conn,
+                    User("settings", "service"),
+                    "rekey_user",
+                    "user",
+                    name,
+                    None,
+                    {"sessions_revoked": revoked},
+                    "token changed in the settings",
+                )
 
     def authenticate(self, token: str) -> User:
+        """The user of a token (gRPC metadata, HTTP bearer, or sign-in); Unauthenticated for
+        a missing, unknown, replaced or disabled user's token."""
         if not token:
             raise Unauthenticated("missing credentials: send 'authorization: Bearer <token>'")
         with self.pool.connection() as conn:
             row = conn.execute(
-                "SELECT name, role FROM users WHERE token_sha256 = %s", (token_hash(token),)
+                """SELECT name, role FROM users
+                   WHERE token_sha256 = %s AND disabled_at IS NULL""",
+                (token_hash(token),),
             ).fetchone()
         if row is None:
+            # One message for unknown and disabled: a caller learns nothing about accounts.
             raise Unauthenticated("unknown or revoked token")
         return User(row["name"], row["role"])
 
@@ -201,6 +228,97 @@ class CurationService:
         except psycopg.errors.UniqueViolation:
             raise FailedPrecondition(f"user {name!r} exists already") from None
         return User(name, role), token
+
+    def set_disabled(self, actor: User, name: str, disabled: bool, reason: str = "") -> bool:
+        """Disable (or enable again) a user; True if that changed anything. A disabled user's
+        token and web sessions are refused everywhere; disabling also revokes the sessions,
+        so enabling again does not bring them back. Admins cannot disable themselves (the
+        last admin would lock everyone out)."""
+        self.require(actor, "admin")
+        if disabled and name == actor.name:
+            raise FailedPrecondition("you cannot disable yourself; ask another admin")
+        with self.pool.connection() as conn, conn.transaction():
+            row = conn.execute(
+                "SELECT disabled_at FROM users WHERE name = %s FOR UPDATE", (name,)
+            ).fetchone()
+            if row is None:
+                raise NotFound(f"user {name!r} not found")
+            if (row["disabled_at"] is not None) == disabled:
+                return False
+            conn.execute(
+                "UPDATE users SET disabled_at = CASE WHEN %s THEN now() END WHERE name = %s",
+                (disabled, name),
+            )
+            revoked = sessions.revoke_user_sessions(conn, name) if disabled else 0
+            self._audit(
+                conn,
+                actor,
+                "disable_user" if disabled else "enable_user",
+                "user",
+                name,
+                {"disabled": not disabled},
+                {"disabled": disabled, "sessions_revoked": revoked},
+                reason,
+            )
+        return True
+
+    def rotate_token(self, actor: User, name: str, reason: str = "") -> str:
+        """Give a user a new token (returned once; only its hash is stored). The old token is
+        refused from now on and the user's web sessions are revoked, since they may have been
+        opened with a leaked token. A bootstrap user's token comes from the settings again
+        at the next start: rotate those there."""
+        self.require(actor, "admin")
+        token = secrets.token_urlsafe(32)
+        with self.pool.connection() as conn, conn.transaction():
+            row = conn.execute(
+                "UPDATE users SET token_sha256 = %s WHERE name = %s RETURNING role",
+                (token_hash(token), name),
+            ).fetchone()
+            if row is None:
+                raise NotFound(f"user {name!r} not found")
+            revoked = sessions.revoke_user_sessions(conn, name)
+            self._audit(
+                conn,
+                actor,
+                "rotate_token",
+                "user",
+                name,
+                None,
+                {"sessions_revoked": revoked},
+                reason,
+            )
+        return token
+
+    # ------------------------------------------------------------------ web sessions
+    def start_session(
+        self, token: str, absolute_seconds: int, replaces: str = ""
+    ) -> tuple[User, str]:
+        """Sign a browser in with a user token: (the user, a new opaque session id). The
+        session it ``replaces`` (the cookie it came with, if any) is revoked. Service accounts
+        have no business in the workbench (PermissionDenied)."""
+        user = self.authenticate(token)
+        if user.role == "service":
+            raise PermissionDenied("service accounts cannot sign in to the workbench")
+        with self.pool.connection() as conn, conn.transaction():
+            if replaces:
+                sessions.end_session(conn, replaces)
+            session_id = sessions.start_session(conn, user.name, absolute_seconds)
+        return user, session_id
+
+    def session_user(self, session_id: str, idle_seconds: int) -> User:
+        """The user of a live web session (Unauthenticated otherwise)."""
+        if not session_id:
+            raise Unauthenticated("not signed in: sign in, or send 'authorization: Bearer'")
+        with self.pool.connection() as conn:
+            found = sessions.session_user(conn, session_id, idle_seconds)
+        if found is None:
+            raise Unauthenticated("your session has ended; sign in again")
+        return User(*found)
+
+    def end_session(self, session_id: str) -> bool:
+        """Revoke a web session (sign-out); True if it was live."""
+        with self.pool.connection() as conn:
+            return sessions.end_session(conn, session_id)
 
     # ------------------------------------------------------------------ the queue
     def create_tasks(

@@ -31,6 +31,8 @@ function el(tag, attrs = {}, ...children) {
   const node = document.createElement(tag);
   for (const [key, value] of Object.entries(attrs)) {
     if (key === "text") node.textContent = value;
+    // Styles go through the CSSOM: the Content-Security-Policy refuses style attributes.
+    else if (key === "style") Object.assign(node.style, value);
     else if (key.startsWith("on")) node.addEventListener(key.slice(2), value);
     else if (value === true) node.setAttribute(key, "");
     else if (value !== false && value !== null && value !== undefined) node.setAttribute(key, value);
@@ -167,6 +169,21 @@ async function undoLast() {
   return item;
 }
 
+// --- ids in API paths ----------------------------------------------------------------------
+// Queue (campaign) ids are UUIDs as the server writes them. An id from the URL fragment is
+// checked before it goes into a request, and every path segment is encoded.
+const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
+
+class BadLink extends Error {}
+
+/** The id from the URL fragment, URL-encoded for an API path; BadLink if it is not a UUID. */
+function queueId(id) {
+  if (typeof id !== "string" || !UUID.test(id)) throw new BadLink(`This link does not name a queue (${String(id).slice(0, 40)}).`);
+  return encodeURIComponent(id.toLowerCase());
+}
+
+const seg = encodeURIComponent;
+
 // --- session and chrome --------------------------------------------------------------------
 async function refreshPace() {
   try {
@@ -219,7 +236,7 @@ $("#signout").addEventListener("click", async () => {
 });
 
 async function taxonomy(name) {
-  if (!session.taxonomies.has(name)) session.taxonomies.set(name, await api(`/api/v1/taxonomies/${name}`));
+  if (!session.taxonomies.has(name)) session.taxonomies.set(name, await api(`/api/v1/taxonomies/${seg(name)}`));
   return session.taxonomies.get(name);
 }
 
@@ -241,9 +258,9 @@ async function queuesPage() {
     el("td", { class: "num", text: c.open_cst }), el("td", { class: "num", text: c.open_al }),
     el("td", { class: "num", text: c.decided }),
     el("td", {},
-      el("a", { href: `#/cst/${c.id}`, "aria-disabled": c.open_cst ? "false" : "true" }, `Review CST (${c.open_cst})`), " · ",
-      el("a", { href: `#/al/${c.id}` }, `Label AL (${c.open_al})`), " · ",
-      el("a", { href: `#/progress/${c.id}` }, "Progress"))));
+      el("a", { href: `#/cst/${seg(c.id)}`, "aria-disabled": c.open_cst ? "false" : "true" }, `Review CST (${c.open_cst})`), " · ",
+      el("a", { href: `#/al/${seg(c.id)}` }, `Label AL (${c.open_al})`), " · ",
+      el("a", { href: `#/progress/${seg(c.id)}` }, "Progress"))));
   view.replaceChildren(el("h1", { text: "Your queues" }),
     campaigns.length ? el("table", {}, el("thead", {}, el("tr", {},
       ["Campaign", "Method", "State"].map((t) => el("th", { text: t })),
@@ -255,7 +272,7 @@ async function queuesPage() {
 
 async function progressPage(campaignId) {
   setKeys(null);
-  const { rows } = await api(`/api/v1/campaigns/${campaignId}/progress`);
+  const { rows } = await api(`/api/v1/campaigns/${queueId(campaignId)}/progress`);
   const body = rows.map((r) => {
     const total = r.open + r.claimed + r.decided;
     const done = total ? Math.round((100 * r.decided) / total) : 0;
@@ -263,7 +280,7 @@ async function progressPage(campaignId) {
       el("td", { text: r.class_code || "—" }), el("td", { class: "num", text: r.open }),
       el("td", { class: "num", text: r.claimed }), el("td", { class: "num", text: r.decided }),
       el("td", {}, el("div", { class: "bar-fill", role: "img", "aria-label": `${done}% decided` },
-        el("span", { style: `width:${done}%` }))));
+        el("span", { style: { width: `${done}%` } }))));
   });
   view.replaceChildren(el("h1", { text: "Progress per round and class" }),
     el("p", {}, el("a", { href: "#/queues", text: "← queues" })),
@@ -274,7 +291,7 @@ async function progressPage(campaignId) {
 
 // --- CST review: a page of cells the model put in one class --------------------------------
 async function cstPage(campaignId) {
-  const claim = await api(`/api/v1/campaigns/${campaignId}/claims`, { method: "POST", body: { kind: "CST", limit: 50 } });
+  const claim = await api(`/api/v1/campaigns/${queueId(campaignId)}/claims`, { method: "POST", body: { kind: "CST", limit: 50 } });
   const tax = await taxonomy(claim.taxonomy);
   if (!claim.tasks.length) {
     setKeys(null);
@@ -405,7 +422,7 @@ async function cstPage(campaignId) {
 
 // --- AL labelling: one cell at a time ------------------------------------------------------
 async function alPage(campaignId) {
-  const claim = await api(`/api/v1/campaigns/${campaignId}/claims`, { method: "POST", body: { kind: "AL", limit: 20 } });
+  const claim = await api(`/api/v1/campaigns/${queueId(campaignId)}/claims`, { method: "POST", body: { kind: "AL", limit: 20 } });
   const tax = await taxonomy(claim.taxonomy);
   const queue = claim.tasks.filter((t) => !outbox.pendingFor(t.id));
   const done = []; // tasks decided on this page, for undo
@@ -414,7 +431,7 @@ async function alPage(campaignId) {
   async function show() {
     current = queue.shift() || null;
     if (!current) {
-      const more = await api(`/api/v1/campaigns/${campaignId}/claims`, { method: "POST", body: { kind: "AL", limit: 20 } });
+      const more = await api(`/api/v1/campaigns/${queueId(campaignId)}/claims`, { method: "POST", body: { kind: "AL", limit: 20 } });
       queue.push(...more.tasks.filter((t) => !outbox.pendingFor(t.id) && !done.some((d) => d.id === t.id)));
       current = queue.shift() || null;
     }
@@ -442,7 +459,7 @@ async function alPage(campaignId) {
         el("div", {}, choices, el("h2", { text: "All classes" }), palette(tax, (code) => answer("label", code)),
           el("h2", { text: "Confirmed cells of the top guesses" }), refs)));
     choices.querySelector("button").focus();
-    api(`/api/v1/campaigns/${campaignId}/references?classes=${top3.map((g) => g.class_code).join(",")}`).then((r) => {
+    api(`/api/v1/campaigns/${queueId(campaignId)}/references?classes=${seg(top3.map((g) => g.class_code).join(","))}`).then((r) => {
       refs.replaceChildren(...Object.entries(r.references).map(([code, urls]) => el("div", {},
         el("strong", { text: code }), el("div", { class: "refs" }, urls.map((u) => el("img", { src: `${u}?size=72`, alt: `confirmed ${code}`, loading: "lazy" }))))));
     }).catch(() => refs.replaceChildren(el("p", { text: "(no reference cells)" })));
@@ -493,7 +510,7 @@ async function adminPage() {
       el("td", { text: r.modelVersion || "—" })));
     const state = String(c.state).replace("CAMPAIGN_STATE_", "").toLowerCase();
     const steer = (action) => async () => {
-      try { await api(`/api/v1/admin/campaigns/${c.id}/${action}`, { method: "POST" }); say(`Campaign ${action}ed`); adminPage(); }
+      try { await api(`/api/v1/admin/campaigns/${seg(c.id)}/${action}`, { method: "POST" }); say(`Campaign ${action}ed`); adminPage(); }
       catch (e) { say(e.message); }
     };
     const assignInput = el("input", { "aria-label": `expert to assign to ${c.name}`, placeholder: "expert name" });
@@ -505,12 +522,12 @@ async function adminPage() {
         el("span", { text: `pool ${c.poolSize ?? 0} · labelled ${c.labelledCount ?? 0} · experts: ${(c.assigned || []).join(", ") || "any"}` }),
         assignInput,
         el("button", { type: "button", text: "Assign", onclick: async () => {
-          try { await api(`/api/v1/admin/campaigns/${c.id}/assignments`, { method: "POST", body: { user: assignInput.value.trim(), assigned: true } }); adminPage(); }
+          try { await api(`/api/v1/admin/campaigns/${seg(c.id)}/assignments`, { method: "POST", body: { user: assignInput.value.trim(), assigned: true } }); adminPage(); }
           catch (e) { say(e.message); } } })),
       el("table", {}, el("thead", {}, el("tr", {}, el("th", { class: "num", text: "Round" }), el("th", { text: "State" }),
         ["Teacher", "Sampled", "CST", "AL", "Decided", "Added", "Accuracy", "Mean recall"].map((t) => el("th", { class: "num", text: t })),
         el("th", { text: "Model" }))), el("tbody", {}, rounds)),
-      el("img", { src: `/api/v1/admin/campaigns/${c.id}/plot.png?t=${Date.now()}`, alt: `test metrics and teacher set per round for ${c.name}`, loading: "lazy", width: "800", height: "300" }));
+      el("img", { src: `/api/v1/admin/campaigns/${seg(c.id)}/plot.png?t=${Date.now()}`, alt: `test metrics and teacher set per round for ${c.name}`, loading: "lazy", width: "800", height: "300" }));
   });
   const nameInput = el("input", { id: "new-user", "aria-label": "new user name", placeholder: "name" });
   const roleSelect = el("select", { "aria-label": "role" }, el("option", { value: "expert", text: "expert" }), el("option", { value: "admin", text: "admin" }));
@@ -521,7 +538,28 @@ async function adminPage() {
         try {
           const user = await api("/api/v1/admin/users", { method: "POST", body: { name: nameInput.value.trim(), role: roleSelect.value } });
           tokenOut.textContent = `Token for ${user.name} (shown once): ${user.token}`;
-        } catch (e) { tokenOut.textContent = e.message; } } })), tokenOut));
+        } catch (e) { tokenOut.textContent = e.message; } } })), tokenOut),
+    usersCard());
+}
+
+/** Disable or enable a user, or give them a new token (the old one stops working). */
+function usersCard() {
+  const nameInput = el("input", { id: "manage-user", "aria-label": "user name", placeholder: "name" });
+  const out = el("p", { class: "token", role: "status" });
+  const act = (action) => async () => {
+    const name = nameInput.value.trim();
+    if (!/^[A-Za-z0-9._@-]{1,80}$/.test(name)) { out.textContent = "Give a user name (letters, digits, . _ @ -)."; return; }
+    try {
+      const reply = await api(`/api/v1/admin/users/${seg(name)}/${action}`, { method: "POST" });
+      out.textContent = action === "rotate-token" ? `New token for ${reply.name} (shown once; the old one no longer works): ${reply.token}`
+        : `${reply.name} is ${reply.disabled ? "disabled; their sessions are ended" : "enabled"}.`;
+    } catch (e) { out.textContent = e.message; }
+  };
+  return el("section", { class: "card", "aria-labelledby": "manage-title" }, el("h2", { id: "manage-title", text: "Manage a user" }),
+    el("div", { class: "toolbar" }, nameInput,
+      el("button", { type: "button", text: "Disable", onclick: act("disable") }),
+      el("button", { type: "button", text: "Enable", onclick: act("enable") }),
+      el("button", { type: "button", text: "New token", onclick: act("rotate-token") })), out);
 }
 
 // --- routing -------------------------------------------------------------------------------
@@ -535,7 +573,9 @@ async function route() {
     else if (page === "admin") await adminPage();
     else await queuesPage();
   } catch (error) {
-    if (error.status === 401) showSignIn("Your session ended; sign in again.");
+    if (error instanceof BadLink) { setKeys(null); view.replaceChildren(el("p", { class: "error", role: "alert", text: error.message }),
+      el("a", { href: "#/queues", text: "← queues" })); }
+    else if (error.status === 401) showSignIn("Your session ended; sign in again.");
     else view.replaceChildren(el("p", { class: "error", role: "alert", text: `Could not load this page: ${error.message}` }),
       el("a", { href: "#/queues", text: "← queues" }));
   }

@@ -1,11 +1,12 @@
 """Admin pages: campaigns read and steered through the orchestrator's gRPC API, their plot,
-expert assignments to queues, and new users. Every route needs an admin."""
+expert assignments to queues, and users (new, disabled, enabled, new tokens). Every route
+needs an admin."""
 
 from collections.abc import Awaitable
-from typing import Any, Literal, TypeVar
+from typing import Annotated, Any, Literal, TypeVar
 
 import grpc
-from fastapi import APIRouter, HTTPException, Response
+from fastapi import APIRouter, HTTPException, Path, Response
 from google.protobuf.json_format import MessageToDict
 from pydantic import BaseModel, Field
 
@@ -16,6 +17,8 @@ from .context import AdminUser, Context, in_thread
 
 router = APIRouter(prefix="/api/v1/admin", tags=["admin"])
 M = TypeVar("M")
+USER_NAME = r"^[A-Za-z0-9._@-]+$"
+UserName = Annotated[str, Path(min_length=1, max_length=80, pattern=USER_NAME)]
 
 
 class AssignIn(BaseModel):
@@ -24,8 +27,12 @@ class AssignIn(BaseModel):
 
 
 class UserIn(BaseModel):
-    name: str = Field(min_length=1, max_length=80, pattern=r"^[A-Za-z0-9._@-]+$")
+    name: str = Field(min_length=1, max_length=80, pattern=USER_NAME)
     role: Literal["expert", "admin"]
+
+
+class ReasonIn(BaseModel):
+    reason: str = Field("", max_length=500)
 
 
 async def orchestrator_call(call: Awaitable[M]) -> M:
@@ -98,7 +105,42 @@ async def admin_steer(
 
 
 @router.post("/users", status_code=201)
-async def admin_user(body: UserIn, user: AdminUser, context: Context) -> dict[str, Any]:
+async def admin_user(
+    body: UserIn, user: AdminUser, context: Context, response: Response
+) -> dict[str, Any]:
     """Create an expert or admin; the token is shown once, here."""
     created, token = await in_thread(context.curation.create_user, user, body.name, body.role)
+    response.headers["Cache-Control"] = "no-store"
     return {"name": created.name, "role": created.role, "token": token}
+
+
+# Declared before the enable / disable route: its path would match 'rotate-token' as an action.
+@router.post("/users/{name}/rotate-token")
+async def admin_rotate_token(
+    name: UserName,
+    user: AdminUser,
+    context: Context,
+    response: Response,
+    body: ReasonIn | None = None,
+) -> dict[str, Any]:
+    """A new token for a user, shown once, here; the old one is refused from now on and the
+    user's sessions are revoked."""
+    token = await in_thread(context.curation.rotate_token, user, name, body.reason if body else "")
+    response.headers["Cache-Control"] = "no-store"
+    return {"name": name, "token": token}
+
+
+@router.post("/users/{name}/{action}")
+async def admin_user_state(
+    name: UserName,
+    action: Literal["disable", "enable"],
+    user: AdminUser,
+    context: Context,
+    body: ReasonIn | None = None,
+) -> dict[str, Any]:
+    """Disable a user (their token and every session are refused at once, the sessions are
+    revoked) or enable them again (their token works again; sessions stay revoked)."""
+    changed = await in_thread(
+        context.curation.set_disabled, user, name, action == "disable", body.reason if body else ""
+    )
+    return {"name": name, "disabled": action == "disable", "changed": changed}

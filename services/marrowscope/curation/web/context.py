@@ -15,6 +15,7 @@ from marrowscope.core.clients import ServiceClients
 from marrowscope.core.objectstore import ObjectStore
 
 from ..service import CurationService, User
+from ..settings import CurationSettings
 from ..workbench import Workbench
 
 COOKIE = "ms_session"
@@ -29,7 +30,7 @@ class WebContext:
     workbench: Workbench
     store: ObjectStore
     clients: ServiceClients
-    secure_cookies: bool = False
+    settings: CurationSettings
 
 
 async def in_thread(fn: Callable[..., T], *args: Any) -> T:
@@ -48,10 +49,17 @@ Context = Annotated[WebContext, Depends(web_context)]
 
 async def current_user(request: Request, context: Context) -> User:
     """The caller: ``Authorization: Bearer <token>`` (UI clients) or the session cookie
-    (browsers). Unauthenticated (401) without a known token."""
+    (browsers), which holds a server-side session id and never a token. Unauthenticated
+    (401) without a known token or a live session."""
     header = request.headers.get("authorization", "")
     token = header[7:].strip() if header.lower().startswith("bearer ") else ""
-    return await in_thread(context.curation.authenticate, token or request.cookies.get(COOKIE, ""))
+    if token:
+        return await in_thread(context.curation.authenticate, token)
+    return await in_thread(
+        context.curation.session_user,
+        request.cookies.get(COOKIE, ""),
+        context.settings.session_idle_seconds,
+    )
 
 
 CurrentUser = Annotated[User, Depends(current_user)]

@@ -4,6 +4,8 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Query, Response
 
+from marrowscope.core.objectstore import in_store_thread
+
 from ..thumbnails import thumbnail
 from .context import Context, CurrentUser, WebContext, in_thread
 
@@ -12,7 +14,9 @@ PNG: dict[int | str, dict[str, Any]] = {200: {"content": {"image/png": {}}}}
 
 
 async def png_thumbnail(context: WebContext, key: str, size: int) -> Response:
-    data = await in_thread(thumbnail, await in_thread(context.store.get, key), size)
+    data = await in_thread(
+        thumbnail, await in_store_thread(context.store, context.store.get, key), size
+    )
     return Response(
         data, media_type="image/png", headers={"Cache-Control": "private, max-age=86400"}
     )

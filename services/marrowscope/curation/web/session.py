@@ -1,8 +1,13 @@
-"""Signing in and out of the workbench, and who the caller is."""
+"""Signing in and out of the workbench, and who the caller is.
+
+Signing in exchanges a user token for a server-side session: the cookie carries only the
+session's opaque id, the token never leaves the sign-in request. Signing out revokes the
+session on the server, so a copied cookie stops working too.
+"""
 
 from typing import Any
 
-from fastapi import APIRouter, HTTPException, Response
+from fastapi import APIRouter, Request, Response
 from pydantic import BaseModel, Field
 
 from .context import COOKIE, Context, CurrentUser, in_thread
@@ -15,28 +20,41 @@ class SignIn(BaseModel):
 
 
 @router.post("/session")
-async def sign_in(body: SignIn, response: Response, context: Context) -> dict[str, Any]:
-    """Exchange a user token for a browser session cookie."""
-    user = await in_thread(context.curation.authenticate, body.token)
-    if user.role == "service":
-        raise HTTPException(403, "service accounts cannot sign in to the workbench")
+async def sign_in(
+    body: SignIn, request: Request, response: Response, context: Context
+) -> dict[str, Any]:
+    """Exchange a user token for a browser session cookie (service accounts: 403)."""
+    settings = context.settings
+    user, session_id = await in_thread(
+        context.curation.start_session,
+        body.token,
+        settings.session_absolute_seconds,
+        request.cookies.get(COOKIE, ""),  # a session the browser had before is revoked
+    )
     # HttpOnly and SameSite=Strict: scripts cannot read it and other sites cannot send it,
     # while <img> tags of this site can load thumbnails with it.
     response.set_cookie(
         COOKIE,
-        body.token,
+        session_id,
         httponly=True,
         samesite="strict",
-        secure=context.secure_cookies,
-        max_age=12 * 3600,
+        secure=settings.secure_cookies,
+        max_age=settings.session_absolute_seconds,
         path="/",
     )
+    response.headers["Cache-Control"] = "no-store"
     return {"name": user.name, "role": user.role}
 
 
 @router.delete("/session")
-async def sign_out(response: Response) -> dict[str, str]:
-    response.delete_cookie(COOKIE, path="/")
+async def sign_out(request: Request, response: Response, context: Context) -> dict[str, str]:
+    """Revoke the browser's session on the server and drop its cookie."""
+    session_id = request.cookies.get(COOKIE, "")
+    if session_id:
+        await in_thread(context.curation.end_session, session_id)
+    response.delete_cookie(
+        COOKIE, path="/", httponly=True, samesite="strict", secure=context.settings.secure_cookies
+    )
     return {"status": "signed out"}
 
 
