@@ -143,7 +143,7 @@ def measure(url: str, dsn: str) -> None:
     ]
     body = build_differential(cells, load_taxonomy("paper17"), Thresholds())
     body.update(model_version="bench", algorithm_versions=["stain-v3"], images_analysed=1)
-    store.add_report(sid, job["id"], "preliminary", body)
+    store.add_report(sid, job["id"], "preliminary", body, actor="bench")
     pool.close()
 
     results = {"field_source": source, "field_bytes": len(field)}

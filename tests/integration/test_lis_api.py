@@ -19,6 +19,7 @@ from typing import Any
 
 import numpy as np
 import pytest
+from fastapi import FastAPI
 from fastapi.testclient import TestClient
 from PIL import Image
 
@@ -54,19 +55,30 @@ def peers_down() -> ServiceClients:
     )
 
 
+def lis_app(db_pool: DictPool, store_settings: ObjectStoreSettings, **overrides: Any) -> FastAPI:
+    """The LIS API with the test settings (``extra_keys``: bootstrap keys besides the
+    admin's), its peers down."""
+    extra_keys: list[str] = overrides.pop("extra_keys", [])
+    store = overrides.pop("store", None) or open_store(store_settings)
+    values: dict[str, Any] = {
+        "segmentation_deadline_s": 1.0,
+        "inference_deadline_s": 1.0,
+        "max_upload_bytes": 2_000_000,
+        "max_files_per_request": 3,
+        **overrides,
+    }
+    settings = LisApiSettings(
+        api_key_hashes=[hashlib.sha256(k.encode()).hexdigest() for k in [ADMIN_KEY, *extra_keys]],
+        **values,
+    )
+    return create_app(settings, store, peers_down(), db_pool)
+
+
 @contextmanager
 def api(
     db_pool: DictPool, store_settings: ObjectStoreSettings, **overrides: Any
 ) -> Iterator[TestClient]:
-    settings = LisApiSettings(
-        api_key_hashes=[hashlib.sha256(ADMIN_KEY.encode()).hexdigest()],
-        segmentation_deadline_s=1.0,
-        inference_deadline_s=1.0,
-        max_upload_bytes=2_000_000,
-        max_files_per_request=3,
-        **overrides,
-    )
-    app = create_app(settings, open_store(store_settings), peers_down(), db_pool)
+    app = lis_app(db_pool, store_settings, **overrides)
     with TestClient(app, raise_server_exceptions=False) as client:
         yield client
 
@@ -101,6 +113,7 @@ def test_every_route_needs_credentials_and_the_right_scope(
                 cell_id=uuid.uuid4(),
                 version="paper17-0000",
                 name="scope-1",
+                client_id="c-0000000000000000",
             )
             if path == "/v1/oauth/token":
                 reply = http.post(
@@ -465,7 +478,9 @@ def test_low_confidence_cells_go_to_the_lis_review_queue_and_labels_come_back(
         ],
     )
     body = {"low_confidence_cell_ids": [str(unsure)], "images_analysed": 1}
-    lis.add_report(specimen["id"], job["id"], "preliminary", body, review_state="pending")
+    lis.add_report(
+        specimen["id"], job["id"], "preliminary", body, review_state="pending", actor="test"
+    )
 
     curation = FakeCuration()
     clients = SimpleNamespace(curation=curation)
@@ -499,5 +514,82 @@ def test_low_confidence_cells_go_to_the_lis_review_queue_and_labels_come_back(
     )
     latest = lis.report(specimen["id"])
     assert latest is not None and latest["version"] == 2
-    assert latest["body"]["reviewed_by"] == "expert-1"
+    assert latest["body"]["reviewed_by"] == "expert-1"  # as curation authenticated them
+    with db_pool.connection() as conn:
+        event = conn.execute(
+            "SELECT actor, current FROM audit_events WHERE action = 'report.version' "
+            "AND entity_id = %s",
+            (str(latest["id"]),),
+        ).fetchone()
+    assert event is not None and event["actor"] == "curation:expert-1"
+    assert event["current"]["version"] == 2
     assert lis.job("c-review", str(job["id"]))["review_state"] == "done"
+
+
+class CurationStillReviewing(FakeCuration):
+    """Curation with one task of the batch still open, so the LIS API keeps collecting."""
+
+    def GetProgress(
+        self, request: curation_pb2.GetProgressRequest, metadata: Any, timeout: float
+    ) -> Any:
+        return self._reply(curation_pb2.ProgressCount(round_id=request.round_id, open=1))
+
+
+def test_an_undo_in_curation_takes_the_correction_out_of_the_report(db_pool: DictPool) -> None:
+    lis = LisRepository(db_pool)
+    taxonomy = load_taxonomy("paper17")
+    specimen, _ = lis.create_specimen("c-undo", f"BM-U-{uuid.uuid4().hex[:8]}", "peripheral-blood")
+    image = lis.add_image(specimen["id"], f"fields/{uuid.uuid4()}.png")
+    job, _ = lis.create_job("c-undo", specimen["id"], None)
+    cell = uuid.uuid4()
+    model_class, expert_class = taxonomy.codes[0], taxonomy.codes[1]
+    lis.record_image(
+        job["id"],
+        image["id"],
+        [
+            {
+                "cell_id": cell,
+                "object_key": f"cells/{cell}.png",
+                "class_code": model_class,
+                "probability": 0.3,
+                "margin": 0.1,
+                "top_classes": [{"class_code": model_class, "probability": 0.3}],
+                "error": None,
+                "model_version": "m-1",
+                "algorithm_version": "stain-v3",
+            }
+        ],
+    )
+    body = {"low_confidence_cell_ids": [str(cell)], "images_analysed": 1}
+    lis.add_report(
+        specimen["id"], job["id"], "preliminary", body, review_state="pending", actor="test"
+    )
+    curation = CurationStillReviewing()
+    review = CurationReview(lis, SimpleNamespace(curation=curation), "svc", taxonomy, Thresholds())  # type: ignore[arg-type]  # a stub for ServiceClients
+    asyncio.run(review.sync_once())  # sends the task
+    decision = curation_pb2.Decision(
+        id=str(uuid.uuid4()), cell_id=str(cell), class_code=expert_class, user="expert-1"
+    )
+    curation.decisions = [decision]
+    asyncio.run(review.sync_once())
+    corrected = lis.report(specimen["id"])
+    assert corrected is not None and corrected["version"] == 2
+
+    def counted_as(report: dict[str, Any]) -> dict[str, int]:
+        rows = [*report["body"]["differential"], *report["body"]["excluded_from_differential"]]
+        return {r["code"]: r["count"] for r in rows if r["count"]}
+
+    assert counted_as(corrected).get(expert_class) == 1 and model_class not in counted_as(corrected)
+    # The expert undoes the decision in curation: the next version counts the model's class.
+    decision.undone = True
+    asyncio.run(review.sync_once())
+    reverted = lis.report(specimen["id"])
+    assert reverted is not None and reverted["version"] == 3
+    assert counted_as(reverted).get(model_class) == 1 and expert_class not in counted_as(reverted)
+    assert reverted["body"]["cells_corrected"] == 0
+    # Version 2 still reads as it was built (its corrections as of then).
+    cells_then = lis.classified_cells(specimen["id"], job["id"], corrected["created_at"])
+    assert [c.class_code for c in cells_then] == [expert_class]
+    asyncio.run(review.sync_once())  # nothing new: no further version
+    latest = lis.report(specimen["id"])
+    assert latest is not None and latest["version"] == 3

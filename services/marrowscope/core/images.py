@@ -7,8 +7,11 @@ the sender can do about it.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import io
 import math
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 
 import numpy as np
@@ -172,3 +175,75 @@ def encode_png(rgb: np.ndarray) -> bytes:
     buffer = io.BytesIO()
     Image.fromarray(rgb).save(buffer, format="PNG", optimize=False, compress_level=6)
     return buffer.getvalue()
+
+
+@dataclass(frozen=True)
+class ImageInfo:
+    """What a check of an upload keeps: the format and size, not the pixels."""
+
+    format: str
+    width: int
+    height: int
+
+    @property
+    def content_type(self) -> str:
+        return CONTENT_TYPES[self.format]
+
+
+def image_pixels(data: bytes, limits: ImageLimits | None = None) -> int:
+    """The pixel count the image's header declares (nothing decoded), or the error that
+    decoding would raise for its size or format."""
+    limits = limits or ImageLimits()
+    if len(data) > limits.max_bytes:
+        raise ImageTooLarge(
+            f"image of {len(data)} bytes exceeds the limit of {limits.max_bytes} bytes"
+        )
+    fmt = sniff_format(data)
+    try:
+        width, height = Image.open(io.BytesIO(data), formats=[fmt]).size
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError):
+        raise InvalidImage(f"file starts like {fmt} but cannot be decoded; it is damaged") from None
+    if width * height > limits.max_pixels:
+        raise ImageTooLarge(
+            f"image of {width}x{height} pixels exceeds the limit of {limits.max_pixels} "
+            "pixels; send a smaller field or tile it"
+        )
+    return width * height
+
+
+def inspect_image(data: bytes, limits: ImageLimits | None = None) -> ImageInfo:
+    """Decode ``data`` in full (so a damaged or truncated file is refused now, not at
+    analysis) and keep only its format and size: the pixels are freed on return."""
+    decoded = decode_pil_image(data, limits)
+    width, height = decoded.image.size
+    return ImageInfo(decoded.format, width, height)
+
+
+class PixelBudget:
+    """Bounds the pixels being decoded at once in a process, so memory stays bounded however
+    many uploads arrive together: ordinary fields decode side by side, while a field near the
+    pixel limit (a decompression bomb: a small PNG of 40 M pixels) waits for room."""
+
+    def __init__(self, pixels: int) -> None:
+        self.pixels = pixels
+        self._in_use = 0
+        self._room = asyncio.Condition()
+
+    @contextlib.asynccontextmanager
+    async def reserve(self, pixels: int) -> AsyncIterator[None]:
+        needed = min(pixels, self.pixels)  # one image larger than the budget runs alone
+        async with self._room:
+            await self._room.wait_for(lambda: self._in_use + needed <= self.pixels)
+            self._in_use += needed
+        try:
+            yield
+        finally:
+            async with self._room:
+                self._in_use -= needed
+                self._room.notify_all()
+
+    async def inspect(self, data: bytes, limits: ImageLimits) -> ImageInfo:
+        """:func:`inspect_image` within the budget, on a worker thread."""
+        pixels = await asyncio.to_thread(image_pixels, data, limits)
+        async with self.reserve(pixels):
+            return await asyncio.to_thread(inspect_image, data, limits)

@@ -1,6 +1,9 @@
 """Run the LIS API: ``python -m marrowscope.lis_api``."""
 
+import sys
+
 import uvicorn
+from pydantic import ValidationError
 
 from marrowscope.core.clients import ServiceClients
 from marrowscope.core.db import open_pool
@@ -14,7 +17,11 @@ from .settings import LisApiSettings
 
 def main() -> None:
     configure_logging("lis_api")
-    settings = LisApiSettings()
+    try:
+        settings = LisApiSettings()
+    except ValidationError as exc:  # say what is wrong and how to fix it, no traceback
+        problems = "; ".join(str(e["msg"]).removeprefix("Value error, ") for e in exc.errors())
+        sys.exit(f"the LIS API does not start: {problems}")
     pool = open_pool(DatabaseSettings(), name="lis_api")
     clients = ServiceClients(PeerSettings())
     app = create_app(settings, open_store(ObjectStoreSettings()), clients, pool)

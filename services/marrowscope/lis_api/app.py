@@ -3,7 +3,10 @@
 Specimens in (accession number -> opaque UUID), field images uploaded (multipart or presigned),
 analysis jobs run in the background (202 + job URL, Idempotency-Key), and the differential
 report out as JSON, FHIR R4 or HL7 v2.5.1, versioned preliminary -> final -> corrected.
-Errors are JSON ``{"detail": ...}`` with the right status and never a stack trace.
+Errors are problem+json (``problems``) with the right status and never a stack trace; every
+response carries the security headers, and request bodies over their limit are refused
+before they are read (``middleware``). The interactive docs are served only when
+``docs_enabled``.
 
 ``create_app`` only wires things: the context (``deps.LisContext``, on ``app.state``), the
 middleware and error mapping, and one router per resource (``routes_*``); authentication is a
@@ -19,13 +22,12 @@ import logging
 from collections.abc import AsyncIterator
 
 from fastapi import FastAPI, Request, Response
-from fastapi.responses import JSONResponse
 from starlette.middleware.base import RequestResponseEndpoint
+from starlette.types import ASGIApp
 
 from marrowscope.core.clients import ServiceClients
 from marrowscope.core.db import DictPool
-from marrowscope.core.http_errors import add_error_handlers
-from marrowscope.core.images import ImageLimits
+from marrowscope.core.images import ImageLimits, PixelBudget
 from marrowscope.core.logs import new_request_id, request_id_var
 from marrowscope.core.objectstore import ObjectStore
 from marrowscope.core.taxonomy import load_taxonomy
@@ -41,10 +43,11 @@ from . import (
 )
 from .auth import Authenticator, RateLimiter
 from .deps import LisContext, context_of
-from .pipeline import PeerRejected, PeerUnavailable
+from .middleware import BodyLimit, SecurityHeaders, lis_body_limit
+from .problems import add_problem_handlers
 from .qc import QcPolicy
 from .report import Thresholds
-from .repository import Conflict, LisRepository
+from .repository import LisRepository
 from .review import CurationReview
 from .settings import LisApiSettings
 from .worker import AnalysisWorker, WorkerSettings
@@ -52,6 +55,18 @@ from .worker import AnalysisWorker, WorkerSettings
 log = logging.getLogger(__name__)
 # The taxonomy reports and reviews are written in (the curation queue is told its name).
 TAXONOMY = "paper17"
+
+
+class LisApp(FastAPI):
+    """The LIS API's FastAPI app: its middleware stack wrapped in :class:`SecurityHeaders`,
+    outside even the error middleware, so that every response (a 500 too) has them."""
+
+    def build_middleware_stack(self) -> ASGIApp:
+        """FastAPI's stack inside the security headers (the docs pages get their CSP)."""
+        docs = {self.docs_url, self.redoc_url}
+        if self.docs_url and self.swagger_ui_oauth2_redirect_url:
+            docs.add(self.swagger_ui_oauth2_redirect_url)
+        return SecurityHeaders(super().build_middleware_stack(), frozenset(p for p in docs if p))
 
 
 def create_app(
@@ -78,10 +93,12 @@ def create_app(
         if task is not None:
             await task
 
-    app = FastAPI(
+    app = LisApp(
         title="Marrowscope LIS API",
         version="1",
         lifespan=lifespan,
+        docs_url="/docs" if settings.docs_enabled else None,
+        redoc_url="/redoc" if settings.docs_enabled else None,
         description=(
             "Bone marrow differentials for laboratory information systems. Authenticate with an "
             "API key (`Authorization: Bearer <key>` or `X-API-Key`) or an OAuth2 client-"
@@ -89,8 +106,12 @@ def create_app(
         ),
     )
     app.state.lis = build_context(settings, store, clients, pool)  # see deps.context_of
-    add_error_handlers(app, log)
-    add_lis_error_handlers(app)
+    add_problem_handlers(app, log)
+    # Inner first: the body limit runs inside the request id (its 413 carries the id).
+    app.add_middleware(
+        BodyLimit,
+        limit_for=lis_body_limit(settings.max_body_bytes, settings.max_upload_request_bytes),
+    )
     app.middleware("http")(request_id)
     for module in (
         routes_service,
@@ -152,6 +173,7 @@ def build_context(
         limits=ImageLimits(
             max_bytes=settings.max_upload_bytes, max_pixels=settings.max_field_pixels
         ),
+        decode_budget=PixelBudget(settings.decode_pixel_budget),
         thresholds=thresholds,
         taxonomy=taxonomy,
         worker=worker,
@@ -168,24 +190,3 @@ async def request_id(request: Request, call_next: RequestResponseEndpoint) -> Re
         return response
     finally:
         request_id_var.reset(token)
-
-
-def add_lis_error_handlers(app: FastAPI) -> None:
-    """409 for a state conflict, 503 (Retry-After, naming the peer) for a peer that is down,
-    422 for an input a peer refused."""
-
-    @app.exception_handler(Conflict)
-    async def conflict(request: Request, exc: Conflict) -> JSONResponse:
-        return JSONResponse({"detail": str(exc)}, status_code=409)
-
-    @app.exception_handler(PeerUnavailable)
-    async def peer_down(request: Request, exc: PeerUnavailable) -> JSONResponse:
-        return JSONResponse(
-            {"detail": f"{exc}; retry later", "service": exc.service},
-            status_code=503,
-            headers={"Retry-After": "5"},
-        )
-
-    @app.exception_handler(PeerRejected)
-    async def peer_rejected(request: Request, exc: PeerRejected) -> JSONResponse:
-        return JSONResponse({"detail": str(exc)}, status_code=422)

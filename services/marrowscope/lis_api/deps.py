@@ -18,7 +18,7 @@ from typing import Annotated
 from fastapi import Depends, FastAPI, HTTPException, Request
 
 from marrowscope.core.clients import ServiceClients
-from marrowscope.core.images import ImageLimits
+from marrowscope.core.images import ImageLimits, PixelBudget
 from marrowscope.core.objectstore import ObjectStore
 from marrowscope.core.taxonomy import Taxonomy
 
@@ -44,6 +44,8 @@ class LisContext:
     auth: Authenticator
     limiter: RateLimiter
     limits: ImageLimits
+    # Pixels decoded at once across the API's requests (uploads are checked by decoding).
+    decode_budget: PixelBudget
     thresholds: Thresholds
     taxonomy: Taxonomy
     worker: AnalysisWorker

@@ -6,11 +6,14 @@ cell_corrections, reports; api_clients in auth.py): other services are reached b
 
 from __future__ import annotations
 
+import hashlib
+import json
 import uuid
 from typing import Any
 
 from psycopg.types.json import Jsonb
 
+from marrowscope.core.audit import append_event
 from marrowscope.core.db import DictPool
 from marrowscope.core.errors import InvalidArgument, NotFound
 from marrowscope.core.ids import parse_uuid
@@ -312,17 +315,22 @@ class LisRepository:
     def classified_cells(
         self, specimen_id: Any, job_id: Any, as_of: Any = None
     ) -> list[ClassifiedCell]:
-        """The job's cells with the newest expert correction of each applied (of those made
-        by ``as_of`` when given: what a past report version was built from)."""
+        """The job's cells with the newest expert correction of each applied, retracted ones
+        left out (of those made by ``as_of`` when given: what a past report version was built
+        from)."""
         with self.pool.connection() as conn:
             rows = conn.execute(
                 """SELECT a.cell_id, a.class_code, a.probability, a.margin, a.quality_flags,
                           a.excluded, a.ood_score, c.class_code AS corrected_class, c.reviewer
                    FROM analysis_cells a
-                   LEFT JOIN LATERAL (SELECT class_code, reviewer FROM cell_corrections
-                                      WHERE specimen_id = %(s)s AND cell_id = a.cell_id
-                                        AND (%(t)s::timestamptz IS NULL OR created_at <= %(t)s)
-                                      ORDER BY created_at DESC, id DESC LIMIT 1) c ON true
+                   LEFT JOIN LATERAL (SELECT k.class_code, k.reviewer FROM cell_corrections k
+                                      WHERE k.specimen_id = %(s)s AND k.cell_id = a.cell_id
+                                        AND k.retracts IS NULL
+                                        AND (%(t)s::timestamptz IS NULL OR k.created_at <= %(t)s)
+                                        AND NOT EXISTS (
+                                            SELECT 1 FROM cell_corrections r WHERE r.retracts = k.id
+                                            AND (%(t)s::timestamptz IS NULL OR r.created_at <= %(t)s))
+                                      ORDER BY k.created_at DESC, k.id DESC LIMIT 1) c ON true
                    WHERE a.job_id = %(j)s ORDER BY a.cell_id""",
                 {"s": specimen_id, "j": job_id, "t": as_of},
             ).fetchall()
@@ -358,8 +366,14 @@ class LisRepository:
         status: str,
         body: dict[str, Any],
         review_state: str = "none",
+        *,
+        actor: str,
+        signed_out: bool = False,
     ) -> Row:
-        """The next report version; the first one also marks the job succeeded."""
+        """The next report version; the first one also marks the job succeeded. Each version
+        is an audit event (``report.version``, by ``actor``, with the body's sha256), and a
+        version that signs the report out (``signed_out``) a second one (``report.sign_out``),
+        in the same transaction."""
         with self.pool.connection() as conn, conn.transaction():
             conn.execute("SELECT 1 FROM specimens WHERE id = %s FOR UPDATE", (specimen_id,))
             version = conn.execute(
@@ -367,6 +381,11 @@ class LisRepository:
                 (specimen_id,),
             ).fetchone()
             assert version is not None
+            previous_status = conn.execute(
+                """SELECT status FROM reports WHERE specimen_id = %s
+                   ORDER BY version DESC LIMIT 1""",
+                (specimen_id,),
+            ).fetchone()
             row = conn.execute(
                 """INSERT INTO reports (id, specimen_id, analysis_job_id, version, status, body)
                    VALUES (%s, %s, %s, %s, %s, %s) RETURNING *""",
@@ -379,6 +398,31 @@ class LisRepository:
                    WHERE id = %s AND state <> 'succeeded'""",
                 (row["id"], review_state, job_id),
             )
+            event = {
+                "specimen_id": str(specimen_id),
+                "analysis_job_id": str(job_id),
+                "version": row["version"],
+                "status": status,
+                "body_sha256": body_digest(body),
+                "reviewed_by": body.get("reviewed_by"),
+            }
+            previous = (
+                {"version": row["version"] - 1, "status": previous_status["status"]}
+                if previous_status
+                else None
+            )
+            actions = ["report.version"] + (["report.sign_out"] if signed_out else [])
+            for action in actions:
+                append_event(
+                    conn,
+                    actor=actor,
+                    action=action,
+                    entity="report",
+                    entity_id=str(row["id"]),
+                    previous=previous,
+                    current=event,
+                    reason=None,
+                )
             return row
 
     def reports(self, specimen_id: Any) -> list[Row]:
@@ -414,6 +458,21 @@ class LisRepository:
                 added += row is not None
         return added
 
+    def retract_corrections(self, specimen_id: Any, reviewer: str, decision_ids: list[str]) -> int:
+        """Withdraw the corrections that came from these curation decisions (undone there);
+        ones never applied or already withdrawn are skipped. How many were withdrawn."""
+        with self.pool.connection() as conn, conn.transaction():
+            rows = conn.execute(
+                """INSERT INTO cell_corrections (id, specimen_id, cell_id, class_code, reviewer,
+                       retracts)
+                   SELECT gen_random_uuid(), k.specimen_id, k.cell_id, NULL, %s, k.id
+                   FROM cell_corrections k
+                   WHERE k.specimen_id = %s AND k.decision_id = ANY(%s::uuid[])
+                   ON CONFLICT (retracts) DO NOTHING RETURNING id""",
+                (reviewer, specimen_id, decision_ids),
+            ).fetchall()
+        return len(rows)
+
     # --- review of low-confidence cells in the curation service -------------------------
     def set_review_state(self, job_id: Any, state: str) -> None:
         with self.pool.connection() as conn:
@@ -436,6 +495,12 @@ class LisRepository:
                    ORDER BY version DESC LIMIT 1""",
                 (specimen_id, version, version),
             ).fetchone()
+
+
+def body_digest(body: dict[str, Any]) -> str:
+    """The sha256 of a report body's canonical JSON (what the audit trail records of it)."""
+    canonical = json.dumps(body, sort_keys=True, separators=(",", ":"), default=str)
+    return hashlib.sha256(canonical.encode()).hexdigest()
 
 
 def _job_by_key(conn: Any, client_id: str, specimen_id: str, key: str | None) -> Row | None:

@@ -12,6 +12,7 @@ in every request, so curation creates it on first use) and one review batch per 
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import uuid
 from typing import Any
@@ -47,8 +48,16 @@ def revise_report(
     thresholds: Thresholds,
     reviewed_by: str,
     sign_out: bool = False,
+    *,
+    actor: str,
+    stated_reviewer: str | None = None,
 ) -> dict[str, Any]:
-    """The next version of the report, rebuilt from the cells and every correction so far."""
+    """The next version of the report, rebuilt from the cells and every correction so far.
+
+    ``reviewed_by`` is who is recorded as having reviewed (and, with ``sign_out``, signed
+    out) the version: an authenticated principal, never what a request says; ``actor`` is
+    who the audit trail names for the version and the sign-out. ``stated_reviewer``, the name
+    a LIS client gave, is kept beside it for display only (``reviewer_stated``)."""
     history = lis.reports(specimen_id)
     signed = any(r["status"] in ("final", "corrected") for r in history)
     status = "corrected" if signed else ("final" if sign_out else "preliminary")
@@ -66,8 +75,19 @@ def revise_report(
         demo=bool(latest["body"].get("model_demo", False)),
     )
     body["reviewed_by"] = reviewed_by
+    if stated_reviewer:
+        body["reviewer_stated"] = stated_reviewer  # as the client says; not verified
+    if sign_out:
+        body["signed_out_by"] = reviewed_by
     body["supersedes_version"] = latest["version"]
-    return lis.add_report(specimen_id, latest["analysis_job_id"], status, body)
+    return lis.add_report(
+        specimen_id,
+        latest["analysis_job_id"],
+        status,
+        body,
+        actor=actor,
+        signed_out=sign_out,
+    )
 
 
 class CurationReview:
@@ -153,12 +173,17 @@ class CurationReview:
         reply = await call_peer(
             "curation",
             self.clients.curation.ListDecisions(
-                curation_pb2.ListDecisionsRequest(campaign_id=queue, round_id=batch),
+                curation_pb2.ListDecisionsRequest(
+                    campaign_id=queue, round_id=batch, include_undone=True
+                ),
                 metadata=self.metadata,
                 timeout=self.deadline_s,
             ),
         )
-        labelled = [d for d in reply.decisions if d.class_code]  # too difficult: stays flagged
+        # Too difficult: the cell stays flagged. Undone in curation: its correction leaves the
+        # report (a new version), whether or not it had reached one.
+        labelled = [d for d in reply.decisions if d.class_code and not d.undone]
+        undone = [d for d in reply.decisions if d.undone]
         added = 0
         for decision in labelled:
             added += await asyncio.to_thread(
@@ -168,23 +193,36 @@ class CurationReview:
                 [(decision.cell_id, decision.class_code)],
                 [decision.id],
             )
-        if added:
+        retracted = 0
+        if undone:
+            retracted = await asyncio.to_thread(
+                self.lis.retract_corrections,
+                job["specimen_id"],
+                "curation:undo",
+                [d.id for d in undone],
+            )
+        if added or retracted:
             latest = await asyncio.to_thread(self.lis.report, job["specimen_id"])
             assert latest is not None  # the job wrote version 1
-            reviewers = ", ".join(sorted({d.user for d in labelled}))
+            # The experts as the curation service authenticated them.
+            reviewers = ", ".join(sorted({d.user for d in [*labelled, *undone]}))
             row = await asyncio.to_thread(
-                revise_report,
-                self.lis,
-                job["specimen_id"],
-                latest,
-                self.taxonomy,
-                self.thresholds,
-                reviewers,
+                functools.partial(
+                    revise_report,
+                    self.lis,
+                    job["specimen_id"],
+                    latest,
+                    self.taxonomy,
+                    self.thresholds,
+                    reviewers,
+                    actor=f"curation:{reviewers}",
+                )
             )
             log.info(
-                "analysis job %s: %d review decisions -> report v%d",
+                "analysis job %s: %d review decisions, %d undone -> report v%d",
                 job["id"],
                 added,
+                retracted,
                 row["version"],
             )
         progress = await call_peer(

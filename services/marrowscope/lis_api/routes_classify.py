@@ -10,8 +10,7 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, File, UploadFile
 
-from marrowscope.core.images import decode_image
-from marrowscope.core.objectstore import put_content_addressed
+from marrowscope.core.objectstore import in_store_thread, put_content_addressed
 
 from .deps import Context, SubmitClient
 from .pipeline import production_model, segment_and_classify
@@ -27,8 +26,9 @@ async def classify_field(
 ) -> dict[str, Any]:
     """Segment one field image into cells and classify them: per-class counts (no specimen)."""
     data = await file.read(ctx.settings.max_upload_bytes + 1)
-    image = await asyncio.to_thread(decode_image, data, ctx.limits)  # validate before storing
-    stored = await asyncio.to_thread(
+    image = await ctx.decode_budget.inspect(data, ctx.limits)  # validate before storing
+    stored = await in_store_thread(
+        ctx.store,
         put_content_addressed,
         ctx.store,
         "fields",

@@ -60,6 +60,6 @@ async def put_instrument_profile(
         name,
         body.um_per_px,
         body.description,
-        f"lis-client:{client.name}",
+        client.principal,
     )
     return profile_out(profile)

@@ -109,7 +109,7 @@ async def promote(
             training_pb2.PromoteModelRequest(
                 model_version=version,
                 alias=body.alias,
-                actor=f"lis-client:{client.name}",
+                actor=client.principal,
                 reason=body.reason,
                 force=body.force,
             ),
@@ -125,7 +125,7 @@ async def rollback(body: RollbackIn, client: AdminClient, ctx: Context) -> dict[
     change = await _training(
         ctx.clients.training.RollbackModel(
             training_pb2.RollbackModelRequest(
-                alias=body.alias, actor=f"lis-client:{client.name}", reason=body.reason
+                alias=body.alias, actor=client.principal, reason=body.reason
             )
         )
     )

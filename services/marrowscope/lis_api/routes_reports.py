@@ -4,6 +4,7 @@
 """
 
 import asyncio
+import functools
 import uuid
 from typing import Annotated, Any, Literal
 
@@ -12,6 +13,7 @@ from fastapi.responses import JSONResponse, PlainTextResponse
 from pydantic import BaseModel, Field
 
 from marrowscope.core.errors import InvalidArgument, NotFound
+from marrowscope.core.objectstore import in_store_thread
 
 from .auth import Client
 from .deps import Context, LisContext, ReadClient, ReviewClient, SubmitClient
@@ -28,8 +30,13 @@ class Correction(BaseModel):
 
 
 class ReviewIn(BaseModel):
-    reviewer: str = Field(
-        min_length=1, max_length=100, description="who reviewed (signs the report)"
+    reviewer: str | None = Field(
+        default=None,
+        min_length=1,
+        max_length=100,
+        description="the reviewer's name as the LIS knows it, kept in the report for display "
+        "only (reviewer_stated). Who reviewed and signed out is recorded as the authenticated "
+        "client (reviewed_by, signed_out_by, the audit trail), never this name",
     )
     corrections: list[Correction] = Field(default=[], max_length=5000)
     sign_out: bool = Field(
@@ -213,7 +220,7 @@ async def cell_image(
     if match is None:
         raise NotFound(f"cell {cell_id} is not part of this specimen's analysis")
     return Response(
-        await asyncio.to_thread(ctx.store.get, match["object_key"]), media_type="image/png"
+        await in_store_thread(ctx.store, ctx.store.get, match["object_key"]), media_type="image/png"
     )
 
 
@@ -221,7 +228,8 @@ async def cell_image(
 async def submit_review(
     specimen_id: uuid.UUID, body: ReviewIn, client: ReviewClient, ctx: Context
 ) -> dict[str, Any]:
-    """Apply expert corrections and/or sign out: always a new report version."""
+    """Apply expert corrections and/or sign out: always a new report version, recorded (in
+    the report and the audit trail) as reviewed, and signed out, by the calling client."""
     specimen, latest = await report_row(ctx, client, specimen_id, None)
     known = {
         str(c["cell_id"])
@@ -233,20 +241,25 @@ async def submit_review(
             raise InvalidArgument(f"cell {c.cell_id} is not part of this specimen's analysis")
     if not body.corrections and not body.sign_out:
         raise InvalidArgument("nothing to do: send corrections, sign_out, or both")
+    # Who reviewed is the authenticated client, whatever the request body says.
     await asyncio.to_thread(
         ctx.lis.add_corrections,
         specimen["id"],
-        body.reviewer,
+        client.principal,
         [(str(c.cell_id), c.class_code) for c in body.corrections],
     )
     row = await asyncio.to_thread(
-        revise_report,
-        ctx.lis,
-        specimen["id"],
-        latest,
-        ctx.taxonomy,
-        ctx.thresholds,
-        body.reviewer,
-        body.sign_out,
+        functools.partial(
+            revise_report,
+            ctx.lis,
+            specimen["id"],
+            latest,
+            ctx.taxonomy,
+            ctx.thresholds,
+            client.principal,
+            body.sign_out,
+            actor=client.principal,
+            stated_reviewer=body.reviewer,
+        )
     )
     return report_out(row, specimen["accession_number"])

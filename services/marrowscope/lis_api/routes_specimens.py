@@ -12,8 +12,7 @@ from fastapi import APIRouter, File, HTTPException, Query, Response, UploadFile
 from pydantic import BaseModel, Field
 
 from marrowscope.core.errors import MarrowscopeError, NotFound
-from marrowscope.core.images import decode_image
-from marrowscope.core.objectstore import put_content_addressed
+from marrowscope.core.objectstore import in_store_thread, put_content_addressed
 from marrowscope.core.pixel_size import MAX_UM_PER_PX, MIN_UM_PER_PX
 
 from .deps import Context, ReadClient, SubmitClient
@@ -66,6 +65,13 @@ async def pixel_size(
         return None, None
     profile = await asyncio.to_thread(get_profile, ctx.lis.pool, name)
     return profile.um_per_px, profile.source
+
+
+def too_big(size: int, limit: int) -> str:
+    return (
+        f"the uploaded image is {size} bytes, over the limit of {limit}: it was deleted; "
+        "upload a smaller image (a new presigned URL)"
+    )
 
 
 def specimen_out(row: dict[str, Any]) -> dict[str, Any]:
@@ -153,19 +159,25 @@ async def upload_images(
     um_per_px, source = await pixel_size(ctx, specimen, um_per_px, instrument_profile)
     if len(files) > ctx.settings.max_files_per_request:
         raise HTTPException(413, f"at most {ctx.settings.max_files_per_request} files per request")
+    # Check every file first (one at a time, within the decode budget), keeping only its
+    # format and size; then read each again from its spooled copy to store it. At most one
+    # file's bytes and one decode are in memory per request.
     checked = []
     for upload in files:
         data = await upload.read(ctx.settings.max_upload_bytes + 1)
         try:
-            image = await asyncio.to_thread(decode_image, data, ctx.limits)
+            image = await ctx.decode_budget.inspect(data, ctx.limits)
         except MarrowscopeError as exc:
             raise HTTPException(exc.http_status, f"{upload.filename or 'file'}: {exc}") from None
-        checked.append((data, image))
+        checked.append((upload, image))
+        del data
     rows = []
-    for data, image in checked:
+    for upload, image in checked:
+        await upload.seek(0)
+        data = await upload.read(ctx.settings.max_upload_bytes + 1)
         suffix = "." + image.format.lower().replace("jpeg", "jpg")
-        stored = await asyncio.to_thread(
-            put_content_addressed, ctx.store, "fields", data, image.content_type, suffix
+        stored = await in_store_thread(
+            ctx.store, put_content_addressed, ctx.store, "fields", data, image.content_type, suffix
         )
         meta: dict[str, Any] = {
             "content_type": image.content_type,
@@ -192,7 +204,7 @@ async def presign_image(
     specimen = await asyncio.to_thread(ctx.lis.specimen, client.id, str(specimen_id))
     um_per_px, source = await pixel_size(ctx, specimen, um_per_px, instrument_profile)
     key = f"uploads/{uuid.uuid4()}"
-    url = await asyncio.to_thread(ctx.store.presign_put, key, timedelta(minutes=15))
+    url = await in_store_thread(ctx.store, ctx.store.presign_put, key, timedelta(minutes=15))
     row = await asyncio.to_thread(
         ctx.lis.add_image,
         specimen["id"],
@@ -215,22 +227,31 @@ async def presign_image(
 async def complete_image(
     specimen_id: uuid.UUID, image_id: uuid.UUID, client: SubmitClient, ctx: Context
 ) -> dict[str, Any]:
-    """Check a presigned upload; a bad file is deleted and refused (422/413/415)."""
+    """Check a presigned upload; a bad file is deleted and refused (422/413/415). Its size
+    is checked (from the object store's metadata) before it is read."""
     specimen = await asyncio.to_thread(ctx.lis.specimen, client.id, str(specimen_id))
     row = await asyncio.to_thread(ctx.lis.image, specimen["id"], str(image_id))
     if row["state"] == "stored":
         return image_out(row)
+    limit = ctx.settings.max_upload_bytes
     try:
-        data = await asyncio.to_thread(ctx.store.get, row["object_key"], verify=False)
+        # Its size first: an object over the limit is refused without being read.
+        info = await in_store_thread(ctx.store, ctx.store.stat, row["object_key"])
+        if info.size_bytes > limit:
+            await in_store_thread(ctx.store, ctx.store.delete, row["object_key"])
+            raise HTTPException(413, too_big(info.size_bytes, limit))
+        data = await in_store_thread(ctx.store, ctx.store.get, row["object_key"], verify=False)
     except NotFound:
-        raise HTTPException(409, "nothing was uploaded to the presigned URL yet") from None
-    if len(data) > ctx.settings.max_upload_bytes:
-        await asyncio.to_thread(ctx.store.delete, row["object_key"])
-        raise HTTPException(413, f"the upload exceeds {ctx.settings.max_upload_bytes} bytes")
+        raise HTTPException(
+            409, "nothing was uploaded to the presigned URL yet: PUT the image there first"
+        ) from None
+    if len(data) > limit:  # replaced by a larger one since the stat
+        await in_store_thread(ctx.store, ctx.store.delete, row["object_key"])
+        raise HTTPException(413, too_big(len(data), limit))
     try:
-        image = await asyncio.to_thread(decode_image, data, ctx.limits)
+        image = await ctx.decode_budget.inspect(data, ctx.limits)
     except MarrowscopeError:
-        await asyncio.to_thread(ctx.store.delete, row["object_key"])
+        await in_store_thread(ctx.store, ctx.store.delete, row["object_key"])
         raise
     done = await asyncio.to_thread(
         ctx.lis.complete_image,

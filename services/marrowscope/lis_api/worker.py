@@ -11,12 +11,17 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import time
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
+import psycopg
+import psycopg_pool
+
 from marrowscope.core.clients import ServiceClients
+from marrowscope.core.errors import Unavailable
 from marrowscope.core.model_registry import ModelVersionRecord, get_model_version
 from marrowscope.core.taxonomy import load_taxonomy
 
@@ -38,6 +43,18 @@ from .report import (
 from .repository import LisRepository
 
 log = logging.getLogger(__name__)
+# Outages worth waiting for: a peer, the object store, the database.
+TRANSIENT = (PeerUnavailable, Unavailable, psycopg.OperationalError, psycopg_pool.PoolTimeout)
+
+
+def describe_outage(exc: BaseException) -> str:
+    if isinstance(exc, psycopg.OperationalError | psycopg_pool.PoolTimeout):
+        return f"database unavailable ({type(exc).__name__})"
+    return str(exc)
+
+
+# The audit trail's actor for a preliminary report: the analysis, for the client that asked.
+ANALYSIS_ACTOR = "lis-analysis"
 
 
 class ReviewSync(Protocol):
@@ -95,22 +112,28 @@ class AnalysisWorker:
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self._stop.wait(), self.settings.poll_s)
                 continue
-            await self.process(job)
+            try:
+                await self.process(job)
+            except Exception:  # the database went away while recording the outcome
+                log.exception("analysis job %s left to its lease", job["id"])
 
     def stop(self) -> None:
         if self._stop is not None:
             self._stop.set()
 
     async def process(self, job: dict[str, Any]) -> None:
+        """Analyse one claimed job. A peer, the object store or the database being down is
+        transient: the job waits and is tried again (if even the database cannot record
+        that, its lease runs out and it is claimed again). Anything else fails the job."""
         job_id = job["id"]
         try:
             await self._analyse(job)
-        except PeerUnavailable as exc:
+        except TRANSIENT as exc:
             if job["attempts"] + 1 >= self.settings.max_attempts:
                 await asyncio.to_thread(self.lis.job_fail, job_id, f"gave up: {exc}")
                 return
             delay = min(self.settings.max_backoff_s, 2.0 ** job["attempts"])
-            reason = f"{exc}; retry {job['attempts'] + 1} in {delay:.0f} s"
+            reason = f"{describe_outage(exc)}; retry {job['attempts'] + 1} in {delay:.0f} s"
             log.warning("analysis job %s waiting: %s", job_id, reason)
             await asyncio.to_thread(self.lis.job_wait, job_id, reason, delay)
         except PeerRejected as exc:
@@ -151,7 +174,15 @@ class AnalysisWorker:
         # report, so a crash in between cannot lose the review).
         review = "pending" if self.review is not None and body["cells_low_confidence"] else "none"
         report = await asyncio.to_thread(
-            self.lis.add_report, specimen_id, job_id, "preliminary", body, review
+            functools.partial(
+                self.lis.add_report,
+                specimen_id,
+                job_id,
+                "preliminary",
+                body,
+                review,
+                actor=f"{ANALYSIS_ACTOR}:{job['client_id']}",
+            )
         )
         log.info(
             "analysis job %s done: report %s v%d, %d cells",
