@@ -34,8 +34,11 @@ def throwaway_database() -> Iterator[str]:
 
 
 @contextmanager
-def running_service(module: str, env: dict[str, str], health_url: str, log: Path) -> Iterator[None]:
-    """``python -m <module>`` with ``env``, once ``health_url`` answers; stopped afterwards."""
+def running_service(
+    module: str, env: dict[str, str], health_url: str, log: Path
+) -> Iterator[subprocess.Popen[bytes]]:
+    """``python -m <module>`` with ``env``, once ``health_url`` answers; stopped afterwards.
+    Yields the process (its pid, for memory figures)."""
     server = subprocess.Popen(
         [sys.executable, "-m", module], env=env, stdout=log.open("wb"), stderr=subprocess.STDOUT
     )
@@ -49,7 +52,7 @@ def running_service(module: str, env: dict[str, str], health_url: str, log: Path
                 if time.monotonic() > deadline or server.poll() is not None:
                     raise SystemExit(f"{module} did not start; see {log}") from None
                 time.sleep(0.2)
-        yield
+        yield server
     finally:
         server.terminate()
         server.wait(10)

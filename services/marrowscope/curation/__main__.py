@@ -12,7 +12,7 @@ import uvicorn
 
 from marrowscope.core.clients import ServiceClients
 from marrowscope.core.logs import configure_logging
-from marrowscope.core.runtime import open_resources, serve
+from marrowscope.core.runtime import open_resources, return_large_allocations_to_the_os, serve
 from marrowscope.v1 import curation_pb2_grpc
 
 from .service import CurationService
@@ -32,6 +32,7 @@ class EmbeddedUvicorn(uvicorn.Server):
 
 def main() -> None:
     configure_logging("curation")
+    return_large_allocations_to_the_os()
     settings = CurationSettings()
     resources = open_resources()
     service = CurationService(resources.pool, settings.default_lease_seconds, settings.max_claim)

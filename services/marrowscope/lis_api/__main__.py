@@ -9,6 +9,7 @@ from marrowscope.core.clients import ServiceClients
 from marrowscope.core.db import open_pool
 from marrowscope.core.logs import configure_logging
 from marrowscope.core.objectstore import open_store
+from marrowscope.core.runtime import return_large_allocations_to_the_os
 from marrowscope.core.settings import DatabaseSettings, ObjectStoreSettings, PeerSettings
 
 from .app import create_app
@@ -17,6 +18,7 @@ from .settings import LisApiSettings
 
 def main() -> None:
     configure_logging("lis_api")
+    return_large_allocations_to_the_os()
     try:
         settings = LisApiSettings()
     except ValidationError as exc:  # say what is wrong and how to fix it, no traceback

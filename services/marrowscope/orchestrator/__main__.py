@@ -4,7 +4,7 @@ import asyncio
 
 from marrowscope.core.clients import ServiceClients
 from marrowscope.core.logs import configure_logging
-from marrowscope.core.runtime import open_resources, serve
+from marrowscope.core.runtime import open_resources, return_large_allocations_to_the_os, serve
 from marrowscope.v1 import orchestrator_pb2_grpc
 
 from .datasets import DatasetImporter, segmentation_cropper
@@ -16,6 +16,7 @@ from .settings import OrchestratorSettings
 
 def main() -> None:
     configure_logging("orchestrator")
+    return_large_allocations_to_the_os()
     settings = OrchestratorSettings()
     resources = open_resources()
     campaigns = CampaignRepository(resources.pool)

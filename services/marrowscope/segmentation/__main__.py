@@ -2,7 +2,7 @@
 
 from marrowscope.core.images import ImageLimits
 from marrowscope.core.logs import configure_logging
-from marrowscope.core.runtime import open_resources, serve
+from marrowscope.core.runtime import open_resources, return_large_allocations_to_the_os, serve
 from marrowscope.v1 import segmentation_pb2_grpc
 
 from .catalogue import algorithms_from_settings
@@ -13,6 +13,7 @@ from .settings import SegmentationSettings
 
 def main() -> None:
     configure_logging("segmentation")
+    return_large_allocations_to_the_os()
     settings = SegmentationSettings()
     resources = open_resources()
     service = SegmentationService(

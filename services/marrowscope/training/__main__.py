@@ -3,7 +3,7 @@
 import logging
 
 from marrowscope.core.logs import configure_logging
-from marrowscope.core.runtime import open_resources, serve
+from marrowscope.core.runtime import open_resources, return_large_allocations_to_the_os, serve
 from marrowscope.v1 import training_pb2_grpc
 
 from .gate import GateTolerance
@@ -16,6 +16,7 @@ from .settings import KubeJobSettings, TrainingSettings
 
 def main() -> None:
     configure_logging("training")
+    return_large_allocations_to_the_os()
     settings = TrainingSettings()
     resources = open_resources()
     launcher: JobLauncher
