@@ -85,3 +85,37 @@ def test_the_local_stack_passes_settings_not_the_shell_environment(
     assert env["INFERENCE_ADDR"] == "127.0.0.1:40001"
     # Each process gets its own identity on top.
     assert paths.pki.environment("lis-api")["GRPC_TLS_CERT_FILE"].endswith("lis-api.crt")
+
+
+def test_every_call_in_the_code_is_allowed_to_its_caller() -> None:
+    """Each service's (and the CLI's) calls of another service's RPC, found in its source, are
+    in the allow-list for its identity: a new call edge without a rule fails here, not in a
+    cluster."""
+    import re
+
+    by_name: dict[str, str] = {}
+    for path in proto_methods():
+        name = path.rsplit("/", 1)[1]
+        assert name not in by_name, f"{name} is in two services: make this test smarter"
+        by_name[name] = path
+    package = Path(__file__).resolve().parents[2] / "services" / "marrowscope"
+    callers = {
+        "orchestrator": "orchestrator",
+        "lis_api": "lis-api",
+        "curation": "curation",
+        "training": "training",
+        "inference": "inference",
+        "segmentation": "segmentation",
+        "cli": "admin",
+    }
+    call = re.compile(r"\.(" + "|".join(sorted(by_name)) + r")\(")
+    found: set[tuple[str, str]] = set()
+    for folder, identity in callers.items():
+        for source in (package / folder).rglob("*.py"):
+            if source.name in ("servicer.py",):  # implementations, not calls
+                continue
+            for name in call.findall(source.read_text()):
+                found.add((identity, by_name[name]))
+    assert ("orchestrator", "/marrowscope.v1.SegmentationService/CropCenterCell") in found
+    refused = sorted(f"{who} -> {what}" for who, what in found if not access.allowed(what, who))
+    assert not refused, refused

@@ -32,7 +32,8 @@ _ALLOWED: dict[str, tuple[str, ...]] = {
     # Patient fields come from the LIS; the operator's tools segment datasets.
     f"{_SEG}/Segment": (LIS, ADMIN),
     f"{_SEG}/SegmentStream": (ADMIN,),
-    f"{_SEG}/CropCenterCell": (ADMIN,),
+    # Centre-cell crops for single-cell datasets (ImportCells, `train --center-crop`).
+    f"{_SEG}/CropCenterCell": ("orchestrator", ADMIN),
     f"{_INF}/Classify": (LIS, "orchestrator", ADMIN),
     f"{_INF}/ClassifyStream": (LIS, "orchestrator", ADMIN),
     f"{_INF}/GetServingModel": (LIS, "orchestrator", ADMIN),
