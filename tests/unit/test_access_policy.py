@@ -87,6 +87,16 @@ def test_the_local_stack_passes_settings_not_the_shell_environment(
     assert paths.pki.environment("lis-api")["GRPC_TLS_CERT_FILE"].endswith("lis-api.crt")
 
 
+def test_certificates_command_names_the_hosts_given(tmp_path: Path) -> None:
+    from marrowscope.cli.main import main
+
+    assert main(["certificates", "--out", str(tmp_path / "pki"), "--host", "ms.lab.example"]) == 0
+    cert = x509.load_pem_x509_certificate((tmp_path / "pki" / "inference.crt").read_bytes())
+    names = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+    assert "ms.lab.example" in names.get_values_for_type(x509.DNSName)
+    assert "inference" in names.get_values_for_type(x509.DNSName)
+
+
 def test_every_call_in_the_code_is_allowed_to_its_caller() -> None:
     """Each service's (and the CLI's) calls of another service's RPC, found in its source, are
     in the allow-list for its identity: a new call edge without a rule fails here, not in a

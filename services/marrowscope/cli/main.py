@@ -13,6 +13,7 @@ marrowscope train-segmenter --data DIR --out FILE  field U-Net from YOLO boxes, 
 marrowscope experiment --data DIR --out DIR      every SSL method, Table 1, plots, HTML report
 marrowscope gpu-check [--json FILE]              is the classifier served on CUDA here? speed
 marrowscope audit verify [--dsn DSN] [--json]    is the audit trail's hash chain intact?
+marrowscope certificates --out DIR [--host H]    a CA and mutual-TLS certificates by hand
 """
 
 from __future__ import annotations
@@ -31,6 +32,7 @@ from marrowscope.core.clients import ServiceClients
 from marrowscope.core.errors import MarrowscopeError
 from marrowscope.core.objectstore import ObjectStore, open_store
 from marrowscope.core.pixel_size import check_um_per_px
+from marrowscope.core.pki import ensure_local_pki
 from marrowscope.core.settings import ObjectStoreSettings, PeerSettings
 from marrowscope.v1 import training_pb2
 
@@ -358,6 +360,16 @@ def fresh_se_cnn(size: int, width: int, classes: int = 17) -> bytes:
     return export_onnx(build_model("se_cnn", classes, width=width).eval(), InputSpecData(size))
 
 
+def cmd_certificates(args: argparse.Namespace) -> int:
+    pki = ensure_local_pki(args.out, hosts=args.host)
+    print(f"CA and one certificate per identity in {pki.folder} (keys mode 0600).")
+    print("Give each service its own, e.g. the inference service:")
+    for name, value in pki.environment("inference").items():
+        print(f"  {name}={value}")
+    print("the LIS API 'lis-api', the CLI 'admin' (see SECURITY.md).")
+    return 0
+
+
 def cmd_gpu_check(args: argparse.Namespace) -> int:
     from marrowscope.inference.gpu_check import GpuCheckOptions, print_report, run_gpu_check
     from marrowscope.inference.settings import InferenceSettings
@@ -570,6 +582,21 @@ def build_parser() -> argparse.ArgumentParser:
     gc.add_argument("--json", type=Path, help="write the report here")
     gc.set_defaults(func=cmd_gpu_check)
     models.add_parser(sub, cmd_models)
+    certs = sub.add_parser(
+        "certificates",
+        help="a CA and one mutual-TLS certificate per service, outside the local stack",
+        description="For services run without `marrowscope up` or the Helm chart: creates a "
+        "CA (once) and a certificate per identity (segmentation, inference, training, "
+        "curation, orchestrator, lis-api, admin) in --out. Existing ones are kept.",
+    )
+    certs.add_argument("--out", type=Path, required=True, help="folder for the PEM files")
+    certs.add_argument(
+        "--host",
+        action="append",
+        default=[],
+        help="a DNS name or IP address the services are reached by (repeatable)",
+    )
+    certs.set_defaults(func=cmd_certificates)
     audit.add_parser(sub)
     return parser
 

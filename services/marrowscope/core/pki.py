@@ -177,8 +177,12 @@ class LocalPki:
         }
 
 
-def ensure_local_pki(folder: Path, identities: Iterable[str] = IDENTITIES) -> LocalPki:
-    """Create the CA once and a certificate for every identity that has none yet."""
+def ensure_local_pki(
+    folder: Path, identities: Iterable[str] = IDENTITIES, hosts: Iterable[str] = ()
+) -> LocalPki:
+    """Create the CA once and a certificate for every identity that has none yet (valid for
+    ``hosts`` too: the names and addresses peers use to reach the services)."""
+    hosts = list(hosts)
     folder.mkdir(parents=True, exist_ok=True)
     os.chmod(folder, 0o700)
     pki = LocalPki(folder)
@@ -194,7 +198,7 @@ def ensure_local_pki(folder: Path, identities: Iterable[str] = IDENTITIES) -> Lo
         held = pki.cert_file(identity).exists() and pki.key_file(identity).exists()
         if held and not fresh_ca:  # a new CA re-issues every certificate
             continue
-        issued = issue(ca, identity)
+        issued = issue(ca, identity, hosts)
         _write_private(pki.key_file(identity), issued.key_pem)
         pki.cert_file(identity).write_bytes(issued.cert_pem)
     return pki
