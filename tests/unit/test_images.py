@@ -82,3 +82,43 @@ def test_alpha_is_composited_on_white() -> None:
 def test_byte_limit(jpeg: bytes) -> None:
     with pytest.raises(ImageTooLarge):
         decode_image(jpeg, ImageLimits(max_bytes=100))
+
+
+def test_pixel_budget_lets_small_images_share_it_and_makes_large_ones_wait() -> None:
+    import asyncio
+
+    from marrowscope.core.images import PixelBudget
+
+    budget = PixelBudget(100)
+    running, peak = 0, 0
+
+    async def decode(pixels: int) -> None:
+        nonlocal running, peak
+        async with budget.reserve(pixels):
+            running += 1
+            peak = max(peak, running)
+            await asyncio.sleep(0.02)
+            running -= 1
+
+    async def scenario(sizes: list[int]) -> int:
+        nonlocal peak
+        peak = 0
+        await asyncio.gather(*(decode(p) for p in sizes))
+        return peak
+
+    assert asyncio.run(scenario([10] * 8)) == 8  # 80 of 100: all at once
+    assert asyncio.run(scenario([60] * 4)) == 1  # two would be 120: one at a time
+    assert asyncio.run(scenario([500, 500])) == 1  # larger than the budget: alone, not stuck
+
+
+def test_an_upload_check_keeps_the_size_not_the_pixels() -> None:
+    from marrowscope.core.images import image_pixels, inspect_image
+
+    data = encode(np.random.default_rng(1).integers(0, 255, (40, 30, 3), dtype=np.uint8), "PNG")
+    assert image_pixels(data) == 1200
+    info = inspect_image(data)
+    assert (info.format, info.width, info.height, info.content_type) == ("PNG", 30, 40, "image/png")
+    with pytest.raises(ImageTooLarge):
+        image_pixels(data, ImageLimits(max_pixels=1000))
+    with pytest.raises(InvalidImage, match="truncated|damaged|cannot be decoded"):
+        inspect_image(data[: len(data) // 2])

@@ -116,6 +116,28 @@ def decode_image(
     )
 
 
+def _format_within_limits(data: bytes, limits: ImageLimits) -> str:
+    """The format, once the byte count is within the limit."""
+    if len(data) > limits.max_bytes:
+        raise ImageTooLarge(
+            f"image of {len(data)} bytes exceeds the limit of {limits.max_bytes} bytes"
+        )
+    return sniff_format(data)
+
+
+def _size_within_limits(image: Image.Image, limits: ImageLimits) -> tuple[int, int]:
+    """(width, height) from the header, once within the pixel and side limits."""
+    width, height = image.size
+    if width * height > limits.max_pixels:
+        raise ImageTooLarge(
+            f"image of {width}x{height} pixels exceeds the limit of {limits.max_pixels} "
+            "pixels; send a smaller field or tile it"
+        )
+    if min(width, height) < limits.min_side:
+        raise InvalidImage(f"image of {width}x{height} pixels is too small to analyse")
+    return width, height
+
+
 def decode_pil_image(
     data: bytes,
     limits: ImageLimits | None = None,
@@ -132,24 +154,13 @@ def decode_pil_image(
     16-bit and float grey images are scaled to 8 bits; palette, CMYK and grey become RGB.
     """
     limits = limits or ImageLimits()
-    if len(data) > limits.max_bytes:
-        raise ImageTooLarge(
-            f"image of {len(data)} bytes exceeds the limit of {limits.max_bytes} bytes"
-        )
-    fmt = sniff_format(data)
+    fmt = _format_within_limits(data, limits)
     try:
         # Our own pixel limit is checked before any pixel is decoded. (Pillow's bomb warning,
         # above 89 M pixels, is not turned into an error here: warnings.catch_warnings is not
         # thread-safe, and the inference service decodes on several threads.)
         image = Image.open(io.BytesIO(data), formats=[fmt])
-        width, height = image.size
-        if width * height > limits.max_pixels:
-            raise ImageTooLarge(
-                f"image of {width}x{height} pixels exceeds the limit of {limits.max_pixels} "
-                "pixels; send a smaller field or tile it"
-            )
-        if min(width, height) < limits.min_side:
-            raise InvalidImage(f"image of {width}x{height} pixels is too small to analyse")
+        width, height = _size_within_limits(image, limits)
         if reduce_to and fmt == "JPEG" and max(width, height) > 2 * reduce_to:
             ratio = reduce_to / max(width, height)
             image.draft(image.mode, (math.ceil(width * ratio), math.ceil(height * ratio)))
@@ -194,20 +205,12 @@ def image_pixels(data: bytes, limits: ImageLimits | None = None) -> int:
     """The pixel count the image's header declares (nothing decoded), or the error that
     decoding would raise for its size or format."""
     limits = limits or ImageLimits()
-    if len(data) > limits.max_bytes:
-        raise ImageTooLarge(
-            f"image of {len(data)} bytes exceeds the limit of {limits.max_bytes} bytes"
-        )
-    fmt = sniff_format(data)
+    fmt = _format_within_limits(data, limits)
     try:
-        width, height = Image.open(io.BytesIO(data), formats=[fmt]).size
+        image = Image.open(io.BytesIO(data), formats=[fmt])
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError):
         raise InvalidImage(f"file starts like {fmt} but cannot be decoded; it is damaged") from None
-    if width * height > limits.max_pixels:
-        raise ImageTooLarge(
-            f"image of {width}x{height} pixels exceeds the limit of {limits.max_pixels} "
-            "pixels; send a smaller field or tile it"
-        )
+    width, height = _size_within_limits(image, limits)
     return width * height
 
 
@@ -227,20 +230,30 @@ class PixelBudget:
     def __init__(self, pixels: int) -> None:
         self.pixels = pixels
         self._in_use = 0
+        self._loop: asyncio.AbstractEventLoop | None = None
         self._room = asyncio.Condition()
+
+    def _condition(self) -> asyncio.Condition:
+        # An asyncio.Condition belongs to one event loop: a server has one, but a test
+        # client may run each request on its own. Nothing is shared between loops.
+        loop = asyncio.get_running_loop()
+        if self._loop is not loop:
+            self._loop, self._room, self._in_use = loop, asyncio.Condition(), 0
+        return self._room
 
     @contextlib.asynccontextmanager
     async def reserve(self, pixels: int) -> AsyncIterator[None]:
         needed = min(pixels, self.pixels)  # one image larger than the budget runs alone
-        async with self._room:
-            await self._room.wait_for(lambda: self._in_use + needed <= self.pixels)
+        room = self._condition()
+        async with room:
+            await room.wait_for(lambda: self._in_use + needed <= self.pixels)
             self._in_use += needed
         try:
             yield
         finally:
-            async with self._room:
+            async with room:
                 self._in_use -= needed
-                self._room.notify_all()
+                room.notify_all()
 
     async def inspect(self, data: bytes, limits: ImageLimits) -> ImageInfo:
         """:func:`inspect_image` within the budget, on a worker thread."""
