@@ -8,10 +8,12 @@ import asyncio
 import contextlib
 import io
 import os
+import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
+import grpc
 import httpx
 import psycopg
 import pytest
@@ -152,6 +154,29 @@ async def finish_campaign(
         campaign = update
     done.set()
     await worker
+    return campaign
+
+
+async def poll_until_campaign_ends(
+    clients: ServiceClients, campaign: orchestrator_pb2.Campaign, timeout_s: float
+) -> orchestrator_pb2.Campaign:
+    """The campaign once it completed or failed (or as it stood at ``timeout_s``), asking every
+    0.5 s; an orchestrator that is being restarted is waited for."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        try:
+            campaign = await clients.orchestrator.GetCampaign(
+                orchestrator_pb2.CampaignIdRequest(campaign_id=campaign.id), timeout=5
+            )
+        except grpc.aio.AioRpcError:
+            await asyncio.sleep(0.5)  # the orchestrator is being restarted
+            continue
+        if campaign.state in (
+            orchestrator_pb2.CAMPAIGN_STATE_COMPLETED,
+            orchestrator_pb2.CAMPAIGN_STATE_FAILED,
+        ):
+            break
+        await asyncio.sleep(0.5)
     return campaign
 
 

@@ -9,7 +9,6 @@ import os
 import signal
 import time
 
-import grpc
 import httpx
 import psycopg
 import pytest
@@ -19,7 +18,13 @@ from marrowscope.cli.simulated_expert import SimulatedExpert
 from marrowscope.core.clients import ServiceClients
 from marrowscope.v1 import orchestrator_pb2
 
-from ..stack_helpers import field_jpeg, finish_campaign, lis_client, start_campaign
+from ..stack_helpers import (
+    field_jpeg,
+    finish_campaign,
+    lis_client,
+    poll_until_campaign_ends,
+    start_campaign,
+)
 
 pytestmark = pytest.mark.e2e
 
@@ -387,21 +392,7 @@ def test_campaign_survives_kill_9_of_orchestrator_and_curation(running_stack: di
             killer = asyncio.create_task(chaos(stop))
             # Generous: up to six kill/restart cycles on 2 cores, slower still on a busy machine
             # (240 s ran out once while a training benchmark shared the cores).
-            deadline = time.monotonic() + 480
-            while time.monotonic() < deadline:
-                try:
-                    campaign = await clients.orchestrator.GetCampaign(
-                        orchestrator_pb2.CampaignIdRequest(campaign_id=campaign.id), timeout=5
-                    )
-                except grpc.aio.AioRpcError:
-                    await asyncio.sleep(0.5)  # the orchestrator is being restarted
-                    continue
-                if campaign.state in (
-                    orchestrator_pb2.CAMPAIGN_STATE_COMPLETED,
-                    orchestrator_pb2.CAMPAIGN_STATE_FAILED,
-                ):
-                    break
-                await asyncio.sleep(0.5)
+            campaign = await poll_until_campaign_ends(clients, campaign, 480)
             stop.set()
             await killer
             await worker

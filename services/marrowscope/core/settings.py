@@ -44,8 +44,9 @@ class DatabaseSettings(BaseSettings):
     # one runaway query cannot hold a connection (and its locks) for ever. Migrations run on
     # their own connection without it.
     statement_timeout_s: float = Field(default=30.0, ge=0)
-    # How long a request waits for a pooled connection, and a new connection for the server.
-    pool_timeout_s: float = Field(default=5.0, gt=0)
+    # How long a request waits for a pooled connection (while the server is down, the whole
+    # of it: the pool keeps reconnecting), and a new connection for the server.
+    pool_timeout_s: float = Field(default=3.0, gt=0)
     connect_timeout_s: int = Field(default=3, ge=1)
 
 
