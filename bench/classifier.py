@@ -217,6 +217,7 @@ def start_service(dsn: str, store_root: Path, port: int, pixel_cache_mb: int) ->
         MARROWSCOPE_INFERENCE_PORT=str(port),
         MARROWSCOPE_INFERENCE_PREFER_CUDA="false",
         MARROWSCOPE_INFERENCE_PIXEL_CACHE_MB=str(pixel_cache_mb),
+        GRPC_ALLOW_PLAINTEXT="true",  # loopback, nothing else on it: the service's cost only
     )
     return subprocess.Popen(
         [sys.executable, "-m", "marrowscope.inference"],

@@ -38,7 +38,9 @@ def running_service(
     module: str, env: dict[str, str], health_url: str, log: Path
 ) -> Iterator[subprocess.Popen[bytes]]:
     """``python -m <module>`` with ``env``, once ``health_url`` answers; stopped afterwards.
-    Yields the process (its pid, for memory figures)."""
+    Yields the process (its pid, for memory figures). gRPC runs in plaintext here (nothing
+    but the benchmark on loopback) unless ``env`` gives the service its certificates."""
+    env = {"GRPC_ALLOW_PLAINTEXT": "true", **env}
     server = subprocess.Popen(
         [sys.executable, "-m", module], env=env, stdout=log.open("wb"), stderr=subprocess.STDOUT
     )

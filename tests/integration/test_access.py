@@ -17,7 +17,7 @@ from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
 
 from marrowscope.core import access
 from marrowscope.core.pki import IDENTITIES, LocalPki, TlsMaterial, ensure_local_pki
-from marrowscope.core.rpc import GrpcService, channel_credentials, check_health
+from marrowscope.core.rpc import GrpcService, channel_credentials, check_health, open_channel
 from marrowscope.core.settings import GrpcServerSettings
 from marrowscope.v1 import (
     curation_pb2,
@@ -216,3 +216,37 @@ def test_a_server_without_tls_refuses_to_start_unless_plaintext_is_chosen(
     half = GrpcServerSettings(port=0, GRPC_TLS_CERT_FILE=pki.cert_file("training"))
     with pytest.raises(ValueError, match="GRPC_TLS_CA_FILE"):
         GrpcService(half, [], lambda server: None)
+
+
+def test_callers_check_they_reach_the_service_they_mean(pki: LocalPki) -> None:
+    """A peer that presents another service's certificate, or a client-only one (the LIS
+    API's), is not taken for the service the caller dials: the channel names the identity
+    it expects (as ServiceClients does) and the handshake fails otherwise."""
+    classify = inference_pb2.DESCRIPTOR.services_by_name["InferenceService"].methods_by_name[
+        "Classify"
+    ]
+
+    async def reach(server_identity: str, expected: str) -> grpc.StatusCode:
+        service = GrpcService(
+            server_settings(pki, server_identity),
+            [],
+            lambda server: server.add_generic_rpc_handlers(_answering_handlers()),
+        )
+        await service.start()
+        try:
+            async with open_channel(
+                service.address,
+                "marrowscope.v1.InferenceService",
+                tls=pki.material("admin"),
+                tls_server_name=expected,
+            ) as channel:
+                return await call(channel, classify)
+        finally:
+            await service.stop()
+
+    async def scenario() -> None:
+        assert await reach("inference", "inference") == grpc.StatusCode.OK
+        assert await reach("curation", "inference") == grpc.StatusCode.UNAVAILABLE
+        assert await reach("lis-api", "inference") == grpc.StatusCode.UNAVAILABLE
+
+    asyncio.run(scenario())

@@ -79,7 +79,9 @@ def web(db_pool, tmp_path):  # type: ignore[no-untyped-def]
     service.ensure_user(f"admin-{admin_token[4:10]}", "admin", admin_token)
     expert = f"expert-{expert_token[4:10]}"
     service.ensure_user(expert, "expert", expert_token)
-    peers = PeerSettings(orchestrator_addr=f"127.0.0.1:{free_port()}")  # down: admin pages say so
+    peers = PeerSettings(
+        orchestrator_addr=f"127.0.0.1:{free_port()}", GRPC_ALLOW_PLAINTEXT=True
+    )  # down: admin pages say so
     app = create_web_app(service, Workbench(db_pool, service), store, ServiceClients(peers))
     with TestClient(app, raise_server_exceptions=False) as client:
         yield {

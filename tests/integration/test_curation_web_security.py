@@ -64,7 +64,11 @@ def make_app(people: dict[str, Any], tmp_path) -> Iterator[AppFactory]:  # type:
             service,
             Workbench(people["pool"], service),
             open_store(ObjectStoreSettings(root=tmp_path / "store")),
-            ServiceClients(PeerSettings(orchestrator_addr=f"127.0.0.1:{free_port()}")),
+            ServiceClients(
+                PeerSettings(
+                    orchestrator_addr=f"127.0.0.1:{free_port()}", GRPC_ALLOW_PLAINTEXT=True
+                )
+            ),
             CurationSettings(**settings),
         )
         client = TestClient(app, raise_server_exceptions=False)

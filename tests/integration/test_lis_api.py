@@ -51,7 +51,12 @@ def png(width: int = 64, height: int = 48) -> bytes:
 def peers_down() -> ServiceClients:
     dead = f"127.0.0.1:{free_port()}"
     return ServiceClients(
-        PeerSettings(segmentation_addr=dead, inference_addr=dead, training_addr=dead)
+        PeerSettings(
+            segmentation_addr=dead,
+            inference_addr=dead,
+            training_addr=dead,
+            GRPC_ALLOW_PLAINTEXT=True,
+        )
     )
 
 

@@ -39,6 +39,7 @@ def lis_process(pg_dsn: str, tmp_path: Path) -> Iterator[str]:
         "MARROWSCOPE_LIS_SEGMENTATION_DEADLINE_S": "0.5",
         "SEGMENTATION_ADDR": dead,
         "INFERENCE_ADDR": dead,
+        "GRPC_ALLOW_PLAINTEXT": "true",  # its peers are down anyway
     }
     log = (tmp_path / "lis.log").open("wb")
     process = subprocess.Popen(

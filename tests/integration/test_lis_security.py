@@ -543,6 +543,14 @@ def test_bodies_over_the_limit_are_refused_before_they_are_read(
         assert status == 413 and "24096 bytes" in json.loads(body)["detail"], body
         status, _, _ = raw_request(port, upload, {**form_headers, "Content-Length": str(len(big))})
         assert status == 413
+        # /v1/classify takes one field image: room for it, not just for max_body_bytes.
+        mid = multipart("mid.png", b"\x89PNG" + b"0" * 18_000)  # over 16,384, under 24,096
+        status, _, body = raw_request(port, "/v1/classify", form_headers, [mid])
+        assert status != 413, body  # read and judged as an image (not one: 415)
+        status, _, body = raw_request(
+            port, "/v1/classify", {**form_headers, "Content-Length": str(len(big))}
+        )
+        assert status == 413 and "24096 bytes" in json.loads(body)["detail"], body
     images = LisRepository(db_pool).images(sid)
     assert len(images) == 1  # only the small one was kept
 

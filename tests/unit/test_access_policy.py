@@ -10,7 +10,7 @@ from cryptography import x509
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 from marrowscope.core import access
-from marrowscope.core.pki import IDENTITIES, ensure_local_pki
+from marrowscope.core.pki import CLIENT_ONLY, IDENTITIES, ensure_local_pki
 from marrowscope.v1 import (
     curation_pb2,
     inference_pb2,
@@ -56,7 +56,15 @@ def test_local_pki_issues_one_identity_per_service(tmp_path: Path) -> None:
         assert cert.issuer == ca.subject
         cert.verify_directly_issued_by(ca)
         usage = cert.extensions.get_extension_for_class(x509.ExtendedKeyUsage).value
-        assert ExtendedKeyUsageOID.CLIENT_AUTH in usage and ExtendedKeyUsageOID.SERVER_AUTH in usage
+        names = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+        assert ExtendedKeyUsageOID.CLIENT_AUTH in usage
+        if identity in CLIENT_ONLY:  # calls only: may not serve, names no host
+            assert ExtendedKeyUsageOID.SERVER_AUTH not in usage
+            assert names.get_values_for_type(x509.DNSName) == [identity]
+            assert not names.get_values_for_type(x509.IPAddress)
+        else:
+            assert ExtendedKeyUsageOID.SERVER_AUTH in usage
+            assert identity in names.get_values_for_type(x509.DNSName)
         assert stat.S_IMODE(pki.key_file(identity).stat().st_mode) == 0o600
     # Idempotent: a second call keeps the CA and the certificates.
     before = pki.cert_file("admin").read_bytes()
@@ -118,14 +126,39 @@ def test_every_call_in_the_code_is_allowed_to_its_caller() -> None:
         "segmentation": "segmentation",
         "cli": "admin",
     }
-    call = re.compile(r"\.(" + "|".join(sorted(by_name)) + r")\(")
+    # Calls, and references such as `stub.Start if ... else stub.Pause`.
+    call = re.compile(r"\.(" + "|".join(sorted(by_name)) + r")\b")
     found: set[tuple[str, str]] = set()
     for folder, identity in callers.items():
         for source in (package / folder).rglob("*.py"):
-            if source.name in ("servicer.py",):  # implementations, not calls
+            if source.name in ("servicer.py", "access.py"):  # implementations, not calls
                 continue
             for name in call.findall(source.read_text()):
                 found.add((identity, by_name[name]))
     assert ("orchestrator", "/marrowscope.v1.SegmentationService/CropCenterCell") in found
     refused = sorted(f"{who} -> {what}" for who, what in found if not access.allowed(what, who))
     assert not refused, refused
+    # And nothing more: a service may call exactly what its code calls (least privilege).
+    granted = {
+        (who, method)
+        for method, identities in access.ACCESS_POLICY.items()
+        for who in identities
+        if who != "admin"
+    }
+    unused = sorted(f"{who} -> {what}" for who, what in granted - found)
+    assert not unused, unused
+
+
+def test_callers_refuse_half_a_tls_configuration_and_silent_plaintext(tmp_path: Path) -> None:
+    from marrowscope.core.settings import PeerSettings
+
+    pki = ensure_local_pki(tmp_path / "pki", ["inference"])
+    with pytest.raises(ValueError, match="need mutual TLS"):
+        PeerSettings().tls()
+    assert PeerSettings(GRPC_ALLOW_PLAINTEXT=True).tls() is None  # chosen, not fallen into
+    with pytest.raises(ValueError, match="needs all of"):
+        PeerSettings(GRPC_TLS_CA_FILE=pki.ca_file).tls()
+    with pytest.raises(ValueError, match="needs all of"):
+        PeerSettings(GRPC_TLS_CERT_FILE=pki.cert_file("inference")).tls()
+    full = PeerSettings(**pki.environment("inference")).tls()
+    assert full is not None and full.cert and full.key

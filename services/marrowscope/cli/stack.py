@@ -241,7 +241,7 @@ async def service_health(service: str, port: int, tls: TlsMaterial | None) -> st
                 return "UNREACHABLE"
 
         return await asyncio.to_thread(probe)
-    return await check_health(f"127.0.0.1:{port}", tls=tls)
+    return await check_health(f"127.0.0.1:{port}", tls=tls, tls_server_name=identity_of(service))
 
 
 def _log_tail(paths: StackPaths, service: str, lines: int = 15) -> str:

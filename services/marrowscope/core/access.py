@@ -1,8 +1,9 @@
 """Who may call which gRPC method: the allow-list every server enforces.
 
 Identities are the common names of the mutual-TLS client certificates (``core.pki``). A method
-not listed here is refused to everyone (default deny); ``tests/unit/test_access.py`` checks
-that every method of every proto is listed. Health checks are open to any caller that
+not listed here is refused to everyone (default deny). ``tests/unit/test_access_policy.py``
+checks that every method of every proto is listed, and that a service is granted exactly the
+calls its code makes (the operator, ``admin``, may call every method). Health checks are open to any caller that
 completes the TLS handshake, so probes need no special identity.
 
 User-level rules (an expert's own tasks, admin-only user creation) are checked on top of this
@@ -34,18 +35,18 @@ _ALLOWED: dict[str, tuple[str, ...]] = {
     f"{_SEG}/SegmentStream": (ADMIN,),
     # Centre-cell crops for single-cell datasets (ImportCells, `train --center-crop`).
     f"{_SEG}/CropCenterCell": ("orchestrator", ADMIN),
-    f"{_INF}/Classify": (LIS, "orchestrator", ADMIN),
-    f"{_INF}/ClassifyStream": (LIS, "orchestrator", ADMIN),
-    f"{_INF}/GetServingModel": (LIS, "orchestrator", ADMIN),
+    f"{_INF}/Classify": (LIS, ADMIN),
+    f"{_INF}/ClassifyStream": ("orchestrator", ADMIN),
+    f"{_INF}/GetServingModel": (ADMIN,),
     # Switching the served model: the SSL rounds and the operator only.
     f"{_INF}/LoadModel": ("orchestrator", ADMIN),
     f"{_TRA}/StartTraining": ("orchestrator", ADMIN),
-    f"{_TRA}/GetTrainingJob": ("orchestrator", ADMIN),
+    f"{_TRA}/GetTrainingJob": (ADMIN,),
     f"{_TRA}/WatchTrainingJob": ("orchestrator", ADMIN),
-    f"{_TRA}/CancelTraining": ("orchestrator", ADMIN),
-    f"{_TRA}/ListModelVersions": (LIS, "orchestrator", ADMIN),
-    f"{_TRA}/GetModelVersion": (LIS, "orchestrator", ADMIN),
-    f"{_TRA}/ListModelAliases": (LIS, "orchestrator", ADMIN),
+    f"{_TRA}/CancelTraining": (ADMIN,),
+    f"{_TRA}/ListModelVersions": (LIS, ADMIN),
+    f"{_TRA}/GetModelVersion": (ADMIN,),
+    f"{_TRA}/ListModelAliases": (LIS, ADMIN),
     # Promotion decides what patient reports use: the operator, or an admin-scoped LIS
     # client through the LIS API (which checks that scope and records the principal).
     f"{_TRA}/PromoteModel": (LIS, ADMIN),

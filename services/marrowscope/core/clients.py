@@ -78,7 +78,16 @@ def channel_to(
     name: str, address: str, deadline_s: float, tls: TlsMaterial | None = None
 ) -> grpc.aio.Channel:
     service, methods = IDEMPOTENT_METHODS[name]
-    return open_channel(address, service, methods, deadline_s, LONG_METHODS.get(name, ()), tls=tls)
+    # With TLS, the peer must present the certificate of the service we mean to reach.
+    return open_channel(
+        address,
+        service,
+        methods,
+        deadline_s,
+        LONG_METHODS.get(name, ()),
+        tls=tls,
+        tls_server_name=name if tls is not None else "",
+    )
 
 
 @dataclass

@@ -5,8 +5,9 @@ presents its own. The certificate's common name is the caller's identity ("orche
 "lis-api", "admin", ...): ``core.access`` decides per method which identities may call it.
 
 ``marrowscope up`` keeps a local CA in its home (``ensure_local_pki``); the Helm chart makes
-its own or takes cert-manager / existing Secrets. Keys are EC P-256, certificates carry both
-serverAuth and clientAuth, since each service is both.
+its own or takes cert-manager / existing Secrets. Keys are EC P-256. A service's certificate
+serves and calls, and names the service (callers check that name: ``ServiceClients`` dials
+each peer expecting its identity); the LIS API's and the operator's only call.
 """
 
 from __future__ import annotations
@@ -34,6 +35,9 @@ IDENTITIES = (
     "lis-api",
     "admin",
 )
+# Identities that only ever call (no gRPC server): their certificates are client-only and
+# name no host, so a stolen one cannot pose as a service.
+CLIENT_ONLY = frozenset({"lis-api", "admin"})
 CA_DAYS = 3650
 LEAF_DAYS = 825
 
@@ -106,20 +110,26 @@ def new_ca(common_name: str = "Marrowscope local CA") -> IssuedIdentity:
     return IssuedIdentity(common_name, cert.public_bytes(serialization.Encoding.PEM), _key_pem(key))
 
 
-def issue(ca: IssuedIdentity, name: str, hosts: Iterable[str] = ()) -> IssuedIdentity:
-    """A certificate for identity ``name``, valid as server and client, for ``hosts``
-    (DNS names or IP addresses; ``name``, localhost and 127.0.0.1 are always included)."""
+def issue(
+    ca: IssuedIdentity, name: str, hosts: Iterable[str] = (), server: bool = True
+) -> IssuedIdentity:
+    """A certificate for identity ``name``. A server's (``server``) is valid as server and
+    client for ``name`` itself (the TLS server name its callers check), localhost, 127.0.0.1
+    and ``hosts``; a client-only one names just ``name`` and may not serve."""
     ca_cert = x509.load_pem_x509_certificate(ca.cert_pem)
     ca_key = serialization.load_pem_private_key(ca.key_pem, password=None)
     if not isinstance(ca_key, ec.EllipticCurvePrivateKey):
         raise ValueError("the CA key must be an EC key")
     key = ec.generate_private_key(ec.SECP256R1())
     names: list[x509.GeneralName] = []
-    for host in dict.fromkeys([name, "localhost", "127.0.0.1", *hosts]):
+    for host in dict.fromkeys([name, *(("localhost", "127.0.0.1", *hosts) if server else ())]):
         try:
             names.append(x509.IPAddress(ipaddress.ip_address(host)))
         except ValueError:
             names.append(x509.DNSName(host))
+    usages = [ExtendedKeyUsageOID.CLIENT_AUTH]
+    if server:
+        usages.insert(0, ExtendedKeyUsageOID.SERVER_AUTH)
     cert = (
         x509.CertificateBuilder()
         .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, name)]))
@@ -130,12 +140,7 @@ def issue(ca: IssuedIdentity, name: str, hosts: Iterable[str] = ()) -> IssuedIde
         .not_valid_after(_now() + dt.timedelta(days=LEAF_DAYS))
         .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
         .add_extension(x509.SubjectAlternativeName(names), critical=False)
-        .add_extension(
-            x509.ExtendedKeyUsage(
-                [ExtendedKeyUsageOID.SERVER_AUTH, ExtendedKeyUsageOID.CLIENT_AUTH]
-            ),
-            critical=False,
-        )
+        .add_extension(x509.ExtendedKeyUsage(usages), critical=False)
         .sign(ca_key, hashes.SHA256())
     )
     return IssuedIdentity(name, cert.public_bytes(serialization.Encoding.PEM), _key_pem(key))
@@ -198,7 +203,7 @@ def ensure_local_pki(
         held = pki.cert_file(identity).exists() and pki.key_file(identity).exists()
         if held and not fresh_ca:  # a new CA re-issues every certificate
             continue
-        issued = issue(ca, identity, hosts)
+        issued = issue(ca, identity, hosts, server=identity not in CLIENT_ONLY)
         _write_private(pki.key_file(identity), issued.key_pem)
         pki.cert_file(identity).write_bytes(issued.cert_pem)
     return pki

@@ -319,9 +319,12 @@ def open_channel(
     deadline_s: float = 10.0,
     long_methods: Iterable[str] = (),
     tls: TlsMaterial | None = None,
+    tls_server_name: str = "",
 ) -> grpc.aio.Channel:
     """A channel to ``service`` at ``address``: mutual TLS when ``tls`` is given (the CA to
-    trust and this process's certificate to present), plaintext otherwise."""
+    trust and this process's certificate to present), plaintext otherwise.
+    ``tls_server_name``: the name the server's certificate must carry (its identity), when it
+    is not the host in ``address``."""
     options = [
         ("grpc.service_config", service_config(service, idempotent_methods)),
         ("grpc.enable_retries", 1),
@@ -331,6 +334,8 @@ def open_channel(
         ("grpc.max_receive_message_length", 16 * 1024 * 1024),
     ]
     interceptors = [CallDefaults(deadline_s, long_methods)]
+    if tls_server_name:
+        options.append(("grpc.ssl_target_name_override", tls_server_name))
     if tls is not None:
         return grpc.aio.secure_channel(
             address, channel_credentials(tls), options, interceptors=interceptors

@@ -43,6 +43,9 @@ class Resources:
 
     def close(self) -> None:
         self.pool.close()
+        close_store = getattr(self.store, "close", None)  # the S3 store's threads and sockets
+        if close_store is not None:
+            close_store()
 
 
 def open_resources(

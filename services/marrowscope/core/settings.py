@@ -90,11 +90,26 @@ class PeerSettings(BaseSettings):
     tls_ca_file: Path | None = Field(default=None, alias="GRPC_TLS_CA_FILE")
     tls_cert_file: Path | None = Field(default=None, alias="GRPC_TLS_CERT_FILE")
     tls_key_file: Path | None = Field(default=None, alias="GRPC_TLS_KEY_FILE")
+    allow_plaintext: bool = Field(default=False, alias="GRPC_ALLOW_PLAINTEXT")
 
     def tls(self) -> TlsMaterial | None:
-        """The TLS material for calls to peers; None means plaintext (see GRPC_ALLOW_PLAINTEXT)."""
-        if self.tls_ca_file is None:
-            return None
+        """The TLS material for calls to peers; None (plaintext) only when none is configured
+        and GRPC_ALLOW_PLAINTEXT is set. Half a configuration, or none without that, raises."""
+        given = [self.tls_ca_file, self.tls_cert_file, self.tls_key_file]
+        if not any(given):
+            if self.allow_plaintext:
+                return None
+            raise ValueError(
+                "calls to peers need mutual TLS: set GRPC_TLS_CA_FILE, GRPC_TLS_CERT_FILE and "
+                "GRPC_TLS_KEY_FILE (marrowscope up and the Helm chart do), or "
+                "GRPC_ALLOW_PLAINTEXT=true on a development machine"
+            )
+        if not all(given):
+            raise ValueError(
+                "mutual TLS to peers needs all of GRPC_TLS_CA_FILE, GRPC_TLS_CERT_FILE and "
+                "GRPC_TLS_KEY_FILE (this process's certificate is its identity)"
+            )
+        assert self.tls_ca_file is not None  # for mypy: checked above
         return TlsMaterial.from_files(self.tls_ca_file, self.tls_cert_file, self.tls_key_file)
 
 

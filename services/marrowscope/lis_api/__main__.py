@@ -24,9 +24,13 @@ def main() -> None:
     except ValidationError as exc:  # say what is wrong and how to fix it, no traceback
         problems = "; ".join(str(e["msg"]).removeprefix("Value error, ") for e in exc.errors())
         sys.exit(f"the LIS API does not start: {problems}")
+    try:
+        clients = ServiceClients(PeerSettings())
+    except ValueError as exc:  # TLS to the peers half set or missing
+        sys.exit(f"the LIS API does not start: {exc}")
     pool = open_pool(DatabaseSettings(), name="lis_api")
-    clients = ServiceClients(PeerSettings())
-    app = create_app(settings, open_store(ObjectStoreSettings()), clients, pool)
+    store = open_store(ObjectStoreSettings())
+    app = create_app(settings, store, clients, pool)
     try:
         uvicorn.run(
             app,
@@ -37,6 +41,9 @@ def main() -> None:
         )
     finally:
         pool.close()
+        close_store = getattr(store, "close", None)  # the S3 store's threads and sockets
+        if close_store is not None:
+            close_store()
 
 
 if __name__ == "__main__":

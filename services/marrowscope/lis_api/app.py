@@ -110,7 +110,11 @@ def create_app(
     # Inner first: the body limit runs inside the request id (its 413 carries the id).
     app.add_middleware(
         BodyLimit,
-        limit_for=lis_body_limit(settings.max_body_bytes, settings.max_upload_request_bytes),
+        limit_for=lis_body_limit(
+            settings.max_body_bytes,
+            settings.max_upload_request_bytes,
+            settings.max_upload_bytes + settings.multipart_overhead_bytes,
+        ),
     )
     app.middleware("http")(request_id)
     for module in (

@@ -137,15 +137,21 @@ class BodyLimit:
 
 
 UPLOAD_PATH = re.compile(r"^/v1/specimens/[^/]+/images/?$")
+CLASSIFY_PATH = re.compile(r"^/v1/classify/?$")
 
 
-def lis_body_limit(max_body_bytes: int, max_upload_request_bytes: int) -> Callable[[str, str], int]:
+def lis_body_limit(
+    max_body_bytes: int, max_upload_request_bytes: int, max_single_image_request_bytes: int
+) -> Callable[[str, str], int]:
     """The LIS API's limits: multipart uploads of field images get room for every file at
-    its size limit; every other request ``max_body_bytes``."""
+    its size limit, ``/v1/classify`` for its one image; every other request
+    ``max_body_bytes``."""
 
     def limit_for(method: str, path: str) -> int:
         if method == "POST" and UPLOAD_PATH.match(path):
             return max_upload_request_bytes
+        if method == "POST" and CLASSIFY_PATH.match(path):
+            return max_single_image_request_bytes
         return max_body_bytes
 
     return limit_for

@@ -74,7 +74,10 @@ def add_problem_handlers(app: FastAPI, log: logging.Logger) -> None:
     async def database_down(request: Request, exc: Exception) -> JSONResponse:
         # The server is down, restarting or unreachable; the pool gives up after its timeout.
         log.warning("database unavailable on %s: %s", request.url.path, exc)
-        detail = f"database unavailable ({type(exc).__name__}); retry later"
+        if isinstance(exc, psycopg.errors.QueryCanceled):  # the statement timeout, not an outage
+            detail = "a database query took too long (statement timeout); retry later"
+        else:
+            detail = f"database unavailable ({type(exc).__name__}); retry later"
         return problem(503, detail, {"Retry-After": "5"}, service="database")
 
     @app.exception_handler(RequestValidationError)

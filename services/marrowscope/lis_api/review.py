@@ -205,7 +205,8 @@ class CurationReview:
             latest = await asyncio.to_thread(self.lis.report, job["specimen_id"])
             assert latest is not None  # the job wrote version 1
             # The experts as the curation service authenticated them.
-            reviewers = ", ".join(sorted({d.user for d in [*labelled, *undone]}))
+            # (Curation does not say who undid a decision: an undo alone is credited to it.)
+            reviewers = ", ".join(sorted({d.user for d in labelled})) or "curation (undo)"
             row = await asyncio.to_thread(
                 functools.partial(
                     revise_report,

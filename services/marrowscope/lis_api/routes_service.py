@@ -31,7 +31,10 @@ async def readyz(ctx: Context) -> JSONResponse:
     either way (curation's too, when expert review through curation is configured)."""
     peers = (*PEERS, *(OPTIONAL_PEERS if ctx.review is not None else ()))
     health = await asyncio.gather(
-        *(check_health(ctx.clients.address(s), tls=ctx.clients.tls) for s in peers)
+        *(
+            check_health(ctx.clients.address(s), tls=ctx.clients.tls, tls_server_name=s)
+            for s in peers
+        )
     )
     states = dict(zip(peers, health, strict=True))
     ready = all(states[s] == "SERVING" for s in PEERS)

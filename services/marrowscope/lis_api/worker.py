@@ -48,6 +48,8 @@ TRANSIENT = (PeerUnavailable, Unavailable, psycopg.OperationalError, psycopg_poo
 
 
 def describe_outage(exc: BaseException) -> str:
+    if isinstance(exc, psycopg.errors.QueryCanceled):
+        return "a database query took too long (statement timeout)"
     if isinstance(exc, psycopg.OperationalError | psycopg_pool.PoolTimeout):
         return f"database unavailable ({type(exc).__name__})"
     return str(exc)
