@@ -248,13 +248,14 @@ def test_components_follow_the_enabled_flags(rendered) -> None:  # type: ignore[
         assert {"create", "get", "delete"} <= set(role["rules"][0]["verbs"])
     bundled = {component(d) for d in of_kind(docs, "StatefulSet")}
     assert bundled == (set() if name == "external-db-and-s3" else {"postgresql", "minio"})
-    hooks = [j for j in of_kind(docs, "Job") if "helm.sh/hook" in j["metadata"]["annotations"]]
-    assert (
-        len(hooks) == 1
-        and hooks[0]["spec"]["template"]["spec"]["containers"][0]["command"][-1]
-        == "marrowscope.core.migrate"
-    )
-    assert "pre-upgrade" in hooks[0]["metadata"]["annotations"]["helm.sh/hook"]
+    # No Helm hook (a post-install hook with --wait deadlocks on pods waiting for the
+    # schema): every service pod migrates in an init container, waiting for the database.
+    assert not [j for j in of_kind(docs, "Job") if "helm.sh/hook" in j["metadata"]["annotations"]]
+    for deployment in of_kind(docs, "Deployment"):
+        [init] = deployment["spec"]["template"]["spec"]["initContainers"]
+        assert init["command"][:3] == ["python", "-m", "marrowscope.core.migrate"]
+        assert "--wait" in init["command"]
+        assert init["securityContext"]["readOnlyRootFilesystem"] is True
 
 
 def test_network_policies_follow_the_call_graph() -> None:

@@ -193,6 +193,25 @@ spec:
       affinity:
         {{- toYaml . | nindent 8 }}
       {{- end }}
+      # The schema first: every pod applies the missing migrations (under PostgreSQL's
+      # advisory lock, so replicas take turns and all but the first find nothing to do),
+      # waiting for the database if it is not up yet (the bundled one on a fresh install).
+      # No Helm hook, so `helm install --wait` cannot deadlock on it.
+      initContainers:
+        - name: migrate
+          image: {{ include "marrowscope.image" . }}
+          imagePullPolicy: {{ $root.Values.global.imagePullPolicy }}
+          command: ["python", "-m", "marrowscope.core.migrate", "--wait", "600"]
+          env:
+            - name: MARROWSCOPE_DB_DSN
+              valueFrom:
+                secretKeyRef:
+                  name: {{ include "marrowscope.dbSecret" $root }}
+                  key: {{ include "marrowscope.dbSecretKey" $root }}
+          resources:
+            {{- toYaml $root.Values.migrations.resources | nindent 12 }}
+          securityContext:
+            {{- include "marrowscope.containerSecurityContext" . | nindent 12 }}
       containers:
         - name: {{ .component }}
           image: {{ include "marrowscope.image" . }}
