@@ -79,3 +79,24 @@ def test_migrations_run_without_the_pools_statement_timeout(pg_admin_dsn: str) -
             pool.close()
     finally:
         drop_database(pg_admin_dsn, name)
+
+
+def test_migrate_waits_for_the_database_then_says_what_is_wrong(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The chart's init container: `migrate --wait S` keeps trying for S seconds (the bundled
+    PostgreSQL may still be starting), then exits 2 naming the problem; with the database up
+    it applies the schema."""
+    import socket
+
+    from marrowscope.core import migrate
+
+    with socket.socket() as closed:
+        closed.bind(("127.0.0.1", 0))
+        port = closed.getsockname()[1]
+    monkeypatch.setenv("MARROWSCOPE_DB_DSN", f"postgresql://postgres@127.0.0.1:{port}/x")
+    started = time.monotonic()
+    assert migrate.main(["--wait", "3"]) == 2
+    assert time.monotonic() - started >= 2.5
+    err = capsys.readouterr().err
+    assert "waiting for PostgreSQL" in err and "cannot reach PostgreSQL" in err
