@@ -35,11 +35,16 @@ from .conftest import free_port_block
 
 @contextlib.contextmanager
 def local_stack(
-    pg_admin_dsn: str, s3_endpoint: str, home: Path, pg_address: str = ""
+    pg_admin_dsn: str,
+    s3_endpoint: str,
+    home: Path,
+    pg_address: str = "",
+    extra_env: dict[str, str] | None = None,
 ) -> Iterator[dict]:
     """Start the local stack on a fresh database and bucket; the context of its tests.
     ``pg_address`` (host:port): how the services reach PostgreSQL, when not directly (a
-    proxy a test can cut); ``s3_endpoint`` likewise. ``dsn`` in the context is always direct."""
+    proxy a test can cut); ``s3_endpoint`` likewise. ``dsn`` in the context is always direct.
+    ``extra_env``: more settings for every service."""
     db = f"marrowscope_e2e_{uuid.uuid4().hex[:8]}"
     create_database(pg_admin_dsn, db)
     dsn = psycopg.conninfo.make_conninfo(pg_admin_dsn, dbname=db)
@@ -55,12 +60,13 @@ def local_stack(
         "MARROWSCOPE_STORE_BUCKET": f"e2e-{uuid.uuid4().hex[:8]}",
         "MARROWSCOPE_ORCHESTRATOR_REVIEW_POLL_SECONDS": "0.5",
         "MARROWSCOPE_TRAINING_TORCH_THREADS": "2",
+        **(extra_env or {}),
     }
     saved = {k: os.environ.get(k) for k in store_env}
     os.environ.update(store_env)
     paths = stack.StackPaths(home)
     try:
-        base = free_port_block(len(stack.SERVICES) + 1)  # + the curation HTTP port
+        base = free_port_block(len(stack.PORT_NAMES))  # services, curation HTTP, metrics
         state = stack.up(paths, dsn=services_dsn, port_base=base)
         store = S3ObjectStore(ObjectStoreSettings())
         peers = stack.peer_settings(state)  # the operator's certificate, as the CLI uses

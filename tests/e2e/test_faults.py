@@ -12,6 +12,7 @@ recover) are printed; ``pytest -s tests/e2e/test_faults.py`` shows them.
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import signal
 import time
@@ -49,7 +50,8 @@ def faulty_stack(
     s3_proxy = TcpProxy(s3_host, int(s3_port)).start()
     home = tmp_path_factory.mktemp("faults")
     try:
-        with local_stack(pg_admin_dsn, s3_proxy.address, home, pg_proxy.address) as ctx:
+        json_logs = {"MARROWSCOPE_LOG_FORMAT": "json"}  # as the chart runs them
+        with local_stack(pg_admin_dsn, s3_proxy.address, home, pg_proxy.address, json_logs) as ctx:
             yield {**ctx, "pg_proxy": pg_proxy, "s3_proxy": s3_proxy}
     finally:
         pg_proxy.close()
@@ -328,3 +330,23 @@ def test_campaign_survives_kill_9_of_training_and_inference(faulty_stack: dict) 
     assert sorted(stored) == sorted(ctx["acknowledged"])
     assert len(stored) == len(set(stored)) and labels_per_cell == (1,)
     assert rounds == (2, 2, 2)
+
+
+def test_every_log_line_is_json_with_the_service_and_request_ids(faulty_stack: dict) -> None:
+    """With MARROWSCOPE_LOG_FORMAT=json, every line every service wrote through all the faults
+    above parses as JSON, names its service, and requests carry their id."""
+    logs = sorted(faulty_stack["paths"].logs.glob("*.log"))
+    assert {p.stem for p in logs} >= set(stack.SERVICES)
+    lines = 0
+    with_request_id = 0
+    for path in logs:
+        for number, line in enumerate(path.read_text().splitlines(), 1):
+            try:
+                entry = json.loads(line)
+            except json.JSONDecodeError:
+                pytest.fail(f"{path.name}:{number} is not JSON: {line[:200]}")
+            assert entry["service"] and entry["level"] and "message" in entry
+            lines += 1
+            with_request_id += entry["request_id"] != "-"
+    print(f"\n{lines} log lines, {with_request_id} with a request id")
+    assert lines > 50 and with_request_id > 0

@@ -39,3 +39,46 @@ def test_settings_forbid_unknown_fields_and_are_frozen() -> None:
     settings = InferenceSettings()
     with pytest.raises(ValidationError):
         settings.port = 1  # type: ignore[misc]
+
+
+def test_misspelt_settings_are_named_with_the_nearest_known_one(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from marrowscope.cli.stack import misspelt_settings
+    from marrowscope.core.settings_check import unknown_settings
+
+    environ = {
+        "MARROWSCOPE_INFERENCE_PREFER_CUDE": "false",  # a typo under inference's prefix
+        "MARROWSCOPE_INFERNCE_PORT": "1",  # a typo of the prefix itself
+        "MARROWSCOPE_INFERENCE_PORT": "6001",  # right
+        "MARROWSCOPE_LIS_PORT": "8080",  # another service's: left to it
+        "MARROWSCOPE_HOME": "/tmp/x",  # not a setting, known
+        "PATH": "/bin",
+    }
+    problems = unknown_settings(environ, [InferenceSettings])
+    assert len(problems) == 2
+    assert "MARROWSCOPE_INFERENCE_PREFER_CUDE" in problems[0] and "PREFER_CUDA?" in problems[0]
+    assert (
+        "MARROWSCOPE_INFERNCE_PORT" in problems[1] and "MARROWSCOPE_INFERENCE_PORT?" in problems[1]
+    )
+    # marrowscope up checks every service's prefix.
+    monkeypatch.setenv("MARROWSCOPE_LIS_MAX_UPLOAD_BYTE", "1")
+    assert any("MARROWSCOPE_LIS_MAX_UPLOAD_BYTES?" in p for p in misspelt_settings())
+
+
+def test_a_service_with_a_misspelt_setting_does_not_start() -> None:
+    import os
+    import subprocess
+    import sys
+
+    env = {**os.environ, "MARROWSCOPE_SEGMENTATION_DEFAULT_ALGORTHM": "unet"}
+    result = subprocess.run(
+        [sys.executable, "-m", "marrowscope.segmentation"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode != 0
+    assert "MARROWSCOPE_SEGMENTATION_DEFAULT_ALGORTHM" in result.stderr
+    assert "MARROWSCOPE_SEGMENTATION_DEFAULT_ALGORITHM?" in result.stderr

@@ -82,6 +82,8 @@ def _print_addresses(state: dict) -> None:
         if service == "curation_http":
             print(f"  {'curation UI':<13} http://127.0.0.1:{port}/ui/  (sign in with a user token)")
             continue
+        if service.endswith("_metrics"):
+            continue  # `marrowscope status` lists the metrics URLs
         scheme = "http://" if service == "lis_api" else "grpc "
         print(f"  {service:<13} {scheme}127.0.0.1:{port}")
     print(f"  logs          {Path(state['home']) / 'logs'}")
@@ -128,7 +130,10 @@ def cmd_status(args: argparse.Namespace) -> int:
         print("no stack is running (start one with `marrowscope up`)")
     else:
         for service, info in result.items():
-            print(f"{service:<13} {info['health']:<12} pid {info['pid']:<8} {info['address']}")
+            print(
+                f"{service:<13} {info['health']:<12} pid {info['pid']:<8} {info['address']:<16}"
+                f" {info['metrics']}"
+            )
     healthy = bool(result) and all(i["health"] == "SERVING" for i in result.values())
     return 0 if healthy else 1
 

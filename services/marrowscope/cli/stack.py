@@ -25,16 +25,20 @@ from pathlib import Path
 from typing import Any
 
 import psycopg
+from pydantic_settings import BaseSettings
 
 from marrowscope.core.db import apply_migrations, create_database
+from marrowscope.core.logs import LogSettings
 from marrowscope.core.pki import LocalPki, TlsMaterial, ensure_local_pki
 from marrowscope.core.rpc import check_health
 from marrowscope.core.settings import (
     DEFAULT_PORTS,
     GRPC_SERVICES,
+    DatabaseSettings,
     ObjectStoreSettings,
     PeerSettings,
 )
+from marrowscope.core.settings_check import unknown_settings
 
 SERVICES = (*GRPC_SERVICES, "lis_api")
 # Start order: services that others call at start-up come first.
@@ -151,11 +155,15 @@ def port_variable(service: str) -> str:
     return f"MARROWSCOPE_{prefix}_PORT"
 
 
+# curation_http: the curation service's second listener (HTTP API and web UI);
+# <service>_metrics: where each gRPC service serves /metrics.
+PORT_NAMES = (*SERVICES, "curation_http", *(f"{s}_metrics" for s in GRPC_SERVICES))
+
+
 def ports(base: int | None) -> dict[str, int]:
     """Default ports, or consecutive ports from ``base`` (for tests and side-by-side stacks):
-    ``len(SERVICES) + 1`` of them."""
-    # curation_http: the curation service's second listener (HTTP API and web UI).
-    names = (*SERVICES, "curation_http")
+    ``len(PORT_NAMES)`` of them."""
+    names = PORT_NAMES
     if base is None:
         return {s: int(os.environ.get(port_variable(s), DEFAULT_PORTS[s])) for s in names}
     return {s: base + i for i, s in enumerate(names)}
@@ -175,7 +183,8 @@ def service_environment(
     env["MARROWSCOPE_DB_APPLY_MIGRATIONS"] = "false"  # applied once by the runner
     for service, port in port_map.items():
         env[port_variable(service)] = str(port)
-        env[f"{service.upper()}_ADDR"] = f"127.0.0.1:{port}"
+        if service in SERVICES:
+            env[f"{service.upper()}_ADDR"] = f"127.0.0.1:{port}"
     env["MARROWSCOPE_CURATION_ADMIN_TOKEN"] = tokens["admin_token"]
     env["MARROWSCOPE_CURATION_SERVICE_TOKEN"] = tokens["service_token"]
     env["MARROWSCOPE_ORCHESTRATOR_CURATION_TOKEN"] = tokens["service_token"]
@@ -268,8 +277,36 @@ def wait_serving(
     raise StackError(f"{service} did not report SERVING within {timeout_s:.0f}s; see its log")
 
 
+def misspelt_settings() -> list[str]:
+    """The shell's MARROWSCOPE_* variables that no service reads (typos), one line each."""
+    from marrowscope.curation.settings import CurationSettings
+    from marrowscope.inference.settings import InferenceSettings
+    from marrowscope.lis_api.settings import LisApiSettings
+    from marrowscope.orchestrator.settings import OrchestratorSettings
+    from marrowscope.segmentation.settings import SegmentationSettings
+    from marrowscope.training.settings import KubeJobSettings, TrainingSettings
+
+    every: list[type[BaseSettings]] = [
+        DatabaseSettings,
+        ObjectStoreSettings,
+        PeerSettings,
+        LogSettings,
+        SegmentationSettings,
+        InferenceSettings,
+        TrainingSettings,
+        KubeJobSettings,
+        CurationSettings,
+        OrchestratorSettings,
+        LisApiSettings,
+    ]
+    return unknown_settings(os.environ, every)
+
+
 def up(paths: StackPaths, dsn: str | None = None, port_base: int | None = None) -> dict:
     """Start everything not already running; return the stack state."""
+    problems = misspelt_settings()
+    if problems:
+        raise StackError("unknown settings, fix or remove them:\n  " + "\n  ".join(problems))
     existing = read_state(paths)
     if existing and any(_alive(p) for p in existing["pids"].values()):
         raise StackError(f"a stack is already running from {paths.home}; `marrowscope down` first")
@@ -345,6 +382,12 @@ def down(paths: StackPaths) -> list[str]:
     return stopped
 
 
+def metrics_url(port_map: dict[str, int], service: str) -> str:
+    """Where Prometheus scrapes ``service`` in the local stack."""
+    port = port_map.get(f"{service}_metrics", port_map[service])  # the LIS API: its own port
+    return f"http://127.0.0.1:{port}/metrics"
+
+
 async def status(paths: StackPaths) -> dict[str, dict]:
     state = read_state(paths)
     if state is None:
@@ -359,6 +402,7 @@ async def status(paths: StackPaths) -> dict[str, dict]:
             "running": _alive(state["pids"][service]),
             "address": f"127.0.0.1:{state['ports'][service]}",
             "health": health,
+            "metrics": metrics_url(state["ports"], service),
         }
         for service, health in zip(state["pids"], results, strict=True)
     }

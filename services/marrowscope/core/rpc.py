@@ -8,6 +8,7 @@ a stack trace. Reflection only when enabled.
 
 Client: channels that give every call a default deadline (the caller's own wins) and retry
 idempotent methods on UNAVAILABLE; fast reconnects so a restarted peer is found again quickly.
+Both sides count calls and their duration by method and status (``core.metrics``).
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ import asyncio
 import json
 import logging
 import signal
+import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
 from typing import Any
 
@@ -23,7 +25,7 @@ import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
-from . import access
+from . import access, metrics
 from .errors import MarrowscopeError
 from .logs import REQUEST_ID_HEADER, new_request_id, request_id_var
 from .pki import TlsMaterial
@@ -77,20 +79,32 @@ async def _fail(context: grpc.aio.ServicerContext, exc: BaseException, method: s
     )
 
 
+def _count(context: grpc.aio.ServicerContext, method: str, started: float, failed: bool) -> None:
+    """The call in the server metrics: its status (aborted with, or OK / CANCELLED)."""
+    code = context.code()
+    name = code.name if isinstance(code, grpc.StatusCode) else ("CANCELLED" if failed else "OK")
+    metrics.GRPC_SERVER_CALLS.labels(method, name).inc()
+    metrics.GRPC_SERVER_SECONDS.labels(method).observe(time.perf_counter() - started)
+
+
 def _wrap_unary(
     behavior: Callable[..., Awaitable[Any]], method: str, enforce_access: bool
 ) -> Callable[..., Any]:
     async def wrapper(request: Any, context: grpc.aio.ServicerContext) -> Any:
         token = request_id_var.set(_request_id(context))
+        started, failed = time.perf_counter(), True
         try:
             if enforce_access:
                 await _authorize(context, method)
-            return await behavior(request, context)
+            reply = await behavior(request, context)
+            failed = False
+            return reply
         except (asyncio.CancelledError, grpc.aio.AbortError):
             raise
         except Exception as exc:
             await _fail(context, exc, method)
         finally:
+            _count(context, method, started, failed)
             request_id_var.reset(token)
 
     return wrapper
@@ -101,16 +115,19 @@ def _wrap_stream(
 ) -> Callable[..., Any]:
     async def wrapper(request: Any, context: grpc.aio.ServicerContext) -> AsyncIterator[Any]:
         token = request_id_var.set(_request_id(context))
+        started, failed = time.perf_counter(), True
         try:
             if enforce_access:
                 await _authorize(context, method)
             async for item in behavior(request, context):
                 yield item
+            failed = False
         except (asyncio.CancelledError, grpc.aio.AbortError):
             raise
         except Exception as exc:
             await _fail(context, exc, method)
         finally:
+            _count(context, method, started, failed)
             request_id_var.reset(token)
 
     return wrapper
@@ -277,6 +294,7 @@ class CallDefaults(
     def __init__(self, deadline_s: float, long_methods: Iterable[str] = ()) -> None:
         self.deadline_s = deadline_s
         self.long_methods = frozenset(long_methods)
+        self._watchers: set[asyncio.Future[None]] = set()  # keeps the metric tasks alive
 
     def _details(self, details: grpc.aio.ClientCallDetails) -> grpc.aio.ClientCallDetails:
         metadata = grpc.aio.Metadata(*(details.metadata or ()))
@@ -291,25 +309,45 @@ class CallDefaults(
             details.method, timeout, metadata, details.credentials, details.wait_for_ready
         )
 
+    async def _call(self, continuation: Callable[..., Any], details: Any, request: Any) -> Any:
+        details = self._details(details)
+        call = await continuation(details, request)
+        method = details.method.decode() if isinstance(details.method, bytes) else details.method
+        # Counted when the call ends, whatever the caller does with it.
+        self._watchers.add(task := asyncio.ensure_future(_count_client(call, method)))
+        task.add_done_callback(self._watchers.discard)
+        return call
+
     async def intercept_unary_unary(
         self, continuation: Callable[..., Any], client_call_details: Any, request: Any
     ) -> Any:
-        return await continuation(self._details(client_call_details), request)
+        return await self._call(continuation, client_call_details, request)
 
     async def intercept_unary_stream(
         self, continuation: Callable[..., Any], client_call_details: Any, request: Any
     ) -> Any:
-        return await continuation(self._details(client_call_details), request)
+        return await self._call(continuation, client_call_details, request)
 
     async def intercept_stream_unary(
         self, continuation: Callable[..., Any], client_call_details: Any, request_iterator: Any
     ) -> Any:
-        return await continuation(self._details(client_call_details), request_iterator)
+        return await self._call(continuation, client_call_details, request_iterator)
 
     async def intercept_stream_stream(
         self, continuation: Callable[..., Any], client_call_details: Any, request_iterator: Any
     ) -> Any:
-        return await continuation(self._details(client_call_details), request_iterator)
+        return await self._call(continuation, client_call_details, request_iterator)
+
+
+async def _count_client(call: Any, method: str) -> None:
+    started = time.perf_counter()
+    try:
+        code = await call.code()
+    except asyncio.CancelledError:
+        code = grpc.StatusCode.CANCELLED
+    name = code.name if isinstance(code, grpc.StatusCode) else "UNKNOWN"
+    metrics.GRPC_CLIENT_CALLS.labels(method, name).inc()
+    metrics.GRPC_CLIENT_SECONDS.labels(method).observe(time.perf_counter() - started)
 
 
 def open_channel(

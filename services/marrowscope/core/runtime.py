@@ -5,15 +5,21 @@ from __future__ import annotations
 import asyncio
 import ctypes
 import logging
+import os
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
 
 import grpc
+from pydantic_settings import BaseSettings
 
+from . import metrics
 from .db import DictPool, open_pool
+from .errors import InvalidArgument
+from .logs import LogSettings, configure_logging
 from .objectstore import ObjectStore, open_store
 from .rpc import GrpcService
 from .settings import DatabaseSettings, GrpcServerSettings, ObjectStoreSettings, PeerSettings
+from .settings_check import refuse_unknown_settings
 
 log = logging.getLogger(__name__)
 # Allocations above this go straight to mmap and back to the OS when freed (glibc).
@@ -48,6 +54,24 @@ class Resources:
             close_store()
 
 
+def prepare_process(service: str, *settings_classes: type[BaseSettings]) -> None:
+    """What every service does first: logging, memory return, settings check, build info."""
+    configure_logging(service)
+    return_large_allocations_to_the_os()
+    check_settings(*settings_classes)
+    metrics.mark_service(service)
+
+
+def check_settings(*classes: type[BaseSettings]) -> None:
+    """Stop the process with a message naming each misspelt ``MARROWSCOPE_*`` variable under
+    the prefixes of ``classes`` and of the shared settings (database, store, logs)."""
+    shared = (DatabaseSettings, ObjectStoreSettings, PeerSettings, LogSettings)
+    try:
+        refuse_unknown_settings(os.environ, [*shared, *classes])
+    except InvalidArgument as exc:
+        raise SystemExit(f"marrowscope: {exc}") from None
+
+
 def open_resources(
     db: DatabaseSettings | None = None,
     store: ObjectStoreSettings | None = None,
@@ -78,6 +102,8 @@ def serve(
 
     async def main() -> None:
         service = GrpcService(settings, service_names, register)
+        if settings.metrics_port:
+            metrics.serve_metrics(settings.metrics_port, settings.host)
         if on_start is not None:
             await on_start()
         await service.run_until_signalled(stop)

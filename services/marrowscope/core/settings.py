@@ -14,7 +14,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from .pki import TlsMaterial
 
-# Default local ports (documented in the README). Peers find each other through
+# Default local ports (documented in docs/operations.md). Peers find each other through
 # <SERVICE>_ADDR environment variables, set by the local runner or the Helm chart.
 DEFAULT_PORTS = {
     "segmentation": 50051,
@@ -24,6 +24,13 @@ DEFAULT_PORTS = {
     "orchestrator": 50055,
     "lis_api": 8080,
     "curation_http": 8081,  # the curation service's HTTP API and web UI
+    # Prometheus /metrics of the gRPC services (the LIS API and curation's HTTP port serve it
+    # too, on their own ports).
+    "segmentation_metrics": 9151,
+    "inference_metrics": 9152,
+    "training_metrics": 9153,
+    "curation_metrics": 9154,
+    "orchestrator_metrics": 9155,
 }
 GRPC_SERVICES = ("segmentation", "inference", "training", "curation", "orchestrator")
 
@@ -130,6 +137,9 @@ class GrpcServerSettings(BaseSettings):
     allow_plaintext: bool = Field(default=False, alias="GRPC_ALLOW_PLAINTEXT")
     # Server reflection lets grpcurl list the methods; off unless asked for.
     reflection: bool = Field(default=False, alias="GRPC_REFLECTION")
+    # Prometheus metrics over HTTP on this port (/metrics); 0 = not served. A service with an
+    # HTTP API (curation) serves them there as well.
+    metrics_port: int = Field(default=0, ge=0, le=65535)
 
     def tls(self) -> TlsMaterial | None:
         """This server's TLS material, or None for plaintext; raises when half configured."""

@@ -9,13 +9,17 @@ import contextlib
 from collections.abc import Iterator
 
 import uvicorn
+from prometheus_client import REGISTRY
 
 from marrowscope.core.clients import ServiceClients
-from marrowscope.core.logs import configure_logging
-from marrowscope.core.runtime import open_resources, return_large_allocations_to_the_os, serve
+from marrowscope.core.runtime import (
+    open_resources,
+    prepare_process,
+    serve,
+)
 from marrowscope.v1 import curation_pb2_grpc
 
-from .service import CurationService
+from .service import CurationService, metric_gauges
 from .servicer import SERVICE_NAME, CurationServicer
 from .settings import CurationSettings
 from .web import create_web_app
@@ -31,10 +35,11 @@ class EmbeddedUvicorn(uvicorn.Server):
 
 
 def main() -> None:
-    configure_logging("curation")
-    return_large_allocations_to_the_os()
+    prepare_process("curation", CurationSettings)
     settings = CurationSettings()
     resources = open_resources()
+    for gauge in metric_gauges(resources.pool):  # read when Prometheus scrapes
+        REGISTRY.register(gauge)
     service = CurationService(resources.pool, settings.default_lease_seconds, settings.max_claim)
     if settings.admin_token.get_secret_value():
         service.ensure_user("admin", "admin", settings.admin_token.get_secret_value())

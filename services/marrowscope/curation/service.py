@@ -34,6 +34,7 @@ from marrowscope.core.errors import (
     Unauthenticated,
 )
 from marrowscope.core.ids import parse_uuid
+from marrowscope.core.metrics import QueryGauge
 from marrowscope.core.taxonomy import load_taxonomy
 
 from . import sessions
@@ -720,3 +721,18 @@ def _decision(row: dict[str, Any]) -> Decision:
         decided_at=row["created_at"],
         undone=bool(row["undone"]),
     )
+
+
+def metric_gauges(pool: DictPool) -> list[QueryGauge]:
+    """Review tasks not yet decided, per queue (a campaign's id, or the LIS review queue) and
+    state, read when Prometheus scrapes: a campaign waiting for its experts shows here."""
+    return [
+        QueryGauge(
+            pool,
+            "marrowscope_review_tasks",
+            "review tasks not yet decided, by queue and state",
+            ["queue", "state"],
+            """SELECT queue_id::text AS queue, state, count(*) AS value FROM review_tasks
+               WHERE state <> 'decided' GROUP BY queue_id, state""",
+        )
+    ]

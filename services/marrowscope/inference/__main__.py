@@ -1,7 +1,10 @@
 """Run the inference service: ``python -m marrowscope.inference``."""
 
-from marrowscope.core.logs import configure_logging
-from marrowscope.core.runtime import open_resources, return_large_allocations_to_the_os, serve
+from marrowscope.core.runtime import (
+    open_resources,
+    prepare_process,
+    serve,
+)
 from marrowscope.v1 import inference_pb2_grpc
 
 from .classifier import Classifier
@@ -10,8 +13,7 @@ from .settings import InferenceSettings
 
 
 def main() -> None:
-    configure_logging("inference")
-    return_large_allocations_to_the_os()
+    prepare_process("inference", InferenceSettings)
     settings = InferenceSettings()
     resources = open_resources()
     classifier = Classifier(resources.pool, resources.store, settings)

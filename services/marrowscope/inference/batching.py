@@ -17,6 +17,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from marrowscope.core import metrics
+
 RunFn = Callable[[np.ndarray], np.ndarray]
 
 
@@ -30,7 +32,7 @@ class _Item:
 
 @dataclass
 class BatchStats:
-    """Counters for the metrics endpoint and benchmarks."""
+    """Counters for benchmarks (the metrics endpoint has its own histograms)."""
 
     batches: int = 0
     items: int = 0
@@ -103,9 +105,12 @@ class MicroBatcher:
             for item in group:
                 item.future.set_exception(error)
             return
+        seconds = time.perf_counter() - started
         self.stats.batches += 1
         self.stats.items += len(group)
-        self.stats.model_seconds += time.perf_counter() - started
+        self.stats.model_seconds += seconds
+        metrics.INFERENCE_BATCH_SIZE.observe(len(group))
+        metrics.INFERENCE_MODEL_SECONDS.observe(seconds)
         for item, output in zip(group, outputs, strict=True):
             item.future.set_result(output)
 

@@ -7,9 +7,8 @@ from pydantic import ValidationError
 
 from marrowscope.core.clients import ServiceClients
 from marrowscope.core.db import open_pool
-from marrowscope.core.logs import configure_logging
 from marrowscope.core.objectstore import open_store
-from marrowscope.core.runtime import return_large_allocations_to_the_os
+from marrowscope.core.runtime import prepare_process
 from marrowscope.core.settings import DatabaseSettings, ObjectStoreSettings, PeerSettings
 
 from .app import create_app
@@ -17,8 +16,7 @@ from .settings import LisApiSettings
 
 
 def main() -> None:
-    configure_logging("lis_api")
-    return_large_allocations_to_the_os()
+    prepare_process("lis_api", LisApiSettings)
     try:
         settings = LisApiSettings()
     except ValidationError as exc:  # say what is wrong and how to fix it, no traceback

@@ -29,6 +29,7 @@ from marrowscope.core.clients import ServiceClients
 from marrowscope.core.db import DictPool
 from marrowscope.core.images import ImageLimits, PixelBudget
 from marrowscope.core.logs import new_request_id, request_id_var
+from marrowscope.core.metrics import count_http, registry_of
 from marrowscope.core.objectstore import ObjectStore
 from marrowscope.core.taxonomy import load_taxonomy
 
@@ -47,7 +48,7 @@ from .middleware import BodyLimit, SecurityHeaders, lis_body_limit
 from .problems import add_problem_handlers
 from .qc import QcPolicy
 from .report import Thresholds
-from .repository import LisRepository
+from .repository import LisRepository, metric_gauges
 from .review import CurationReview
 from .settings import LisApiSettings
 from .worker import AnalysisWorker, WorkerSettings
@@ -106,6 +107,7 @@ def create_app(
         ),
     )
     app.state.lis = build_context(settings, store, clients, pool)  # see deps.context_of
+    app.state.metrics = registry_of(metric_gauges(pool))  # served at /metrics
     add_problem_handlers(app, log)
     # Inner first: the body limit runs inside the request id (its 413 carries the id).
     app.add_middleware(
@@ -117,6 +119,7 @@ def create_app(
         ),
     )
     app.middleware("http")(request_id)
+    app.middleware("http")(count_http)
     for module in (
         routes_service,
         routes_auth,

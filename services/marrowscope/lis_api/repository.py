@@ -17,6 +17,7 @@ from marrowscope.core.audit import append_event
 from marrowscope.core.db import DictPool
 from marrowscope.core.errors import InvalidArgument, NotFound
 from marrowscope.core.ids import parse_uuid
+from marrowscope.core.metrics import QueryGauge
 
 from .qc import FieldVerdict
 from .report import ClassifiedCell
@@ -495,6 +496,29 @@ class LisRepository:
                    ORDER BY version DESC LIMIT 1""",
                 (specimen_id, version, version),
             ).fetchone()
+
+
+def metric_gauges(pool: DictPool) -> list[QueryGauge]:
+    """Analysis jobs by state, and how long the oldest unfinished one has waited (a stuck
+    queue grows it): read when Prometheus scrapes."""
+    return [
+        QueryGauge(
+            pool,
+            "marrowscope_analysis_jobs",
+            "LIS analysis jobs by state",
+            ["state"],
+            "SELECT state, count(*) AS value FROM analysis_jobs GROUP BY state",
+        ),
+        QueryGauge(
+            pool,
+            "marrowscope_analysis_job_oldest_seconds",
+            "age of the oldest unfinished analysis job, by state",
+            ["state"],
+            """SELECT state, extract(epoch FROM now() - min(created_at)) AS value
+               FROM analysis_jobs WHERE state IN ('queued', 'waiting', 'running')
+               GROUP BY state""",
+        ),
+    ]
 
 
 def body_digest(body: dict[str, Any]) -> str:

@@ -1,13 +1,15 @@
-"""LIS API routes for the platform: liveness and readiness probes (not in the OpenAPI schema).
+"""LIS API routes for the platform: liveness and readiness probes, metrics (not in the OpenAPI
+schema).
 
 (No ``from __future__ import annotations``: FastAPI must see the Annotated dependencies.)
 """
 
 import asyncio
 
-from fastapi import APIRouter
+from fastapi import APIRouter, Request, Response
 from fastapi.responses import JSONResponse
 
+from marrowscope.core.metrics import metrics_response
 from marrowscope.core.rpc import check_health
 
 from .deps import Context
@@ -17,6 +19,12 @@ router = APIRouter(include_in_schema=False)
 PEERS = ("segmentation", "inference")
 # Reported but not required: without curation, expert review waits and analyses go on.
 OPTIONAL_PEERS = ("curation",)
+
+
+@router.get("/metrics")
+async def metrics(request: Request) -> Response:
+    """Prometheus metrics: requests, peer calls, analysis jobs by state (no patient data)."""
+    return metrics_response(request.app.state.metrics)
 
 
 @router.get("/healthz")

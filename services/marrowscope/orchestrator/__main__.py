@@ -2,23 +2,29 @@
 
 import asyncio
 
+from prometheus_client import REGISTRY
+
 from marrowscope.core.clients import ServiceClients
-from marrowscope.core.logs import configure_logging
-from marrowscope.core.runtime import open_resources, return_large_allocations_to_the_os, serve
+from marrowscope.core.runtime import (
+    open_resources,
+    prepare_process,
+    serve,
+)
 from marrowscope.v1 import orchestrator_pb2_grpc
 
 from .datasets import DatasetImporter, segmentation_cropper
-from .repository import CampaignRepository
+from .repository import CampaignRepository, metric_gauges
 from .runner import CampaignRunner
 from .servicer import SERVICE_NAME, OrchestratorServicer
 from .settings import OrchestratorSettings
 
 
 def main() -> None:
-    configure_logging("orchestrator")
-    return_large_allocations_to_the_os()
+    prepare_process("orchestrator", OrchestratorSettings)
     settings = OrchestratorSettings()
     resources = open_resources()
+    for gauge in metric_gauges(resources.pool):  # read when Prometheus scrapes
+        REGISTRY.register(gauge)
     campaigns = CampaignRepository(resources.pool)
     clients = ServiceClients(resources.peers)
     runner = CampaignRunner(

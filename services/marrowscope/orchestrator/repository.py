@@ -20,6 +20,7 @@ from marrowscope.core import cell_registry
 from marrowscope.core.db import DictConnection, DictPool
 from marrowscope.core.errors import FailedPrecondition, InvalidArgument, NotFound
 from marrowscope.core.ids import parse_uuid
+from marrowscope.core.metrics import QueryGauge
 from marrowscope.core.taxonomy import load_taxonomy
 
 from .selection import LabelledCell
@@ -413,3 +414,32 @@ def _round(row: dict[str, Any]) -> RoundRecord:
         started_at=row["started_at"],
         finished_at=row["finished_at"],
     )
+
+
+def metric_gauges(pool: DictPool) -> list[QueryGauge]:
+    """Campaigns and rounds by state, and how long running rounds have run (a round waiting
+    for experts shows here), read when Prometheus scrapes."""
+    return [
+        QueryGauge(
+            pool,
+            "marrowscope_campaigns",
+            "campaigns by state",
+            ["state"],
+            "SELECT state, count(*) AS value FROM campaigns GROUP BY state",
+        ),
+        QueryGauge(
+            pool,
+            "marrowscope_rounds",
+            "campaign rounds by state",
+            ["state"],
+            "SELECT state, count(*) AS value FROM rounds GROUP BY state",
+        ),
+        QueryGauge(
+            pool,
+            "marrowscope_round_oldest_seconds",
+            "how long the oldest unfinished round has run, by state",
+            ["state"],
+            """SELECT state, extract(epoch FROM now() - min(started_at)) AS value
+               FROM rounds WHERE finished_at IS NULL GROUP BY state""",
+        ),
+    ]

@@ -1,8 +1,11 @@
 """Run the segmentation service: ``python -m marrowscope.segmentation``."""
 
 from marrowscope.core.images import ImageLimits
-from marrowscope.core.logs import configure_logging
-from marrowscope.core.runtime import open_resources, return_large_allocations_to_the_os, serve
+from marrowscope.core.runtime import (
+    open_resources,
+    prepare_process,
+    serve,
+)
 from marrowscope.v1 import segmentation_pb2_grpc
 
 from .catalogue import algorithms_from_settings
@@ -12,8 +15,7 @@ from .settings import SegmentationSettings
 
 
 def main() -> None:
-    configure_logging("segmentation")
-    return_large_allocations_to_the_os()
+    prepare_process("segmentation", SegmentationSettings)
     settings = SegmentationSettings()
     resources = open_resources()
     service = SegmentationService(

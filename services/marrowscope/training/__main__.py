@@ -2,23 +2,30 @@
 
 import logging
 
-from marrowscope.core.logs import configure_logging
-from marrowscope.core.runtime import open_resources, return_large_allocations_to_the_os, serve
+from prometheus_client import REGISTRY
+
+from marrowscope.core.runtime import (
+    open_resources,
+    prepare_process,
+    serve,
+)
 from marrowscope.v1 import training_pb2_grpc
 
 from .gate import GateTolerance
 from .launchers import JobLauncher, LocalProcessLauncher
 from .promotion import ModelAliases
+from .repository import metric_gauges
 from .service import TrainingService
 from .servicer import SERVICE_NAME, TrainingServicer
 from .settings import KubeJobSettings, TrainingSettings
 
 
 def main() -> None:
-    configure_logging("training")
-    return_large_allocations_to_the_os()
+    prepare_process("training", TrainingSettings, KubeJobSettings)
     settings = TrainingSettings()
     resources = open_resources()
+    for gauge in metric_gauges(resources.pool):  # read when Prometheus scrapes
+        REGISTRY.register(gauge)
     launcher: JobLauncher
     if settings.runner == "kubernetes":
         from .kube import KubernetesJobLauncher  # the kubernetes client only where it is used

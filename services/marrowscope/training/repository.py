@@ -13,7 +13,8 @@ from typing import Any
 
 from psycopg.types.json import Jsonb
 
-from marrowscope.core.db import DictConnection
+from marrowscope.core.db import DictConnection, DictPool
+from marrowscope.core.metrics import QueryGauge
 
 
 class JobState(StrEnum):
@@ -26,6 +27,19 @@ class JobState(StrEnum):
 
 END_STATES = (JobState.SUCCEEDED, JobState.FAILED, JobState.CANCELLED)
 _START_LOCK = 0x747261696E  # "train": advisory lock id serialising job starts
+
+
+def metric_gauges(pool: DictPool) -> list[QueryGauge]:
+    """Training jobs by state, read when Prometheus scrapes."""
+    return [
+        QueryGauge(
+            pool,
+            "marrowscope_training_jobs",
+            "training jobs by state",
+            ["state"],
+            "SELECT state, count(*) AS value FROM training_jobs GROUP BY state",
+        )
+    ]
 
 
 def lock_job_starts(conn: DictConnection) -> None:

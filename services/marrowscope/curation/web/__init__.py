@@ -25,6 +25,7 @@ from starlette.responses import Response
 
 from marrowscope.core.clients import ServiceClients
 from marrowscope.core.http_errors import add_error_handlers
+from marrowscope.core.metrics import count_http, metrics_response
 from marrowscope.core.objectstore import ObjectStore
 
 from ..service import CurationService
@@ -57,6 +58,13 @@ def create_web_app(
         openapi_url="/openapi.json" if docs else None,
     )
     app.state.context = WebContext(curation, workbench, store, clients, settings)
+
+    @app.get("/metrics", include_in_schema=False)
+    async def metrics() -> Response:
+        """Prometheus metrics of the whole curation process: gRPC, HTTP and (registered by
+        the service's main) its review queues."""
+        return metrics_response()
+
     add_error_handlers(app, log)
     # The 500 handler runs outside every middleware: give its answer the headers here.
     internal = app.exception_handlers[Exception]
@@ -76,6 +84,7 @@ def create_web_app(
         public_origin=settings.public_origin,
         docs=docs,
     )
+    app.middleware("http")(count_http)
     for module in (ui, session, queues, images, decisions, admin):
         app.include_router(module.router)
     return app
