@@ -14,6 +14,7 @@ marrowscope experiment --data DIR --out DIR      every SSL method, Table 1, plot
 marrowscope gpu-check [--json FILE]              is the classifier served on CUDA here? speed
 marrowscope audit verify [--dsn DSN] [--json]    is the audit trail's hash chain intact?
 marrowscope certificates --out DIR [--host H]    a CA and mutual-TLS certificates by hand
+marrowscope backup --out DIR / restore --from DIR  the database and every object
 """
 
 from __future__ import annotations
@@ -36,7 +37,7 @@ from marrowscope.core.pki import ensure_local_pki
 from marrowscope.core.settings import ObjectStoreSettings, PeerSettings
 from marrowscope.v1 import training_pb2
 
-from . import audit, models, stack
+from . import audit, backup, models, stack
 from .bootstrap import ensure_model
 
 T = TypeVar("T")
@@ -603,6 +604,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     certs.set_defaults(func=cmd_certificates)
     audit.add_parser(sub)
+    backup.add_parser(sub)
     return parser
 
 

@@ -73,6 +73,7 @@ class ObjectStore(Protocol):
     def stat(self, key: str) -> StoredObject: ...
     def exists(self, key: str) -> bool: ...
     def delete(self, key: str) -> None: ...
+    def keys(self) -> list[str]: ...
     def presign_get(self, key: str, expires: timedelta = timedelta(hours=1)) -> str: ...
     def presign_put(self, key: str, expires: timedelta = timedelta(hours=1)) -> str: ...
 
@@ -165,6 +166,12 @@ class FilesystemObjectStore:
 
     def delete(self, key: str) -> None:
         self._path(key).unlink(missing_ok=True)
+
+    def keys(self) -> list[str]:
+        """Every object's key, sorted (for backups); unfinished writes and files that are no
+        object key (put there by hand) are not objects."""
+        found = (p.relative_to(self.root).as_posix() for p in self.root.rglob("*") if p.is_file())
+        return sorted(k for k in found if _KEY.match(k) and "/." not in f"/{k}")
 
     def presign_get(self, key: str, expires: timedelta = timedelta(hours=1)) -> str:
         return self._path(key).as_uri()
@@ -341,6 +348,15 @@ class S3ObjectStore:
     def delete(self, key: str) -> None:
         check_key(key)
         self._run("delete", key, self.client.remove_object, self.bucket, key)
+
+    def keys(self) -> list[str]:
+        """Every object's key in the bucket, sorted (for backups)."""
+
+        def listing() -> list[str]:
+            found = self.client.list_objects(self.bucket, recursive=True)
+            return sorted(str(o.object_name) for o in found if o.object_name)
+
+        return self._run("listing", "", listing)
 
     # Presigning is local computation (the region is configured): no call, no pool.
     def presign_get(self, key: str, expires: timedelta = timedelta(hours=1)) -> str:
