@@ -5,6 +5,7 @@ properties the chart promises (probes, non-root, resources, GPU requests, no pla
 from __future__ import annotations
 
 import base64
+import json
 from pathlib import Path
 from typing import Any
 
@@ -26,6 +27,7 @@ VALUE_SETS: dict[str, dict[str, Any]] = {
         "externalObjectStore": {"endpoint": "s3.lab.example:443", "existingSecret": "lab-s3"},
         "auth": {"existingSecret": "lab-auth"},
         "tls": {"existingSecretPrefix": "lab-mtls-"},
+        "global": {"imagePullSecrets": [{"name": "lab-registry"}]},
     },
     "gpu-inference": {
         "inference": {
@@ -35,6 +37,10 @@ VALUE_SETS: dict[str, dict[str, Any]] = {
     },
     "tls-own-secrets": {"tls": {"existingSecretPrefix": "lab-mtls-"}},
     "tls-off-in-a-mesh": {"tls": {"enabled": False}},
+    "inference-3-replicas-metrics-restricted": {
+        "inference": {"replicas": 3, "autoscaling": {"enabled": False}},
+        "metrics": {"allowFrom": [{"namespaceSelector": {"matchLabels": {"name": "monitoring"}}}]},
+    },
     "api-only": {
         **{
             k: {"enabled": False}
@@ -243,7 +249,8 @@ def test_components_follow_the_enabled_flags(rendered) -> None:  # type: ignore[
         assert not of_kind(docs, "HorizontalPodAutoscaler") and not of_kind(docs, "Role")
     else:
         assert deployed == GRPC_COMPONENTS | {"lis-api"}
-        assert of_kind(docs, "HorizontalPodAutoscaler")
+        autoscaled = name != "inference-3-replicas-metrics-restricted"
+        assert bool(of_kind(docs, "HorizontalPodAutoscaler")) == autoscaled
         role = of_kind(docs, "Role")[0]
         assert {"create", "get", "delete"} <= set(role["rules"][0]["verbs"])
     bundled = {component(d) for d in of_kind(docs, "StatefulSet")}
@@ -295,3 +302,74 @@ def test_schema_rejects_wrong_types_and_unknown_keys() -> None:
 def test_external_database_without_secret_is_a_clear_error() -> None:
     with pytest.raises(helm.HelmRenderError, match="externalDatabase.existingSecret is required"):
         render({"postgresql": {"enabled": False}})
+
+
+def test_disruption_budgets_only_where_a_pod_can_be_evicted(rendered) -> None:  # type: ignore[no-untyped-def]
+    """A PodDisruptionBudget with minAvailable 1 over a single replica blocks `kubectl drain`
+    for ever: none is rendered there (inference autoscaled from 1, by default)."""
+    name, docs = rendered
+    budgets = {component(d): d for d in of_kind(docs, "PodDisruptionBudget")}
+    replicas = {component(d): d["spec"].get("replicas", 1) for d in of_kind(docs, "Deployment")}
+    autoscaled = {
+        h["spec"]["scaleTargetRef"]["name"].removeprefix("lab-marrowscope-"): h["spec"][
+            "minReplicas"
+        ]
+        for h in of_kind(docs, "HorizontalPodAutoscaler")
+    }
+    for comp, budget in budgets.items():
+        least = autoscaled.get(comp, replicas[comp])
+        assert least > budget["spec"]["minAvailable"], f"{name}: {comp} cannot be drained"
+    if name == "defaults":
+        assert "inference" not in budgets and {"segmentation", "curation", "lis-api"} <= set(
+            budgets
+        )
+    if name == "inference-3-replicas-metrics-restricted":
+        assert "inference" in budgets
+
+
+def test_inference_is_reached_through_a_headless_service(rendered) -> None:  # type: ignore[no-untyped-def]
+    """Callers resolve every inference pod and balance over them (round robin in the
+    channel's service config), so replicas the autoscaler adds get traffic."""
+    name, docs = rendered
+    for service in of_kind(docs, "Service"):
+        headless = service["spec"].get("clusterIP") == "None"
+        assert headless == (component(service) == "inference"), service["metadata"]["name"]
+
+
+def test_metrics_are_served_annotated_and_reachable_only_on_their_port(rendered) -> None:  # type: ignore[no-untyped-def]
+    name, docs = rendered
+    for deployment in of_kind(docs, "Deployment"):
+        pod = deployment["spec"]["template"]
+        container = pod["spec"]["containers"][0]
+        annotations = pod["metadata"]["annotations"]
+        assert annotations["prometheus.io/scrape"] == "true"
+        env = {e["name"]: e.get("value") for e in container["env"]}
+        if component(deployment) == "lis-api":
+            assert annotations["prometheus.io/port"] == "8080"
+        else:
+            ports = {p["name"]: p["containerPort"] for p in container["ports"]}
+            assert ports["metrics"] == 9090 and annotations["prometheus.io/port"] == "9090"
+            [metrics_port] = [v for k, v in env.items() if k.endswith("_METRICS_PORT")]
+            assert metrics_port == "9090"
+    for policy in of_kind(docs, "NetworkPolicy"):
+        if component(policy) in ("postgresql", "minio"):
+            continue
+        rules = policy["spec"]["ingress"]
+        scrape = [r for r in rules if any(p["port"] in (9090, 8080) for p in r["ports"])]
+        assert scrape, policy["metadata"]["name"]
+        if name == "inference-3-replicas-metrics-restricted" and component(policy) != "lis-api":
+            assert all(r.get("from") for r in scrape)  # (the LIS API's port is its allowFrom's)
+
+
+def test_training_jobs_pull_from_the_charts_registry(rendered) -> None:  # type: ignore[no-untyped-def]
+    """The training service creates Jobs itself: it gets the pull secrets to give them."""
+    name, docs = rendered
+    [training] = [d for d in of_kind(docs, "Deployment") if component(d) == "training"] or [None]
+    if training is None:
+        return  # api-only: no training service
+    env = {
+        e["name"]: e.get("value")
+        for e in training["spec"]["template"]["spec"]["containers"][0]["env"]
+    }
+    expected = ["lab-registry"] if name == "external-db-and-s3" else []
+    assert json.loads(env["MARROWSCOPE_TRAINING_KUBE_IMAGE_PULL_SECRETS"]) == expected

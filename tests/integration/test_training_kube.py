@@ -36,6 +36,7 @@ def kube_settings(url: str) -> KubeJobSettings:
         secret_env={"MARROWSCOPE_DB_DSN": "lab-db:dsn"},
         env_from_configmaps=["lab-config"],
         tolerations=[{"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"}],
+        image_pull_secrets=["lab-registry"],
     )
 
 
@@ -98,6 +99,9 @@ def test_jobs_are_created_watched_deduplicated_and_cancelled(db_pool) -> None:  
                     }
                     assert pod["restartPolicy"] == "Never" and pod["tolerations"]
                     assert pod["securityContext"]["runAsNonRoot"] is True
+                    # A restricted namespace admits it; a private registry serves it.
+                    assert pod["securityContext"]["seccompProfile"] == {"type": "RuntimeDefault"}
+                    assert pod["imagePullSecrets"] == [{"name": "lab-registry"}]
 
                     # The Job controller gives up (deadline): the status stream reports it.
                     api.set_condition(

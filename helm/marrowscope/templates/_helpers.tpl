@@ -166,6 +166,11 @@ spec:
         {{- include "marrowscope.selectorLabels" . | nindent 8 }}
       annotations:
         checksum/config: {{ include (print $root.Template.BasePath "/config.yaml") $root | sha256sum }}
+        {{- if $root.Values.metrics.enabled }}
+        prometheus.io/scrape: "true"
+        prometheus.io/port: {{ ternary .port $root.Values.metrics.port (.http | default false) | quote }}
+        prometheus.io/path: /metrics
+        {{- end }}
     spec:
       serviceAccountName: {{ .serviceAccount | default (printf "%s-workload" (include "marrowscope.fullname" $root)) }}
       automountServiceAccountToken: {{ ternary "true" "false" (eq .key "training") }}
@@ -224,6 +229,10 @@ spec:
             - name: {{ .name }}
               containerPort: {{ .port }}
             {{- end }}
+            {{- if and $root.Values.metrics.enabled (not .http) }}
+            - name: metrics
+              containerPort: {{ $root.Values.metrics.port }}
+            {{- end }}
           envFrom:
             - configMapRef:
                 name: {{ include "marrowscope.fullname" $root }}-config
@@ -232,6 +241,10 @@ spec:
               value: "0.0.0.0"
             - name: {{ $prefix }}PORT
               value: {{ .port | quote }}
+            {{- if and $root.Values.metrics.enabled (not .http) }}
+            - name: {{ $prefix }}METRICS_PORT
+              value: {{ $root.Values.metrics.port | quote }}
+            {{- end }}
             {{- include "marrowscope.commonEnv" $root | nindent 12 }}
             {{- with .env }}
             {{- toYaml . | nindent 12 }}
@@ -290,6 +303,9 @@ metadata:
     {{- include "marrowscope.labels" . | nindent 4 }}
 spec:
   type: {{ .serviceType | default "ClusterIP" }}
+  {{- if .headless }}
+  clusterIP: None
+  {{- end }}
   selector:
     {{- include "marrowscope.selectorLabels" . | nindent 4 }}
   ports:

@@ -262,15 +262,19 @@ class GrpcService:
 
 
 def service_config(service: str, idempotent_methods: Iterable[str]) -> str:
-    """A gRPC service config that retries idempotent methods on UNAVAILABLE.
+    """A gRPC service config that balances calls over every resolved address and retries
+    idempotent methods on UNAVAILABLE.
 
     Deadlines are not set here: a config timeout caps every longer per-call deadline, and on
     this grpc build it fires up to ~1.5 s early (C-core applies it against a cached clock).
     ``CallDefaults`` gives each call an exact default deadline instead.
     """
+    # Round robin over every address the name resolves to: behind a headless Service that
+    # is every replica (a single address, as on loopback, behaves as pick_first).
+    balancing: list[dict[str, dict[str, str]]] = [{"round_robin": {}}]
     names = [{"service": service, "method": m} for m in idempotent_methods]
     if not names:
-        return json.dumps({})
+        return json.dumps({"loadBalancingConfig": balancing})
     retry = {
         "maxAttempts": 4,
         "initialBackoff": "0.1s",
@@ -278,7 +282,12 @@ def service_config(service: str, idempotent_methods: Iterable[str]) -> str:
         "backoffMultiplier": 2,
         "retryableStatusCodes": ["UNAVAILABLE"],
     }
-    return json.dumps({"methodConfig": [{"name": names, "retryPolicy": retry}]})
+    return json.dumps(
+        {
+            "loadBalancingConfig": balancing,
+            "methodConfig": [{"name": names, "retryPolicy": retry}],
+        }
+    )
 
 
 class CallDefaults(

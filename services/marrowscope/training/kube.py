@@ -97,7 +97,14 @@ class KubernetesJobLauncher:
         ]
         pod_spec: dict[str, Any] = {
             "restartPolicy": "Never",
-            "securityContext": {"runAsNonRoot": True, "runAsUser": 10001, "fsGroup": 10001},
+            # As the chart's pods: a namespace enforcing the restricted Pod Security Standard
+            # rejects a pod without the RuntimeDefault seccomp profile.
+            "securityContext": {
+                "runAsNonRoot": True,
+                "runAsUser": 10001,
+                "fsGroup": 10001,
+                "seccompProfile": {"type": "RuntimeDefault"},
+            },
             "containers": [
                 {
                     "name": "train",
@@ -119,6 +126,8 @@ class KubernetesJobLauncher:
         }
         if s.service_account:
             pod_spec["serviceAccountName"] = s.service_account
+        if s.image_pull_secrets:
+            pod_spec["imagePullSecrets"] = [{"name": n} for n in s.image_pull_secrets]
         if s.node_selector:
             pod_spec["nodeSelector"] = s.node_selector
         if s.tolerations:

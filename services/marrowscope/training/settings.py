@@ -59,6 +59,8 @@ class KubeJobSettings(BaseSettings):
     secret_env: dict[str, str] = {}
     node_selector: dict[str, str] = {}
     tolerations: list[dict[str, Any]] = []
+    # Secrets to pull the image from a private registry (the chart passes its own).
+    image_pull_secrets: list[str] = []
     extra_labels: dict[str, str] = {}
     api_host: str = ""  # empty: in-cluster service account, else ~/.kube/config
     poll_s: float = 5.0
