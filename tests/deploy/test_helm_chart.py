@@ -37,6 +37,27 @@ VALUE_SETS: dict[str, dict[str, Any]] = {
     },
     "tls-own-secrets": {"tls": {"existingSecretPrefix": "lab-mtls-"}},
     "tls-off-in-a-mesh": {"tls": {"enabled": False}},
+    "gitops-openshift-extras": {
+        "global": {
+            "gitOps": True,
+            "extraEnv": [
+                {"name": "HTTPS_PROXY", "valueFrom": {"secretKeyRef": {"name": "p", "key": "u"}}}
+            ],
+            "extraVolumes": [{"name": "lab-ca", "configMap": {"name": "lab-ca"}}],
+            "extraVolumeMounts": [{"name": "lab-ca", "mountPath": "/etc/lab-ca"}],
+            "podAnnotations": {"lab.example/owner": "hematology-it"},
+            "priorityClassName": "lab-critical",
+            "aParentChartsOwnKey": "fine",
+        },
+        "serviceAccount": {"annotations": {"iam.example/role": "marrowscope"}},
+        "podSecurityContext": {"runAsUser": None, "runAsGroup": None, "fsGroup": None},
+        "postgresql": {"enabled": False},
+        "externalDatabase": {"existingSecret": "lab-db"},
+        "minio": {"enabled": False},
+        "externalObjectStore": {"endpoint": "s3.lab.example:443", "existingSecret": "lab-s3"},
+        "auth": {"existingSecret": "lab-auth"},
+        "tls": {"existingSecretPrefix": "lab-mtls-"},
+    },
     "inference-3-replicas-metrics-restricted": {
         "inference": {"replicas": 3, "autoscaling": {"enabled": False}},
         "metrics": {"allowFrom": [{"namespaceSelector": {"matchLabels": {"name": "monitoring"}}}]},
@@ -138,7 +159,7 @@ def test_probes_native_grpc_or_http_and_tls_switches_to_exec(rendered) -> None: 
                 for v in deployment["spec"]["template"]["spec"]["volumes"]
                 if v["name"] == "tls"
             )
-            own = name in ("tls-own-secrets", "external-db-and-s3")
+            own = name in ("tls-own-secrets", "external-db-and-s3", "gitops-openshift-extras")
             prefix = "lab-mtls-" if own else "lab-marrowscope-tls-"
             assert secret == prefix + component(deployment)
 
@@ -204,7 +225,7 @@ def test_no_plaintext_secret_outside_secrets(rendered) -> None:  # type: ignore[
                 for env in container.get("env", []):
                     if any(w in env["name"] for w in ("PASSWORD", "SECRET_KEY", "TOKEN", "DSN")):
                         assert "valueFrom" in env, f"{env['name']} is set in plain text"
-    if name == "external-db-and-s3":
+    if name in ("external-db-and-s3", "gitops-openshift-extras"):
         assert not of_kind(docs, "Secret"), "external installs use the lab's own Secrets"
 
 
@@ -254,7 +275,8 @@ def test_components_follow_the_enabled_flags(rendered) -> None:  # type: ignore[
         role = of_kind(docs, "Role")[0]
         assert {"create", "get", "delete"} <= set(role["rules"][0]["verbs"])
     bundled = {component(d) for d in of_kind(docs, "StatefulSet")}
-    assert bundled == (set() if name == "external-db-and-s3" else {"postgresql", "minio"})
+    external = name in ("external-db-and-s3", "gitops-openshift-extras")
+    assert bundled == (set() if external else {"postgresql", "minio"})
     # No Helm hook (a post-install hook with --wait deadlocks on pods waiting for the
     # schema): every service pod migrates in an init container, waiting for the database.
     assert not [j for j in of_kind(docs, "Job") if "helm.sh/hook" in j["metadata"]["annotations"]]
@@ -373,3 +395,42 @@ def test_training_jobs_pull_from_the_charts_registry(rendered) -> None:  # type:
     }
     expected = ["lab-registry"] if name == "external-db-and-s3" else []
     assert json.loads(env["MARROWSCOPE_TRAINING_KUBE_IMAGE_PULL_SECRETS"]) == expected
+
+
+def test_gitops_refuses_to_generate_credentials() -> None:
+    with pytest.raises(helm.HelmRenderError, match=r"gitOps=true.*auth.existingSecret.*tls"):
+        render({"global": {"gitOps": True}})
+
+
+def test_openshift_values_and_the_extras_reach_every_pod() -> None:
+    """The shipped OpenShift values drop the fixed UIDs (from every pod, training Jobs
+    included); the global extras land on every service pod."""
+    openshift = yaml.safe_load((CHART / "values-openshift.yaml").read_text())
+    for values in (openshift, VALUE_SETS["gitops-openshift-extras"]):
+        docs = render(values)
+        for where, spec in pod_specs(docs):
+            if where.startswith("StatefulSet/"):
+                continue  # the bundled PostgreSQL / MinIO keep their images' UIDs (see values)
+            context = spec["securityContext"]
+            assert context["runAsNonRoot"] is True, where
+            assert not {"runAsUser", "runAsGroup", "fsGroup"} & set(context), where
+        [training] = [d for d in of_kind(docs, "Deployment") if component(d) == "training"]
+        env = {
+            e["name"]: e.get("value")
+            for e in training["spec"]["template"]["spec"]["containers"][0]["env"]
+        }
+        job_context = json.loads(env["MARROWSCOPE_TRAINING_KUBE_POD_SECURITY_CONTEXT"])
+        assert job_context["runAsNonRoot"] is True and "runAsUser" not in job_context
+    docs = render(VALUE_SETS["gitops-openshift-extras"])
+    for deployment in of_kind(docs, "Deployment"):
+        pod = deployment["spec"]["template"]
+        container = pod["spec"]["containers"][0]
+        assert pod["metadata"]["annotations"]["lab.example/owner"] == "hematology-it"
+        assert pod["spec"]["priorityClassName"] == "lab-critical"
+        assert any(e["name"] == "HTTPS_PROXY" and "valueFrom" in e for e in container["env"])
+        assert {"name": "lab-ca", "mountPath": "/etc/lab-ca"} in container["volumeMounts"]
+        assert any(v["name"] == "lab-ca" for v in pod["spec"]["volumes"])
+    accounts = of_kind(docs, "ServiceAccount")
+    assert accounts and all(
+        a["metadata"]["annotations"] == {"iam.example/role": "marrowscope"} for a in accounts
+    )

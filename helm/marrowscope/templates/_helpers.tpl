@@ -99,20 +99,15 @@ app.kubernetes.io/component: {{ .component }}
 {{- end -}}
 
 {{/* Pod and container security: non-root, read-only root filesystem, no capabilities */}}
+{{/* (called with the chart's root or with a component's dict holding it as .root) */}}
 {{- define "marrowscope.podSecurityContext" -}}
-runAsNonRoot: true
-runAsUser: 10001
-runAsGroup: 10001
-fsGroup: 10001
-seccompProfile:
-  type: RuntimeDefault
+{{- $root := .root | default . -}}
+{{- toYaml $root.Values.podSecurityContext }}
 {{- end -}}
 
 {{- define "marrowscope.containerSecurityContext" -}}
-allowPrivilegeEscalation: false
-readOnlyRootFilesystem: true
-capabilities:
-  drop: ["ALL"]
+{{- $root := .root | default . -}}
+{{- toYaml $root.Values.containerSecurityContext }}
 {{- end -}}
 
 {{/* Probes: native gRPC (plaintext) or the image's health check command (TLS) */}}
@@ -171,6 +166,9 @@ spec:
         prometheus.io/port: {{ ternary .port $root.Values.metrics.port (.http | default false) | quote }}
         prometheus.io/path: /metrics
         {{- end }}
+        {{- with $root.Values.global.podAnnotations }}
+        {{- toYaml . | nindent 8 }}
+        {{- end }}
     spec:
       serviceAccountName: {{ .serviceAccount | default (printf "%s-workload" (include "marrowscope.fullname" $root)) }}
       automountServiceAccountToken: {{ ternary "true" "false" (eq .key "training") }}
@@ -180,6 +178,9 @@ spec:
       {{- end }}
       securityContext:
         {{- include "marrowscope.podSecurityContext" . | nindent 8 }}
+      {{- with $root.Values.global.priorityClassName }}
+      priorityClassName: {{ . }}
+      {{- end }}
       {{- $nodeSelector := $svc.nodeSelector }}
       {{- $tolerations := $svc.tolerations }}
       {{- if .gpu }}
@@ -260,6 +261,9 @@ spec:
             - name: {{ $name }}
               value: {{ $value | quote }}
             {{- end }}
+            {{- with $root.Values.global.extraEnv }}
+            {{- toYaml . | nindent 12 }}
+            {{- end }}
           {{- if .http }}
           readinessProbe:
             httpGet: {path: /readyz, port: http}
@@ -286,6 +290,9 @@ spec:
             {{- if $root.Values.tls.enabled }}
             - {name: tls, mountPath: /etc/marrowscope/tls, readOnly: true}
             {{- end }}
+            {{- with $root.Values.global.extraVolumeMounts }}
+            {{- toYaml . | nindent 12 }}
+            {{- end }}
       volumes:
         - name: tmp
           emptyDir: {}
@@ -293,6 +300,9 @@ spec:
         - name: tls
           secret:
             secretName: {{ include "marrowscope.tlsSecret" (dict "root" $root "identity" .component) }}
+        {{- end }}
+        {{- with $root.Values.global.extraVolumes }}
+        {{- toYaml . | nindent 8 }}
         {{- end }}
 ---
 apiVersion: v1

@@ -97,14 +97,9 @@ class KubernetesJobLauncher:
         ]
         pod_spec: dict[str, Any] = {
             "restartPolicy": "Never",
-            # As the chart's pods: a namespace enforcing the restricted Pod Security Standard
-            # rejects a pod without the RuntimeDefault seccomp profile.
-            "securityContext": {
-                "runAsNonRoot": True,
-                "runAsUser": 10001,
-                "fsGroup": 10001,
-                "seccompProfile": {"type": "RuntimeDefault"},
-            },
+            # As the chart's pods (a namespace enforcing the restricted Pod Security Standard
+            # rejects a pod without the RuntimeDefault seccomp profile).
+            "securityContext": dict(s.pod_security_context),
             "containers": [
                 {
                     "name": "train",

@@ -61,6 +61,14 @@ class KubeJobSettings(BaseSettings):
     tolerations: list[dict[str, Any]] = []
     # Secrets to pull the image from a private registry (the chart passes its own).
     image_pull_secrets: list[str] = []
+    # The Job pods' security context (the chart passes its podSecurityContext: on OpenShift
+    # without a fixed UID).
+    pod_security_context: dict[str, Any] = {
+        "runAsNonRoot": True,
+        "runAsUser": 10001,
+        "fsGroup": 10001,
+        "seccompProfile": {"type": "RuntimeDefault"},
+    }
     extra_labels: dict[str, str] = {}
     api_host: str = ""  # empty: in-cluster service account, else ~/.kube/config
     poll_s: float = 5.0
