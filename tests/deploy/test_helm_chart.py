@@ -72,10 +72,12 @@ VALUE_SETS: dict[str, dict[str, Any]] = {
 }
 
 
-def render(values: dict[str, Any]) -> list[dict[str, Any]]:
-    chart = helm.Chart.load(CHART)
+def render(
+    values: dict[str, Any], chart_dir: Path = CHART, is_install: bool = True
+) -> list[dict[str, Any]]:
+    chart = helm.Chart.load(chart_dir)
     chart.validate_schema(values)
-    manifests = chart.render(values, name="lab", namespace="marrowscope", is_install=True)
+    manifests = chart.render(values, name="lab", namespace="marrowscope", is_install=is_install)
     docs = []
     for path, text in manifests.items():
         if path.endswith("NOTES.txt"):
@@ -353,9 +355,15 @@ def test_inference_is_reached_through_a_headless_service(rendered) -> None:  # t
     """Callers resolve every inference pod and balance over them (round robin in the
     channel's service config), so replicas the autoscaler adds get traffic."""
     name, docs = rendered
-    for service in of_kind(docs, "Service"):
-        headless = service["spec"].get("clusterIP") == "None"
-        assert headless == (component(service) == "inference"), service["metadata"]["name"]
+    headless = {
+        s["metadata"]["name"] for s in of_kind(docs, "Service") if s["spec"].get("clusterIP")
+    }
+    if name == "api-only":
+        assert not headless
+        return
+    assert headless == {"lab-marrowscope-inference-pods"}
+    [config] = of_kind(docs, "ConfigMap")
+    assert config["data"]["INFERENCE_ADDR"] == "lab-marrowscope-inference-pods:50052"
 
 
 def test_metrics_are_served_annotated_and_reachable_only_on_their_port(rendered) -> None:  # type: ignore[no-untyped-def]
@@ -434,3 +442,52 @@ def test_openshift_values_and_the_extras_reach_every_pod() -> None:
     assert accounts and all(
         a["metadata"]["annotations"] == {"iam.example/role": "marrowscope"} for a in accounts
     )
+
+
+# The chart as labs installed it before mutual TLS, the init-container migrations and the
+# headless inference Service (main at 2026-11-30 05:45). Move it forward at each release.
+PREVIOUS_CHART_COMMIT = "adce026"
+
+
+def test_an_upgrade_from_the_previous_chart_changes_no_immutable_field(tmp_path: Path) -> None:
+    """`helm upgrade` from the previous chart: what Kubernetes will not change in place
+    (Deployment and StatefulSet selectors, a StatefulSet's volume claims and service name, a
+    Service's clusterIP and type) is the same, and every Secret the old chart generated is
+    still rendered by name (so the lookup keeps its values)."""
+    import io
+    import subprocess
+    import tarfile
+
+    root = CHART.parents[1]
+    archive = subprocess.run(
+        ["git", "-C", str(root), "archive", PREVIOUS_CHART_COMMIT, "helm/marrowscope"],
+        capture_output=True,
+        check=True,
+    ).stdout
+    with tarfile.open(fileobj=io.BytesIO(archive)) as tar:
+        tar.extractall(tmp_path, filter="data")
+    old = {(d["kind"], d["metadata"]["name"]): d for d in render({}, tmp_path / "helm/marrowscope")}
+    new = {(d["kind"], d["metadata"]["name"]): d for d in render({}, is_install=False)}
+    for key in sorted(set(old) & set(new)):
+        before, after = old[key].get("spec", {}), new[key].get("spec", {})
+        kind, _ = key
+        if kind in ("Deployment", "StatefulSet"):
+            assert before["selector"] == after["selector"], key
+        if kind == "StatefulSet":
+            assert before.get("serviceName") == after.get("serviceName"), key
+            claims = [(c["metadata"]["name"], c["spec"]) for c in before["volumeClaimTemplates"]]
+            assert claims == [
+                (c["metadata"]["name"], c["spec"]) for c in after["volumeClaimTemplates"]
+            ], key
+        if kind == "Service":
+            assert before.get("clusterIP") == after.get("clusterIP"), key
+            assert before.get("type") == after.get("type"), key
+    generated = {name for kind, name in old if kind == "Secret"}
+    assert generated and generated <= {name for kind, name in new if kind == "Secret"}
+    # What the old chart had and this one dropped: the migrations hook Job, and the budget over
+    # the single inference pod (it blocked drains).
+    dropped = set(old) - set(new)
+    assert dropped == {
+        ("Job", "lab-marrowscope-migrations-1"),
+        ("PodDisruptionBudget", "lab-marrowscope-inference"),
+    }

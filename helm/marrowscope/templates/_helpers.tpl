@@ -313,9 +313,6 @@ metadata:
     {{- include "marrowscope.labels" . | nindent 4 }}
 spec:
   type: {{ .serviceType | default "ClusterIP" }}
-  {{- if .headless }}
-  clusterIP: None
-  {{- end }}
   selector:
     {{- include "marrowscope.selectorLabels" . | nindent 4 }}
   ports:
@@ -330,6 +327,26 @@ spec:
       port: {{ .port }}
       targetPort: {{ .name }}
     {{- end }}
+{{- if .headless }}
+---
+# Every pod's address, for callers that balance over them (round robin in their channel). A
+# Service of its own: an existing Service's clusterIP cannot change in an upgrade.
+apiVersion: v1
+kind: Service
+metadata:
+  name: {{ include "marrowscope.componentName" . }}-pods
+  labels:
+    {{- include "marrowscope.labels" . | nindent 4 }}
+spec:
+  clusterIP: None
+  selector:
+    {{- include "marrowscope.selectorLabels" . | nindent 4 }}
+  ports:
+    - name: grpc
+      port: {{ .port }}
+      targetPort: grpc
+      appProtocol: grpc
+{{- end }}
 {{- end -}}
 
 
