@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import base64
 import json
+import re
 from pathlib import Path
 from typing import Any
 
@@ -58,6 +59,13 @@ VALUE_SETS: dict[str, dict[str, Any]] = {
         "auth": {"existingSecret": "lab-auth"},
         "tls": {"existingSecretPrefix": "lab-mtls-"},
     },
+    "monitoring-on": {
+        "metrics": {
+            "podMonitor": {"enabled": True, "labels": {"release": "prometheus"}},
+            "prometheusRule": {"enabled": True},
+            "grafanaDashboard": {"enabled": True},
+        }
+    },
     "inference-3-replicas-metrics-restricted": {
         "inference": {"replicas": 3, "autoscaling": {"enabled": False}},
         "metrics": {"allowFrom": [{"namespaceSelector": {"matchLabels": {"name": "monitoring"}}}]},
@@ -100,10 +108,15 @@ def component(doc: dict[str, Any]) -> str:
 
 
 def pod_specs(docs: list[dict[str, Any]]) -> list[tuple[str, dict[str, Any]]]:
-    return [
+    found = [
         (f"{d['kind']}/{d['metadata']['name']}", d["spec"]["template"]["spec"])
         for d in docs
         if d["kind"] in ("Deployment", "StatefulSet", "Job")
+    ]
+    return found + [
+        (f"CronJob/{d['metadata']['name']}", d["spec"]["jobTemplate"]["spec"]["template"]["spec"])
+        for d in docs
+        if d["kind"] == "CronJob"
     ]
 
 
@@ -118,6 +131,8 @@ def test_manifests_validate_against_kubernetes_schemas(rendered) -> None:  # typ
     name, docs = rendered
     assert docs
     for doc in docs:
+        if doc["apiVersion"].startswith("monitoring.coreos.com/"):
+            continue  # the Prometheus Operator's CRDs: no schema here (checked below)
         kubernetes_validate.validate(doc, KUBE_VERSION, strict=True)
 
 
@@ -362,7 +377,7 @@ def test_inference_is_reached_through_a_headless_service(rendered) -> None:  # t
         assert not headless
         return
     assert headless == {"lab-marrowscope-inference-pods"}
-    [config] = of_kind(docs, "ConfigMap")
+    [config] = [c for c in of_kind(docs, "ConfigMap") if c["metadata"]["name"].endswith("-config")]
     assert config["data"]["INFERENCE_ADDR"] == "lab-marrowscope-inference-pods:50052"
 
 
@@ -491,3 +506,51 @@ def test_an_upgrade_from_the_previous_chart_changes_no_immutable_field(tmp_path:
         ("Job", "lab-marrowscope-migrations-1"),
         ("PodDisruptionBudget", "lab-marrowscope-inference"),
     }
+
+
+def test_monitoring_for_the_prometheus_operator_and_grafana(rendered) -> None:  # type: ignore[no-untyped-def]
+    name, docs = rendered
+    monitors, rules = of_kind(docs, "PodMonitor"), of_kind(docs, "PrometheusRule")
+    dashboards = [
+        c for c in of_kind(docs, "ConfigMap") if c["metadata"]["name"].endswith("dashboard")
+    ]
+    if name != "monitoring-on":
+        assert not monitors and not rules and not dashboards
+        return
+    [monitor] = monitors
+    assert monitor["metadata"]["labels"]["release"] == "prometheus"
+    assert {e["port"] for e in monitor["spec"]["podMetricsEndpoints"]} == {"metrics", "http"}
+    [rule] = rules
+    alerts = {r["alert"]: r for r in rule["spec"]["groups"][0]["rules"]}
+    assert {
+        "MarrowscopeAnalysisJobStuck",
+        "MarrowscopeInferenceSlow",
+        "MarrowscopePeerUnavailable",
+        "MarrowscopeAuditChainBroken",
+    } <= set(alerts)
+    # The rules use metrics the services export (names checked against core.metrics).
+    from marrowscope.core import metrics
+
+    exported = {
+        "marrowscope_analysis_job_oldest_seconds",
+        "marrowscope_round_oldest_seconds",
+        metrics.GRPC_SERVER_SECONDS._name,
+        metrics.GRPC_CLIENT_CALLS._name,
+    }
+    for alert in alerts.values():
+        used = set(re.findall(r"(marrowscope_[a-z_]+?)(?:_bucket|_total)?\{", alert["expr"]))
+        assert used <= {m.removesuffix("_total") for m in exported}, (alert["alert"], used)
+    [dashboard] = dashboards
+    assert dashboard["metadata"]["labels"]["grafana_dashboard"] == "1"
+    panels = json.loads(dashboard["data"]["marrowscope.json"])["panels"]
+    assert len(panels) >= 5
+
+
+def test_the_audit_chain_is_verified_on_a_schedule(rendered) -> None:  # type: ignore[no-untyped-def]
+    name, docs = rendered
+    [cron] = of_kind(docs, "CronJob")
+    container = cron["spec"]["jobTemplate"]["spec"]["template"]["spec"]["containers"][0]
+    assert container["command"][-2:] == ["audit", "verify"]
+    assert (
+        container["env"][0]["name"] == "MARROWSCOPE_DB_DSN" and "valueFrom" in container["env"][0]
+    )
