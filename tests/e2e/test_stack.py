@@ -689,8 +689,11 @@ def test_every_service_exposes_metrics_of_the_calls_made(running_stack: dict) ->
     segment = "/marrowscope.v1.SegmentationService/Segment"
     assert total(lis, "marrowscope_grpc_client_calls_total", method=segment, code="OK") > 0
     assert total(lis, "marrowscope_analysis_jobs", state="succeeded") > 0
+    assert total(lis, "marrowscope_objectstore_seconds_count", operation="put") > 0
     inference = samples("inference")
     assert total(inference, "marrowscope_inference_batch_size_count") > 0
+    for service in stack.SERVICES:  # every process's database pool
+        assert "marrowscope_db_pool" in families[service], service
     # No concrete path (ids) in any route label: templates only.
     routes = {s.labels.get("route", "") for s in lis if "route" in s.labels}
     assert not any(re.search(r"[0-9a-f]{8}-[0-9a-f]{4}", r) for r in routes), routes

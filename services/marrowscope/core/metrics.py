@@ -27,7 +27,7 @@ from prometheus_client import (
     generate_latest,
     start_http_server,
 )
-from prometheus_client.core import GaugeMetricFamily, Metric
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 from starlette.requests import Request
 from starlette.responses import Response
@@ -64,6 +64,12 @@ HTTP_SECONDS = Histogram(
     "marrowscope_http_request_seconds",
     "HTTP request duration",
     ["route", "method"],
+    buckets=LATENCY_BUCKETS,
+)
+OBJECTSTORE_SECONDS = Histogram(
+    "marrowscope_objectstore_seconds",
+    "S3 calls by operation, waiting for the store's thread pool included",
+    ["operation"],
     buckets=LATENCY_BUCKETS,
 )
 INFERENCE_BATCH_SIZE = Histogram(
@@ -148,3 +154,26 @@ class QueryGauge(Collector):
         for row in rows:
             family.add_metric([str(row[label]) for label in self.labels], float(row["value"]))
         return [family]
+
+
+class PoolStats(Collector):
+    """The database pool's state when Prometheus scrapes: its size, idle connections and
+    waiting requests (gauges), and requests, their wait and errors since the start."""
+
+    def __init__(self, pool: DictPool) -> None:
+        self.pool = pool
+
+    def describe(self) -> Iterable[Metric]:
+        return self.collect()
+
+    def collect(self) -> Iterable[Metric]:
+        stats = self.pool.get_stats()
+        now = GaugeMetricFamily("marrowscope_db_pool", "the database pool now", labels=["figure"])
+        for figure in ("pool_size", "pool_available", "requests_waiting"):
+            now.add_metric([figure], float(stats.get(figure, 0)))
+        total = CounterMetricFamily(
+            "marrowscope_db_pool_events", "the database pool since the start", labels=["event"]
+        )
+        for event in ("requests_num", "requests_wait_ms", "requests_errors", "connections_errors"):
+            total.add_metric([event], float(stats.get(event, 0)))
+        return [now, total]

@@ -28,6 +28,7 @@ from datetime import timedelta
 from pathlib import Path
 from typing import ParamSpec, Protocol, TypeVar
 
+from . import metrics
 from .errors import IntegrityError, InvalidArgument, NotFound, ObjectTooLarge, Unavailable
 from .settings import ObjectStoreSettings
 
@@ -243,10 +244,11 @@ class S3ObjectStore:
         (``key`` names the object). Already on the pool (``in_store_thread``): run here, since
         waiting there for another of its threads could deadlock a full pool."""
         call = functools.partial(self._mapped, what, key, fn, *args, **kwargs)
-        if getattr(self._worker, "active", False):
-            return call()
-        context = contextvars.copy_context()  # keeps the request id for log lines
-        return self.executor.submit(context.run, call).result()
+        with metrics.OBJECTSTORE_SECONDS.labels(what).time():
+            if getattr(self._worker, "active", False):
+                return call()
+            context = contextvars.copy_context()  # keeps the request id for log lines
+            return self.executor.submit(context.run, call).result()
 
     def _mapped(
         self, what: str, key: str, fn: Callable[P, T], *args: P.args, **kwargs: P.kwargs

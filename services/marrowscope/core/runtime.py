@@ -10,6 +10,7 @@ from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
 
 import grpc
+from prometheus_client import REGISTRY
 from pydantic_settings import BaseSettings
 
 from . import metrics
@@ -99,6 +100,9 @@ def serve(
             await on_stop()
         if resources is not None:
             await asyncio.to_thread(resources.close)
+
+    if resources is not None:  # once per process: the pool its requests share
+        REGISTRY.register(metrics.PoolStats(resources.pool))
 
     async def main() -> None:
         service = GrpcService(settings, service_names, register)

@@ -3,10 +3,12 @@
 import sys
 
 import uvicorn
+from prometheus_client import REGISTRY
 from pydantic import ValidationError
 
 from marrowscope.core.clients import ServiceClients
 from marrowscope.core.db import open_pool
+from marrowscope.core.metrics import PoolStats
 from marrowscope.core.objectstore import open_store
 from marrowscope.core.runtime import prepare_process
 from marrowscope.core.settings import DatabaseSettings, ObjectStoreSettings, PeerSettings
@@ -27,6 +29,7 @@ def main() -> None:
     except ValueError as exc:  # TLS to the peers half set or missing
         sys.exit(f"the LIS API does not start: {exc}")
     pool = open_pool(DatabaseSettings(), name="lis_api")
+    REGISTRY.register(PoolStats(pool))
     store = open_store(ObjectStoreSettings())
     app = create_app(settings, store, clients, pool)
     try:
