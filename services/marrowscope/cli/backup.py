@@ -28,8 +28,7 @@ from tqdm import tqdm
 
 from marrowscope.core.audit import verify_audit_chain
 from marrowscope.core.db import DictConnection
-from marrowscope.core.objectstore import ObjectStore, open_store
-from marrowscope.core.settings import ObjectStoreSettings
+from marrowscope.core.objectstore import ObjectStore
 
 from . import stack
 from .audit import resolve_dsn
@@ -186,19 +185,6 @@ def add_parser(subparsers: Any) -> None:
     r.set_defaults(func=cmd_restore)
 
 
-def _store_of(home: Path) -> ObjectStore:
-    """The local stack's object store when one was started from ``home``, else the one the
-    MARROWSCOPE_STORE_* settings name."""
-    state = stack.read_state(stack.StackPaths(home)) or {}
-    env = state.get("env", {})
-    given = {
-        k.removeprefix("MARROWSCOPE_STORE_").lower(): v
-        for k, v in env.items()
-        if k.startswith("MARROWSCOPE_STORE_")
-    }
-    return open_store(ObjectStoreSettings(**given))
-
-
 def _print(summary: Summary, verb: str) -> None:
     chain = "intact" if summary.chain["intact"] else f"BROKEN at {summary.chain['breaks']}"
     rows = ", ".join(f"{t} {n}" for t, n in summary.counts.items())
@@ -215,7 +201,11 @@ def _run(
     """Run ``work`` on the chosen database and store; exit 2 on an error, 1 on a broken
     audit chain."""
     try:
-        summary = work(resolve_dsn(args.dsn, args.home), _store_of(args.home), folder)
+        summary = work(
+            resolve_dsn(args.dsn, args.home),
+            stack.stack_store(stack.read_state(stack.StackPaths(args.home)) or {}),
+            folder,
+        )
     except (BackupError, stack.StackError) as exc:
         print(f"error: {exc}")
         return 2

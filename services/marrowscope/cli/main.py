@@ -31,10 +31,9 @@ import grpc
 
 from marrowscope.core.clients import ServiceClients
 from marrowscope.core.errors import MarrowscopeError
-from marrowscope.core.objectstore import ObjectStore, open_store
 from marrowscope.core.pixel_size import check_um_per_px
 from marrowscope.core.pki import ensure_local_pki
-from marrowscope.core.settings import ObjectStoreSettings, PeerSettings
+from marrowscope.core.settings import PeerSettings
 from marrowscope.v1 import training_pb2
 
 from . import audit, backup, models, stack
@@ -45,19 +44,6 @@ T = TypeVar("T")
 
 def _peers(state: dict) -> PeerSettings:
     return stack.peer_settings(state, "admin")
-
-
-def _store(state: dict) -> ObjectStore:
-    env = state["env"]
-    return open_store(
-        ObjectStoreSettings(
-            **{
-                k.removeprefix("MARROWSCOPE_STORE_").lower(): v
-                for k, v in env.items()
-                if k.startswith("MARROWSCOPE_STORE_")
-            }
-        )
-    )
 
 
 async def _with_clients(state: dict, work: Callable[[ServiceClients], Awaitable[T]]) -> T:
@@ -98,7 +84,9 @@ def cmd_up(args: argparse.Namespace) -> int:
     if not args.skip_model:
         try:
             name = asyncio.run(
-                _with_clients(state, lambda c: ensure_model(c, _store(state), quiet=args.quiet))
+                _with_clients(
+                    state, lambda c: ensure_model(c, stack.stack_store(state), quiet=args.quiet)
+                )
             )
         except BaseException:
             stack.down(paths)
@@ -155,7 +143,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
         secrets = stack.load_secrets(paths)
 
         async def work(clients: ServiceClients) -> Any:
-            store = _store(state)
+            store = stack.stack_store(state)
             name = await ensure_model(clients, store)
             print(_production_line(name))
             ui_url = (
@@ -195,7 +183,9 @@ def _running_state(home: Path) -> dict:
 
 def cmd_models(args: argparse.Namespace) -> int:
     state = _running_state(args.home)
-    return asyncio.run(_with_clients(state, lambda c: models.run(c, _store(state), args)))
+    return asyncio.run(
+        _with_clients(state, lambda c: models.run(c, stack.stack_store(state), args))
+    )
 
 
 def cmd_train(args: argparse.Namespace) -> int:
@@ -218,7 +208,9 @@ def cmd_train(args: argparse.Namespace) -> int:
         precise_bn_images=args.precise_bn_images,
         center_crop=args.center_crop,
     )
-    job = asyncio.run(_with_clients(state, lambda c: train_folder(c, _store(state), options)))
+    job = asyncio.run(
+        _with_clients(state, lambda c: train_folder(c, stack.stack_store(state), options))
+    )
     if job.state != training_pb2.TRAINING_JOB_STATE_SUCCEEDED:
         print(f"training failed: {job.error or training_pb2.TrainingJobState.Name(job.state)}")
         return 1
@@ -251,7 +243,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
                 state,
                 lambda c: evaluate_folder(
                     c,
-                    _store(state),
+                    stack.stack_store(state),
                     args.data,
                     args.mapping,
                     args.model,
@@ -307,7 +299,10 @@ def cmd_experiment(args: argparse.Namespace) -> int:
         secrets = stack.load_secrets(paths)
         results = asyncio.run(
             _with_clients(
-                state, lambda c: run_experiment(c, _store(state), secrets["admin_token"], options)
+                state,
+                lambda c: run_experiment(
+                    c, stack.stack_store(state), secrets["admin_token"], options
+                ),
             )
         )
     finally:

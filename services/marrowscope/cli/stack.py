@@ -29,6 +29,7 @@ from pydantic_settings import BaseSettings
 
 from marrowscope.core.db import apply_migrations, create_database
 from marrowscope.core.logs import LogSettings
+from marrowscope.core.objectstore import ObjectStore, open_store
 from marrowscope.core.pki import LocalPki, TlsMaterial, ensure_local_pki
 from marrowscope.core.rpc import check_health
 from marrowscope.core.settings import (
@@ -100,6 +101,17 @@ class StackPaths:
 def identity_of(service: str) -> str:
     """The certificate name a service presents (``lis_api`` -> ``lis-api``)."""
     return service.replace("_", "-")
+
+
+def stack_store(state: dict) -> ObjectStore:
+    """The object store the stack's services use (their MARROWSCOPE_STORE_* settings); with
+    no stack state, the one this process's own settings name."""
+    given = {
+        k.removeprefix("MARROWSCOPE_STORE_").lower(): v
+        for k, v in state.get("env", {}).items()
+        if k.startswith("MARROWSCOPE_STORE_")
+    }
+    return open_store(ObjectStoreSettings(**given))
 
 
 def peer_settings(state: dict, identity: str = "admin") -> PeerSettings:

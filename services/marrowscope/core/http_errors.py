@@ -29,13 +29,14 @@ def add_error_handlers(app: FastAPI, log: logging.Logger) -> None:
 
     @app.exception_handler(Exception)
     async def internal(request: Request, exc: Exception) -> JSONResponse:
-        log.error(
-            "unhandled %s on %s %s",
-            type(exc).__name__,
-            request.method,
-            request.url.path,
-            exc_info=exc,
-        )
+        log_unhandled(log, request, exc)
         return JSONResponse(
             {"detail": "internal error", "request_id": request_id_var.get()}, status_code=500
         )
+
+
+def log_unhandled(log: logging.Logger, request: Request, exc: Exception) -> None:
+    """An error no handler answered, with its traceback (the client gets only a request id)."""
+    log.error(
+        "unhandled %s on %s %s", type(exc).__name__, request.method, request.url.path, exc_info=exc
+    )

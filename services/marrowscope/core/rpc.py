@@ -311,26 +311,39 @@ class CallDefaults(
             current = request_id_var.get()
             metadata.add(REQUEST_ID_HEADER, current if current != "-" else new_request_id())
         timeout = details.timeout
-        method = details.method.decode() if isinstance(details.method, bytes) else details.method
-        if timeout is None and method.rsplit("/", 1)[-1] not in self.long_methods:
+        if timeout is None and _method(details).rsplit("/", 1)[-1] not in self.long_methods:
             timeout = self.deadline_s
         return grpc.aio.ClientCallDetails(
             details.method, timeout, metadata, details.credentials, details.wait_for_ready
         )
 
     async def _call(self, continuation: Callable[..., Any], details: Any, request: Any) -> Any:
+        """A streaming call: counted by a task when it ends, whatever the caller does with it."""
         details = self._details(details)
         call = await continuation(details, request)
-        method = details.method.decode() if isinstance(details.method, bytes) else details.method
-        # Counted when the call ends, whatever the caller does with it.
-        self._watchers.add(task := asyncio.ensure_future(_count_client(call, method)))
+        self._watchers.add(task := asyncio.ensure_future(_count_client(call, _method(details))))
         task.add_done_callback(self._watchers.discard)
         return call
 
     async def intercept_unary_unary(
         self, continuation: Callable[..., Any], client_call_details: Any, request: Any
     ) -> Any:
-        return await self._call(continuation, client_call_details, request)
+        # Most calls: counted inline, no task. Awaiting a finished call again (the caller
+        # does) gives the same reply or error.
+        details = self._details(client_call_details)
+        started = time.perf_counter()
+        call = await continuation(details, request)
+        try:
+            await call
+            code = grpc.StatusCode.OK
+        except grpc.aio.AioRpcError as exc:
+            code = exc.code()
+        except asyncio.CancelledError:
+            code = grpc.StatusCode.CANCELLED
+            _record_client(_method(details), code, started)
+            raise
+        _record_client(_method(details), code, started)
+        return call
 
     async def intercept_unary_stream(
         self, continuation: Callable[..., Any], client_call_details: Any, request: Any
@@ -348,15 +361,23 @@ class CallDefaults(
         return await self._call(continuation, client_call_details, request_iterator)
 
 
+def _method(details: Any) -> str:
+    return details.method.decode() if isinstance(details.method, bytes) else str(details.method)
+
+
+def _record_client(method: str, code: Any, started: float) -> None:
+    name = code.name if isinstance(code, grpc.StatusCode) else "UNKNOWN"
+    metrics.GRPC_CLIENT_CALLS.labels(method, name).inc()
+    metrics.GRPC_CLIENT_SECONDS.labels(method).observe(time.perf_counter() - started)
+
+
 async def _count_client(call: Any, method: str) -> None:
     started = time.perf_counter()
     try:
         code = await call.code()
     except asyncio.CancelledError:
         code = grpc.StatusCode.CANCELLED
-    name = code.name if isinstance(code, grpc.StatusCode) else "UNKNOWN"
-    metrics.GRPC_CLIENT_CALLS.labels(method, name).inc()
-    metrics.GRPC_CLIENT_SECONDS.labels(method).observe(time.perf_counter() - started)
+    _record_client(method, code, started)
 
 
 def open_channel(

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 
 import grpc
 from prometheus_client import REGISTRY
+from prometheus_client.registry import Collector
 from pydantic_settings import BaseSettings
 
 from . import metrics
@@ -50,9 +51,7 @@ class Resources:
 
     def close(self) -> None:
         self.pool.close()
-        close_store = getattr(self.store, "close", None)  # the S3 store's threads and sockets
-        if close_store is not None:
-            close_store()
+        self.store.close()  # the S3 store's threads and sockets
 
 
 def prepare_process(service: str, *settings_classes: type[BaseSettings]) -> None:
@@ -92,8 +91,10 @@ def serve(
     on_stop: Callable[[], Awaitable[None]] | None = None,
     on_start: Callable[[], Awaitable[None]] | None = None,
     resources: Resources | None = None,
+    collectors: Iterable[Collector] = (),
 ) -> None:
-    """Run a gRPC service until SIGTERM/SIGINT, then ``on_stop`` and close ``resources``."""
+    """Run a gRPC service until SIGTERM/SIGINT, then ``on_stop`` and close ``resources``.
+    ``collectors``: the service's own metrics (read when Prometheus scrapes)."""
 
     async def stop() -> None:
         if on_stop is not None:
@@ -103,6 +104,8 @@ def serve(
 
     if resources is not None:  # once per process: the pool its requests share
         REGISTRY.register(metrics.PoolStats(resources.pool))
+    for collector in collectors:
+        REGISTRY.register(collector)
 
     async def main() -> None:
         service = GrpcService(settings, service_names, register)

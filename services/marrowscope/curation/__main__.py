@@ -9,7 +9,6 @@ import contextlib
 from collections.abc import Iterator
 
 import uvicorn
-from prometheus_client import REGISTRY
 
 from marrowscope.core.clients import ServiceClients
 from marrowscope.core.runtime import (
@@ -38,8 +37,6 @@ def main() -> None:
     prepare_process("curation", CurationSettings)
     settings = CurationSettings()
     resources = open_resources()
-    for gauge in metric_gauges(resources.pool):  # read when Prometheus scrapes
-        REGISTRY.register(gauge)
     service = CurationService(resources.pool, settings.default_lease_seconds, settings.max_claim)
     if settings.admin_token.get_secret_value():
         service.ensure_user("admin", "admin", settings.admin_token.get_secret_value())
@@ -78,6 +75,7 @@ def main() -> None:
         on_start=start_http,
         on_stop=stop_http,
         resources=resources,
+        collectors=metric_gauges(resources.pool),
     )
 
 

@@ -42,9 +42,7 @@ def main() -> None:
         )
     finally:
         pool.close()
-        close_store = getattr(store, "close", None)  # the S3 store's threads and sockets
-        if close_store is not None:
-            close_store()
+        store.close()  # the S3 store's threads and sockets
 
 
 if __name__ == "__main__":

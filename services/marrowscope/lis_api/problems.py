@@ -21,6 +21,7 @@ from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException
 
 from marrowscope.core.errors import MarrowscopeError, Unavailable
+from marrowscope.core.http_errors import log_unhandled
 from marrowscope.core.logs import request_id_var
 
 from .pipeline import PeerRejected, PeerUnavailable
@@ -99,13 +100,7 @@ def add_problem_handlers(app: FastAPI, log: logging.Logger) -> None:
 
     @app.exception_handler(Exception)
     async def internal(request: Request, exc: Exception) -> JSONResponse:
-        log.error(
-            "unhandled %s on %s %s",
-            type(exc).__name__,
-            request.method,
-            request.url.path,
-            exc_info=exc,
-        )
+        log_unhandled(log, request, exc)
         # The server closes the connection after an unhandled error: say so, so that no
         # client sends its next request on it.
         return problem(

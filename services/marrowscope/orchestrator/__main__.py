@@ -2,8 +2,6 @@
 
 import asyncio
 
-from prometheus_client import REGISTRY
-
 from marrowscope.core.clients import ServiceClients
 from marrowscope.core.runtime import (
     open_resources,
@@ -23,8 +21,6 @@ def main() -> None:
     prepare_process("orchestrator", OrchestratorSettings)
     settings = OrchestratorSettings()
     resources = open_resources()
-    for gauge in metric_gauges(resources.pool):  # read when Prometheus scrapes
-        REGISTRY.register(gauge)
     campaigns = CampaignRepository(resources.pool)
     clients = ServiceClients(resources.peers)
     runner = CampaignRunner(
@@ -56,6 +52,7 @@ def main() -> None:
         ),
         on_stop=close,
         resources=resources,
+        collectors=metric_gauges(resources.pool),
         on_start=resume,
     )
 

@@ -2,8 +2,6 @@
 
 import logging
 
-from prometheus_client import REGISTRY
-
 from marrowscope.core.runtime import (
     open_resources,
     prepare_process,
@@ -24,8 +22,6 @@ def main() -> None:
     prepare_process("training", TrainingSettings, KubeJobSettings)
     settings = TrainingSettings()
     resources = open_resources()
-    for gauge in metric_gauges(resources.pool):  # read when Prometheus scrapes
-        REGISTRY.register(gauge)
     launcher: JobLauncher
     if settings.runner == "kubernetes":
         from .kube import KubernetesJobLauncher  # the kubernetes client only where it is used
@@ -57,6 +53,7 @@ def main() -> None:
         lambda server: training_pb2_grpc.add_TrainingServiceServicer_to_server(servicer, server),
         on_stop=close,
         resources=resources,
+        collectors=metric_gauges(resources.pool),
     )
 
 
